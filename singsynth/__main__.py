@@ -1,0 +1,4 @@
+from singsynth.cli import main
+
+if __name__ == "__main__":
+    main()
