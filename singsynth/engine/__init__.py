@@ -1,0 +1,1 @@
+"""The note engine: a pull-based synth core (no device, file or model I/O in the audio path)."""
