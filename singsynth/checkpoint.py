@@ -1,0 +1,166 @@
+"""Checkpoints: safetensors weights + JSON metadata that describes how to rebuild the model.
+
+Loading never unpickles: a file is accepted only if it parses as safetensors with our
+metadata header, its format version is known and every tensor has the shape the
+described model expects. Anything else raises `CheckpointError` naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from singsynth.errors import CheckpointError
+from singsynth.model import SING, SINGConfig
+
+FORMAT = "singsynth"
+FORMAT_VERSION = 1
+MODELS_DIR = Path(os.environ.get("SINGSYNTH_MODELS", Path(__file__).resolve().parents[1] / "models"))
+DEFAULT_MODEL = "default"
+# A pickle starts with the PROTO opcode; torch.save writes a zip archive of pickles.
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+
+
+def atomic_save_tensors(path, tensors: dict, metadata: dict) -> None:
+    """Write safetensors to a temporary file beside `path`, then rename over it.
+
+    A kill at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+                  metadata={k: str(v) for k, v in metadata.items()})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_tensors(path) -> tuple[dict, dict]:
+    """Tensors and string metadata of a safetensors file, refusing anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; pass an existing .safetensors "
+                              "file, or train one with `singsynth train`")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if any(head.startswith(m) for m in _PICKLE_MAGIC):
+        raise CheckpointError(f"{path}: is a Python pickle / torch.save file; singsynth never "
+                              "unpickles files (they can run code); convert the weights to a "
+                              "singsynth .safetensors checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: "
+                              f"{exc}); re-export or re-train the checkpoint") from None
+    return tensors, metadata
+
+
+def model_metadata(model: SING, provenance: dict | None = None) -> dict:
+    """The JSON header that lets `load_checkpoint` rebuild `model`."""
+    return {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(model.config.to_dict()),
+        "instruments": json.dumps(model.instruments),
+        "velocities": json.dumps(list(model.velocities)),
+        "pitch_range": json.dumps([0, model.sequence.pitch.num_embeddings - 1]),
+        "sample_rate": str(model.config.sample_rate),
+        "provenance": json.dumps(provenance or {}),
+    }
+
+
+def save_model(path, model: SING, provenance: dict | None = None) -> None:
+    """Save `model`'s weights and description atomically to a .safetensors file."""
+    atomic_save_tensors(path, model.state_dict(), model_metadata(model, provenance))
+
+
+def _meta_json(path, metadata: dict, key: str):
+    if key not in metadata:
+        raise CheckpointError(f"{path}: metadata has no {key!r}; not a singsynth checkpoint")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: metadata {key!r} is not valid JSON") from None
+
+
+def load_checkpoint(path, device=None) -> tuple[SING, dict]:
+    """Rebuild the model a checkpoint describes and load its weights.
+
+    Returns:
+        (model in eval mode on `device`, metadata with JSON fields decoded).
+    """
+    tensors, metadata = read_tensors(path)
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: safetensors file without singsynth metadata; "
+                              "not a singsynth checkpoint")
+    version = metadata.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path}: checkpoint format version {version!r} is not supported "
+                              f"(this singsynth reads version {FORMAT_VERSION}); upgrade singsynth")
+    info = {k: _meta_json(path, metadata, k)
+            for k in ("config", "instruments", "velocities", "pitch_range", "provenance")}
+    try:
+        config = SINGConfig.from_dict(info["config"])
+        model = SING(config, info["instruments"], info["velocities"],
+                     n_pitches=info["pitch_range"][1] + 1,
+                     with_encoder=any(k.startswith("encoder.") for k in tensors))
+    except Exception as exc:  # a config that cannot build a model is a bad checkpoint
+        raise CheckpointError(f"{path}: cannot rebuild the model it describes: {exc}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: tensors do not match the described model "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, "
+                                  f"the described model needs {tuple(expected[name].shape)}")
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected float")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, info
+
+
+def resolve(name_or_path=None) -> Path:
+    """A model name ('default', 'small-gm') in `models/`, or a path to a checkpoint file."""
+    name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    candidate = Path(name)
+    if candidate.suffix or os.sep in name or candidate.exists():
+        return candidate
+    return MODELS_DIR / f"{name}.safetensors"
+
+
+def load_model(name_or_path=None, device=None) -> SING:
+    """The model for a name or path (None: `models/default.safetensors`); CheckpointError if bad."""
+    path = resolve(name_or_path)
+    model, info = load_checkpoint(path, device)
+    model.checkpoint_path = str(path)
+    model.provenance = info["provenance"]
+    return model
+
+
+def file_hash(path, length: int = 16) -> str:
+    """Hex SHA-256 prefix of a file's bytes: identifies the exact weights for caches."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]

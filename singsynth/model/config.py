@@ -1,0 +1,132 @@
+"""Model sizes and SING's length arithmetic.
+
+Lengths in samples are at the model rate (16 kHz). A "step" is one LSTM step; the
+decoder's first conv (kernel 9, no padding) turns `steps` steps into `steps - 8` frames,
+and its transposed conv (kernel 1,024, stride 256, padding 768) overlap-adds one
+1,024-sample grain per frame. For SING's 265 steps that gives 257 frames and 65,024
+samples, trimmed by 512 at each end to the 64,000 samples of a 4-second note.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from singsynth.errors import ConfigError
+
+SAMPLE_RATE = 16_000
+NOTE_SAMPLES = 64_000
+VELOCITIES = (25, 50, 75, 100, 127)
+
+
+@dataclass(frozen=True)
+class SINGConfig:
+    """Architecture hyper-parameters (what a checkpoint stores to rebuild its model)."""
+
+    name: str = "paper"
+    lstm_hidden: int = 1024
+    lstm_layers: int = 3
+    latent: int = 128          # D, channels of the sequence s and the encoder output
+    channels: int = 4096       # hidden channels of decoder and encoder
+    instrument_dim: int = 16
+    pitch_dim: int = 8
+    velocity_dim: int = 2
+    time_dim: int = 4
+    kernel: int = 9            # decoder's first conv
+    window: int = 1024         # grain length of the (transposed) strided conv
+    stride: int = 256
+    sample_rate: int = SAMPLE_RATE
+    note_samples: int = NOTE_SAMPLES
+
+    @property
+    def steps(self) -> int:
+        """LSTM steps (and rows of the time embedding) for a whole note: 265."""
+        return samples_to_steps(self.note_samples, self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SINGConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+CONFIGS = {
+    # The paper's model: about 243 MiB of float32 generator weights.
+    "paper": SINGConfig(name="paper"),
+    # For CPU training and live play: trains in about 2 hours on 2 cores.
+    "small": SINGConfig(name="small", lstm_hidden=256, lstm_layers=3, latent=128, channels=256),
+    # For tests: a few hundred kilobytes.
+    "tiny": SINGConfig(name="tiny", lstm_hidden=32, lstm_layers=2, latent=16, channels=32),
+}
+
+
+def get_config(name: str) -> SINGConfig:
+    """The named config; a ConfigError lists the names when it is unknown."""
+    if name not in CONFIGS:
+        raise ConfigError(f"unknown model config {name!r}; choose one of {', '.join(CONFIGS)}")
+    return CONFIGS[name]
+
+
+# --- length arithmetic --------------------------------------------------------------
+# Steps [k, k + n) decode to note samples [k*stride, k*stride + (n - context)*stride),
+# where context = kernel - 1 + (window // stride) + 3 = 15 steps for SING: 8 for the
+# kernel-9 conv and 7 more for the grains that overlap the first and last samples.
+
+def context_steps(config: SINGConfig) -> int:
+    """Extra steps a decoded chunk needs beyond one per `stride` samples (15 for SING)."""
+    return (config.kernel - 1) + 2 * (config.window // config.stride) - 1
+
+
+def samples_to_steps(samples: int, config: SINGConfig) -> int:
+    """LSTM steps needed to decode `samples` samples (a multiple of the stride): 64,000 -> 265."""
+    if samples % config.stride:
+        raise ValueError(f"{samples} samples is not a multiple of the stride {config.stride}")
+    return samples // config.stride + context_steps(config)
+
+
+def steps_to_samples(steps: int, config: SINGConfig) -> int:
+    """Samples decoded from `steps` consecutive steps: 265 -> 64,000."""
+    return max(0, steps - context_steps(config)) * config.stride
+
+
+def steps_to_frames(steps: int, config: SINGConfig) -> int:
+    """Frames after the decoder's unpadded first conv: 265 -> 257."""
+    return steps - (config.kernel - 1)
+
+
+def frames_to_samples(frames: int, config: SINGConfig) -> int:
+    """Length of the transposed conv output (padding window - stride): 257 -> 65,024."""
+    pad = config.window - config.stride
+    return (frames - 1) * config.stride - 2 * pad + config.window
+
+
+def trim_samples(config: SINGConfig) -> int:
+    """Samples dropped at each end of the decoder output: 512."""
+    steps = samples_to_steps(config.note_samples, config)
+    return (frames_to_samples(steps_to_frames(steps, config), config) - config.note_samples) // 2
+
+
+def encoder_padding(config: SINGConfig) -> int:
+    """Zeros added on each side of a waveform so the encoder yields aligned steps: 2,304."""
+    # The encoder maps L + 2P samples to (L + 2P - window) / stride + 1 frames, which must
+    # equal the L / stride + context steps the decoder turns back into L samples.
+    return (context_steps(config) * config.stride - config.stride + config.window) // 2
+
+
+def first_chunk_steps(chunk: int, config: SINGConfig) -> int:
+    """LSTM steps that must run before the first `chunk` samples can be emitted: 14 for 256.
+
+    This is the decoder's receptive field: the first chunk needs the frames whose grains
+    overlap it (its end + trim + padding) plus the kernel-9 context.
+    """
+    frames = -(-(chunk + trim_samples(config) + config.window - config.stride) // config.stride)
+    return min(frames + config.kernel - 1, samples_to_steps(config.note_samples, config))
+
+
+def receptive_field(config: SINGConfig) -> int:
+    """Output samples influenced by one LSTM step: kernel * stride + window - stride."""
+    return (config.kernel - 1) * config.stride + config.window

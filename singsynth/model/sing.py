@@ -1,0 +1,121 @@
+"""The SING generator: (instrument, pitch, velocity) -> 4-second 16 kHz note.
+
+`generate` runs all 265 steps and decodes once; `stream` runs the LSTM a few steps at a
+time and overlap-adds only the grains a chunk needs, so the first 256 samples need only
+14 steps (the decoder's receptive field), not the whole sequence.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from singsynth.model.config import VELOCITIES, SINGConfig, trim_samples
+from singsynth.model.modules import Decoder, Encoder, SequenceGenerator
+
+
+class SING(nn.Module):
+    """Sequence generator + decoder (+ the encoder, kept for the autoencoder stage).
+
+    Attributes:
+        config: architecture, see `SINGConfig`.
+        instruments: names of the instrument vocabulary (index = embedding row).
+        velocities: MIDI velocities of the embedding rows, (25, 50, 75, 100, 127).
+    """
+
+    def __init__(self, config: SINGConfig, instruments: Sequence[str],
+                 velocities: Sequence[int] = VELOCITIES, n_pitches: int = 128,
+                 with_encoder: bool = True):
+        super().__init__()
+        if not instruments:
+            raise ValueError("a SING model needs at least one instrument")
+        self.config = config
+        self.instruments = list(instruments)
+        self.velocities = tuple(int(v) for v in velocities)
+        self.sequence = SequenceGenerator(config, len(self.instruments), n_pitches,
+                                          len(self.velocities))
+        self.decoder = Decoder(config)
+        self.encoder = Encoder(config) if with_encoder else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.conv1.weight.device
+
+    def _inputs(self, instrument, pitch, velocity):
+        dev = self.device
+        instrument = torch.as_tensor(instrument, device=dev)
+        pitch = torch.as_tensor(pitch, device=dev).long()
+        velocity = torch.as_tensor(velocity, device=dev)
+        if not instrument.is_floating_point():
+            instrument = instrument.long()
+        return self.sequence.condition(instrument, pitch, velocity)
+
+    def forward(self, instrument, pitch, velocity) -> torch.Tensor:
+        """Differentiable whole notes, (B, 64000) float32, not clamped (for training)."""
+        s, _ = self.sequence(self._inputs(instrument, pitch, velocity))
+        return self.decoder(s.transpose(1, 2))
+
+    @torch.no_grad()
+    def generate(self, instrument, pitch, velocity, dtype: torch.dtype | None = None
+                 ) -> torch.Tensor:
+        """Whole notes for a batch of inputs.
+
+        Args:
+            instrument: (B,) indices or (B, n_instruments) blend weights.
+            pitch: (B,) MIDI pitches.
+            velocity: (B,) velocity indices 0-4, or fractional indices (float).
+            dtype: compute dtype, e.g. torch.bfloat16 on CUDA; None for float32.
+        Returns:
+            (B, 64000) float32 waveforms at 16 kHz in [-1, 1].
+        """
+        dev = self.device
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            wave = self(instrument, pitch, velocity)
+        return wave.float().clamp(-1, 1)
+
+    @torch.no_grad()
+    def stream(self, instrument, pitch, velocity, chunk: int = 256) -> Iterator[torch.Tensor]:
+        """The same notes as `generate`, as consecutive (B, chunk) float32 chunks.
+
+        The last chunk is shorter when `chunk` does not divide 64,000. Concatenated, the
+        chunks equal `generate` to within float rounding.
+        """
+        cfg = self.config
+        cond = self._inputs(instrument, pitch, velocity)
+        batch, dev = cond.shape[0], cond.device
+        total_steps = cfg.steps
+        total_frames = total_steps - (cfg.kernel - 1)
+        weight = self.decoder.grain_weight()                      # (C, window)
+        bias = self.decoder.synth.bias
+        seq = torch.empty(batch, cfg.latent, total_steps, device=dev)
+        ola = torch.zeros(batch, (total_frames - 1) * cfg.stride + cfg.window, device=dev)
+        # Note sample 0 sits at this index of the un-padded transposed-conv output.
+        origin = (cfg.window - cfg.stride) + trim_samples(cfg)
+        steps = frames = emitted = 0
+        hidden = None
+        while emitted < cfg.note_samples:
+            end = min(emitted + chunk, cfg.note_samples)
+            # Every frame whose grain starts at or before the chunk's last sample.
+            need_frames = min(total_frames, (origin + end - 1) // cfg.stride + 1)
+            need_steps = need_frames + cfg.kernel - 1
+            if need_steps > steps:
+                s, hidden = self.sequence(cond, steps, need_steps - steps, hidden)
+                seq[:, :, steps:need_steps] = s.transpose(1, 2)
+                steps = need_steps
+            if need_frames > frames:
+                h = self.decoder.hidden(seq[:, :, frames:need_frames + cfg.kernel - 1])
+                grains = torch.einsum("bcf,cw->bfw", h, weight)
+                for i, f in enumerate(range(frames, need_frames)):
+                    ola[:, f * cfg.stride:f * cfg.stride + cfg.window] += grains[:, i]
+                frames = need_frames
+            out = ola[:, origin + emitted:origin + end] + bias
+            yield out.clamp(-1, 1)
+            emitted = end
+
+    def parameter_count(self, part: str = "generator") -> int:
+        """Parameters of the 'generator' (LSTM + decoder, what plays), 'encoder' or 'all'."""
+        parts = {"generator": [self.sequence, self.decoder],
+                 "encoder": [self.encoder] if self.encoder is not None else [],
+                 "all": [self]}[part]
+        return sum(p.numel() for m in parts for p in m.parameters())
