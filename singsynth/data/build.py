@@ -1,0 +1,121 @@
+"""`singsynth dataset build`: render a SoundFont into DIR in NSynth's layout.
+
+DIR/examples.json, DIR/audio/<note_str>.wav and DIR/split.json, as NSynth plus
+the pitch-completion split. Resumable: each finished instrument leaves
+DIR/.parts/<instrument_str>.json, and a re-run with the same settings skips it.
+"""
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from singsynth.data import soundfont as sfr
+from singsynth.data.split import make_split, write_split
+from singsynth.errors import DatasetError
+
+PARTS = ".parts"
+SETTINGS = "settings.json"
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _prepare_out(out: Path, settings: dict, force: bool) -> Path:
+    """Create out/ (and out/.parts); refuse to mix with other settings unless force."""
+    parts = out / PARTS
+    if force and out.exists():
+        shutil.rmtree(parts, ignore_errors=True)
+        shutil.rmtree(out / "audio", ignore_errors=True)
+        for name in ("examples.json", "split.json"):
+            (out / name).unlink(missing_ok=True)
+    old = parts / SETTINGS
+    if old.exists():
+        if json.loads(old.read_text()) != settings:
+            raise DatasetError(f"{out} was built with other settings ({old}); "
+                               f"pass -f to rebuild it or choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out} exists and is not a dataset being built; "
+                           f"pass -f to overwrite it or choose another --out")
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    parts.mkdir(exist_ok=True)
+    _write_json(old, settings)
+    return parts
+
+
+def merge(out) -> dict:
+    """Merge out/.parts/*.json into examples.json and write split.json; return the examples."""
+    out = Path(out)
+    examples, dropped = {}, {}
+    for part in sorted((out / PARTS).glob("*.json")):
+        if part.name == SETTINGS:
+            continue
+        data = json.loads(part.read_text())
+        examples.update(data["examples"])
+        dropped[part.stem] = data["dropped"]
+    for note_id, key in enumerate(sorted(examples)):
+        examples[key]["note"] = note_id
+    examples = {k: examples[k] for k in sorted(examples)}
+    _write_json(out / "examples.json", examples)
+    pitches = {}
+    for e in examples.values():
+        pitches.setdefault(e["instrument_str"], set()).add(e["pitch"])
+    write_split(out, make_split(pitches))
+    return examples
+
+
+def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.VELOCITIES,
+          drums=False, jobs=2, render_rate=44100, force=False, progress=True,
+          fluidsynth="fluidsynth") -> dict:
+    """Render instruments of `soundfont` into `out`; return a summary dict.
+
+    Args:
+        programs: GM program numbers (bank 0), or None for every bank-0 preset.
+        pitches: MIDI pitches; velocities: MIDI velocities 1-127.
+        jobs: FluidSynth runs in parallel (one per CPU core).
+        render_rate: FluidSynth's rate in Hz; notes are resampled to 16 kHz with soxr.
+    """
+    soundfont, out = Path(soundfont), Path(out)
+    pitches, velocities = [int(p) for p in pitches], [int(v) for v in velocities]
+    if not pitches or any(not 0 <= p <= 127 for p in pitches):
+        raise DatasetError(f"pitches must be MIDI numbers 0-127, got {pitches[:1]}..{pitches[-1:]}")
+    if not velocities or any(not 1 <= v <= 127 for v in velocities):
+        raise DatasetError(f"velocities must be 1-127, got {velocities}")
+    instruments = sfr.plan_instruments(soundfont, programs, drums)
+    settings = {"soundfont": soundfont.name, "soundfont_bytes": soundfont.stat().st_size,
+                "pitches": pitches, "velocities": velocities, "render_rate": render_rate,
+                "format": 1}
+    parts = _prepare_out(out, settings, force)
+    todo = [i for i in instruments if not (parts / f"{i.name}.json").exists()]
+    skipped = len(instruments) - len(todo)
+    if skipped and progress:
+        print(f"resuming: {skipped} of {len(instruments)} instruments already rendered")
+    per = len(pitches) * len(velocities)
+    bar = tqdm(total=len(todo) * per, unit="note", disable=not progress, smoothing=0.05)
+    dropped = {r: 0 for r in sfr.DROP_REASONS}
+    # Threads suffice: FluidSynth is a subprocess and soxr/soundfile/numpy release the GIL.
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(sfr.render_instrument, soundfont, inst, pitches, velocities,
+                               out, render_rate, fluidsynth): inst for inst in todo}
+        try:
+            for fut in as_completed(futures):
+                inst, result = futures[fut], fut.result()
+                _write_json(parts / f"{inst.name}.json",
+                            {"examples": result.examples, "dropped": result.dropped})
+                for r, n in result.dropped.items():
+                    dropped[r] += n
+                bar.update(per)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        finally:
+            bar.close()
+    examples = merge(out)
+    return {"instruments": len(instruments), "rendered": len(todo), "skipped": skipped,
+            "notes": len(examples), "dropped": dropped}

@@ -1,0 +1,253 @@
+"""Render a SoundFont into an NSynth-style dataset with the real FluidSynth CLI.
+
+One FluidSynth run per instrument: a MIDI file holds all its notes one after the
+other, each held 3 s, released, then cut with All Sound Off (CC 120) after its
+4-second window so that no release tail bleeds into the next note. FluidSynth
+renders dry (reverb and chorus off) to float WAV at `render_rate`; each note's
+onset is found exactly (the gaps between notes are digital silence), its window
+is resampled to 16 kHz with soxr, notes outside the instrument's range are
+dropped, and one gain per instrument brings it to a common loudness.
+"""
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+import numpy as np
+import soundfile as sf
+import soxr
+
+from singsynth.data import gm
+from singsynth.data.sf2 import read_presets
+from singsynth.errors import DatasetError
+
+SAMPLE_RATE = 16000
+NOTE_SAMPLES = 64000           # 4 s at 16 kHz, as NSynth
+VELOCITIES = (25, 50, 75, 100, 127)
+HOLD_MS = 3000                 # key held 3 s, then released for 1 s
+LEAD_MS = 100                  # silence before the first note
+KILL_MS = 4040                 # All Sound Off, after the window (onsets land a few ms late)
+PERIOD_MS = 4100               # note-on to note-on
+TARGET_RMS = 0.1               # -20 dBFS: median RMS of an instrument's loudest notes
+PEAK_MAX = 0.99                # ... unless that would push any of its samples above this
+SILENCE_DB = -60.0             # a note this far below the instrument's loudest is "out of range"
+ABS_FLOOR = 1e-5               # RMS under this (float full scale 1.0) is silence
+BAND_RATIO = 0.3               # lost >91% of its energy above 8 kHz: sample stretched past the band
+DROP_REASONS = ("silent", "above 8 kHz")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One preset to render. `instrument` is the NSynth-style integer id."""
+    name: str          # instrument_str, e.g. "yamaha_grand_piano_000"
+    preset: str        # the SoundFont's own preset name
+    bank: int
+    program: int
+    drums: bool = False
+
+    @property
+    def instrument(self) -> int:
+        return 128 + self.program if self.drums else self.program
+
+
+@dataclass
+class Rendered:
+    """Result of one instrument: NSynth examples and dropped notes by reason."""
+    examples: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)
+
+
+def sanitise(name: str) -> str:
+    """Preset name -> lowercase [a-z0-9_] (no '-', which separates note_str fields)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "preset"
+
+
+def plan_instruments(soundfont, programs=None, drums=False) -> list[Instrument]:
+    """The instruments to render: bank-0 programs (None = all present) and, with
+    drums, the drum kits of bank 128 (all kits when programs is None, else kit 0)."""
+    presets = read_presets(soundfont)
+    melodic = {p.program: p for p in presets if p.bank == 0}
+    kits = {p.program: p for p in presets if p.bank == 128}
+    chosen = sorted(melodic) if programs is None else list(programs)
+    out = []
+    for prog in chosen:
+        if not 0 <= prog <= 127:
+            raise DatasetError(f"program {prog} is outside 0-127; pass GM program numbers")
+        if prog not in melodic:
+            raise DatasetError(f"{soundfont} has no bank-0 preset for program {prog}; "
+                               f"it has {sorted(melodic)}")
+        p = melodic[prog]
+        out.append(Instrument(f"{sanitise(p.name)}_{prog:03d}", p.name, 0, prog))
+    if drums:
+        if not kits:
+            raise DatasetError(f"{soundfont} has no drum kits (bank 128); drop --drums")
+        for prog in (sorted(kits) if programs is None else [min(kits)]):
+            p = kits[prog]
+            out.append(Instrument(f"drums_{sanitise(p.name)}_{prog:03d}", p.name, 128, prog, True))
+    return out
+
+
+def note_str(inst: Instrument, pitch: int, velocity: int) -> str:
+    return f"{inst.name}-{pitch:03d}-{velocity:03d}"
+
+
+def write_midi(path, inst: Instrument, notes) -> list[int]:
+    """Write a MIDI file playing `notes` [(pitch, velocity)] in turn; return onsets in ms.
+
+    Tempo is set so that one tick is one millisecond.
+    """
+    channel = 9 if inst.drums else 0
+    events = [(0, mido.Message("program_change", channel=channel, program=inst.program))]
+    onsets = []
+    for i, (pitch, velocity) in enumerate(notes):
+        t = LEAD_MS + i * PERIOD_MS
+        onsets.append(t)
+        events += [(t, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)),
+                   (t + HOLD_MS, mido.Message("note_off", channel=channel, note=pitch)),
+                   (t + KILL_MS, mido.Message("control_change", channel=channel, control=120))]
+    mid = mido.MidiFile(ticks_per_beat=1000)
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=1_000_000, time=0)])
+    last = 0
+    for t, msg in sorted(events, key=lambda e: e[0]):  # stable: order within a tick kept
+        track.append(msg.copy(time=t - last))
+        last = t
+    track.append(mido.MetaMessage("end_of_track", time=PERIOD_MS - KILL_MS))
+    mid.tracks.append(track)
+    mid.save(path)
+    return onsets
+
+
+def run_fluidsynth(soundfont, midi, wav, rate: int, fluidsynth="fluidsynth") -> None:
+    """Render midi -> float stereo WAV at `rate` Hz, dry (reverb, chorus off)."""
+    cmd = [fluidsynth, "-n", "-i", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(rate),
+           "-o", "synth.cpu-cores=1", "-O", "float", "-T", "wav", "-F", str(wav),
+           str(soundfont), str(midi)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise DatasetError("fluidsynth not found; install it (Debian: apt-get install fluidsynth)") from exc
+    if proc.returncode != 0 or not Path(wav).exists():
+        raise DatasetError(f"fluidsynth failed on {soundfont} ({proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+
+
+def read_mono(wav) -> np.ndarray:
+    """Float32 mono (mean of the channels) of a rendered WAV, read in blocks."""
+    with sf.SoundFile(str(wav)) as f:
+        out = np.empty(f.frames, np.float32)
+        pos = 0
+        for block in f.blocks(blocksize=1 << 20, dtype="float32", always_2d=True):
+            out[pos:pos + len(block)] = block.mean(axis=1)
+            pos += len(block)
+    return out
+
+
+def cut_notes(mono: np.ndarray, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut each note's 4-second window and resample it to 16 kHz.
+
+    Returns (audio float32 (n, 64000) at 16 kHz, raw RMS at `rate` (n,),
+    found (n,) bool: False where the note made no sound at all).
+    """
+    n = len(onsets_ms)
+    audio = np.zeros((n, NOTE_SAMPLES), np.float32)
+    raw_rms = np.zeros(n, np.float64)
+    found = np.zeros(n, bool)
+    span = NOTE_SAMPLES * rate // SAMPLE_RATE
+    tail = rate // 100  # 10 ms more, so the resampler's filter has real context at the end
+    search = rate // 20  # onsets land up to a few FluidSynth blocks after the nominal time
+    for i, ms in enumerate(onsets_ms):
+        start = ms * rate // 1000
+        nz = np.flatnonzero(mono[start:start + search])
+        if len(nz) == 0:
+            continue
+        begin = start + int(nz[0])
+        seg = mono[begin:begin + span + tail]
+        found[i] = True
+        raw_rms[i] = np.sqrt(np.mean(np.square(seg[:span], dtype=np.float64)))
+        if rate != SAMPLE_RATE:
+            seg = soxr.resample(seg, rate, SAMPLE_RATE, quality="HQ")
+        seg = seg[:NOTE_SAMPLES]
+        audio[i, :len(seg)] = seg
+    return audio, raw_rms, found
+
+
+def classify(audio: np.ndarray, raw_rms: np.ndarray, found: np.ndarray, resampled: bool) -> list:
+    """Per note: None to keep it, or the reason it is dropped (see DROP_REASONS)."""
+    rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=1))
+    floor = max(ABS_FLOOR, rms.max(initial=0.0) * 10 ** (SILENCE_DB / 20))
+    reasons = []
+    for i in range(len(audio)):
+        if not found[i] or rms[i] < floor:
+            reasons.append("silent")
+        elif resampled and rms[i] < BAND_RATIO * raw_rms[i]:
+            reasons.append("above 8 kHz")
+        else:
+            reasons.append(None)
+    return reasons
+
+
+def instrument_gain(audio: np.ndarray, velocities) -> float:
+    """One gain for the whole instrument (keeps velocity differences).
+
+    The median RMS of the notes at the loudest velocity goes to TARGET_RMS, unless
+    that would push a sample above PEAK_MAX. audio: kept notes (n, 64000).
+    """
+    velocities = np.asarray(velocities)
+    loud = audio[velocities == velocities.max()]
+    rms = np.sqrt(np.mean(np.square(loud, dtype=np.float64), axis=1))
+    gain = TARGET_RMS / max(float(np.median(rms)), 1e-12)
+    peak = float(np.abs(audio).max())
+    return min(gain, PEAK_MAX / max(peak, 1e-12))
+
+
+def example_entry(inst: Instrument, pitch: int, velocity: int) -> dict:
+    """NSynth examples.json fields (the integer "note" id is assigned at merge)."""
+    fam, src = gm.family(inst.program, inst.drums), gm.source(inst.program, inst.drums)
+    return {
+        "note_str": note_str(inst, pitch, velocity),
+        "instrument": inst.instrument, "instrument_str": inst.name,
+        "pitch": pitch, "velocity": velocity, "sample_rate": SAMPLE_RATE,
+        "instrument_family": fam, "instrument_family_str": gm.FAMILY_NAMES[fam],
+        "instrument_source": src, "instrument_source_str": gm.SOURCES[src],
+        "qualities": [0] * 10, "qualities_str": [],
+        "preset": inst.preset, "bank": inst.bank, "program": inst.program,
+    }
+
+
+def write_wav(path: Path, audio: np.ndarray) -> None:
+    """16-bit PCM WAV at 16 kHz (as NSynth), written under a temp name then renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
+def render_instrument(soundfont, inst: Instrument, pitches, velocities, out_dir,
+                      render_rate=44100, fluidsynth="fluidsynth") -> Rendered:
+    """Render every (pitch, velocity) of one instrument into out_dir/audio/."""
+    notes = [(p, v) for p in pitches for v in velocities]
+    with tempfile.TemporaryDirectory(prefix="singsynth-render-") as tmp:
+        midi, wav = Path(tmp) / "notes.mid", Path(tmp) / "notes.wav"
+        onsets = write_midi(midi, inst, notes)
+        run_fluidsynth(soundfont, midi, wav, render_rate, fluidsynth)
+        mono = read_mono(wav)
+    audio, raw_rms, found = cut_notes(mono, render_rate, onsets)
+    del mono
+    reasons = classify(audio, raw_rms, found, render_rate != SAMPLE_RATE)
+    result = Rendered(dropped={r: 0 for r in DROP_REASONS})
+    keep = [i for i, r in enumerate(reasons) if r is None]
+    for r in reasons:
+        if r is not None:
+            result.dropped[r] += 1
+    if not keep:
+        return result
+    gain = instrument_gain(audio[keep], [notes[i][1] for i in keep])
+    audio_dir = Path(out_dir) / "audio"
+    for i in keep:
+        pitch, velocity = notes[i]
+        entry = example_entry(inst, pitch, velocity)
+        write_wav(audio_dir / f"{entry['note_str']}.wav", audio[i] * gain)
+        result.examples[entry["note_str"]] = entry
+    return result

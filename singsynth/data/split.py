@@ -1,0 +1,86 @@
+"""The paper's pitch-completion split: per instrument, 10% of its pitches go to test.
+
+Every (instrument, pitch) pair, at all its velocities, lands in exactly one of
+train/test. The split is written as `split.json` next to the data and reused, so
+it never drifts between runs or machines; it is also deterministic on its own
+(each instrument's draw is seeded by the seed and the instrument's name only, so
+adding instruments to a dataset does not move the others' test pitches).
+"""
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+from singsynth.errors import DatasetError
+
+SPLIT_FILE = "split.json"
+VERSION = 1
+
+
+def _test_count(n_pitches: int, fraction: float) -> int:
+    """How many of an instrument's n_pitches go to test (at least 1 when n >= 2)."""
+    if n_pitches < 2:
+        return 0
+    return min(n_pitches - 1, max(1, round(fraction * n_pitches)))
+
+
+def make_split(pitches: dict, fraction: float = 0.1, seed: int = 0) -> dict:
+    """Choose test pitches per instrument.
+
+    Args:
+        pitches: instrument_str -> iterable of MIDI pitches present for it.
+    Returns:
+        {"version", "seed", "fraction", "train": {inst: [pitch]}, "test": {inst: [pitch]}}
+    """
+    train, test = {}, {}
+    for inst in sorted(pitches):
+        ps = sorted(set(int(p) for p in pitches[inst]))
+        digest = hashlib.sha256(f"{seed}:{inst}".encode()).digest()
+        rng = random.Random(int.from_bytes(digest[:8], "little"))
+        chosen = set(rng.sample(ps, _test_count(len(ps), fraction)))
+        test[inst] = sorted(chosen)
+        train[inst] = [p for p in ps if p not in chosen]
+    return {"version": VERSION, "seed": seed, "fraction": fraction, "train": train, "test": test}
+
+
+def write_split(root, split: dict) -> Path:
+    """Write split.json atomically into root."""
+    path = Path(root) / SPLIT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(split, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def load_split(root, pitches: dict, fraction: float = 0.1, seed: int = 0) -> dict:
+    """Read root/split.json, or make it (and write it if the folder is writable).
+
+    Raises DatasetError if an existing split.json is malformed or does not cover
+    every (instrument, pitch) pair of the data.
+    """
+    path = Path(root) / SPLIT_FILE
+    if not path.exists():
+        split = make_split(pitches, fraction, seed)
+        try:
+            write_split(root, split)
+        except OSError:
+            pass  # read-only copy of NSynth: the split is deterministic anyway
+        return split
+    try:
+        split = json.loads(path.read_text())
+        train = {k: set(v) for k, v in split["train"].items()}
+        test = {k: set(v) for k, v in split["test"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetError(f"{path} is malformed ({exc}); delete it to make a new split") from exc
+    for inst, ps in pitches.items():
+        missing = set(ps) - train.get(inst, set()) - test.get(inst, set())
+        if missing:
+            raise DatasetError(
+                f"{path} does not cover instrument {inst!r} pitch {min(missing)}; the data changed "
+                f"since the split was made: delete {SPLIT_FILE} to re-split (this changes the test set)")
+        both = train.get(inst, set()) & test.get(inst, set())
+        if both:
+            raise DatasetError(f"{path} puts {inst!r} pitch {min(both)} in both train and test; "
+                               f"delete it to make a new split")
+    return split
