@@ -1,0 +1,212 @@
+"""Read NSynth's published JSON/WAV layout (and singsynth's SoundFont renders).
+
+A dataset folder holds `examples.json` (note_str -> {instrument, instrument_str,
+pitch, velocity, sample_rate, instrument_family, instrument_source, qualities, ...})
+and `audio/<note_str>.wav`: 16 kHz mono, 64,000 samples. `split.json` beside them
+holds the pitch-completion split (see split.py).
+"""
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from singsynth.data.split import load_split
+from singsynth.errors import DatasetError
+
+SAMPLE_RATE = 16000
+NOTE_SAMPLES = 64000
+VELOCITIES = [25, 50, 75, 100, 127]
+SPLITS = ("train", "test", "all")
+_INT_FIELDS = ("instrument", "pitch", "velocity", "sample_rate")
+
+
+def load_json(root) -> dict:
+    """root/examples.json as a dict, unvalidated; DatasetError if missing or not JSON."""
+    path = Path(root) / "examples.json"
+    try:
+        examples = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path} is missing; point at an NSynth split folder "
+                           f"(nsynth-train/) or a `singsynth dataset build` output") from exc
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc}); re-extract or rebuild it") from exc
+    if not isinstance(examples, dict) or not examples:
+        raise DatasetError(f"{path} must be a non-empty JSON object of note_str -> fields")
+    return examples
+
+
+def read_examples(root) -> dict:
+    """Parse and validate root/examples.json; return note_str -> entry.
+
+    Raises DatasetError naming the file and the note for a malformed entry, a pitch
+    outside 0-127, a velocity not in VELOCITIES, a sample rate other than 16 kHz,
+    a negative instrument id or one instrument_str with two ids.
+    """
+    path = Path(root) / "examples.json"
+    examples = load_json(root)
+    ids = {}
+    for key, e in examples.items():
+        problem = entry_problem(key, e, ids)
+        if problem:
+            raise DatasetError(f"{path}: note {key!r} {problem}")
+    return examples
+
+
+def entry_problem(key: str, e, ids: dict) -> str | None:
+    """None if one examples.json entry is usable, else what is wrong with it.
+
+    ids: instrument_str -> first id seen, updated here, to catch an instrument
+    listed under two ids.
+    """
+    if not isinstance(e, dict):
+        return "is not an object of fields"
+    for name in _INT_FIELDS:
+        if not isinstance(e.get(name), int) or isinstance(e.get(name), bool):
+            return f"has no integer field {name!r} (got {e.get(name)!r})"
+    if not isinstance(e.get("instrument_str"), str) or not e["instrument_str"]:
+        return "has no instrument_str"
+    if "/" in key or "\\" in key or key.startswith("."):
+        return "is not a plain file name (note_str names audio/<note_str>.wav)"
+    if not 0 <= e["pitch"] <= 127:
+        return f"has pitch {e['pitch']} outside MIDI 0-127"
+    if e["velocity"] not in VELOCITIES:
+        return f"has velocity {e['velocity']}, not one of {VELOCITIES}"
+    if e["sample_rate"] != SAMPLE_RATE:
+        return f"has sample_rate {e['sample_rate']}; singsynth needs {SAMPLE_RATE} Hz notes"
+    if e["instrument"] < 0:
+        return f"has instrument id {e['instrument']} out of range (< 0)"
+    old = ids.setdefault(e["instrument_str"], e["instrument"])
+    if old != e["instrument"]:
+        return (f"gives instrument {e['instrument_str']!r} id {e['instrument']}, but it has "
+                f"id {old} elsewhere; each instrument needs one id")
+    return None
+
+
+def check_wav(path: Path) -> str | None:
+    """None if path is a 16 kHz mono 64,000-sample WAV, else what is wrong."""
+    if not path.is_file():
+        return "missing WAV"
+    try:
+        info = sf.info(str(path))
+    except RuntimeError as exc:
+        return f"unreadable audio ({str(exc).splitlines()[0]})"
+    if info.samplerate != SAMPLE_RATE:
+        return f"sample rate {info.samplerate} Hz, expected {SAMPLE_RATE}"
+    if info.channels != 1:
+        return f"{info.channels} channels, expected mono"
+    if info.frames != NOTE_SAMPLES:
+        return f"{info.frames} samples long, expected {NOTE_SAMPLES}"
+    return None
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """float32 (64000,) in [-1, 1]; DatasetError naming the file if it is not a valid note."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing WAV; restore it, rebuild, or pass allow_skip=True")
+    try:
+        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except RuntimeError as exc:
+        raise DatasetError(f"{path}: unreadable audio ({str(exc).splitlines()[0]})") from exc
+    if rate != SAMPLE_RATE:
+        raise DatasetError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE}; resample it")
+    if wave.shape[1] != 1:
+        raise DatasetError(f"{path}: {wave.shape[1]} channels, expected mono")
+    if len(wave) != NOTE_SAMPLES:
+        raise DatasetError(f"{path}: {len(wave)} samples long, expected {NOTE_SAMPLES} (4 s)")
+    return wave[:, 0]
+
+
+class NSynthDataset(torch.utils.data.Dataset):
+    """NSynth notes as (instrument index, pitch, velocity index, waveform).
+
+    Args:
+        root: folder with examples.json and audio/.
+        split: "train" or "test" (the pitch-completion split of split.json) or "all".
+        families, sources: keep only these instrument_family / instrument_source ids.
+        pitch_range: (low, high) inclusive MIDI pitches to keep.
+        allow_skip: drop notes whose WAV is missing or invalid (headers are checked
+            up front, a count is printed) instead of raising DatasetError.
+        instruments: vocabulary to index into (e.g. a checkpoint's); default: every
+            instrument_str of the whole examples.json, sorted by id, so indices are
+            the same for every split and filter.
+    """
+
+    velocities = list(VELOCITIES)
+
+    def __init__(self, root, split="train", families=None, sources=None, pitch_range=None,
+                 allow_skip=False, instruments=None):
+        if split not in SPLITS:
+            raise DatasetError(f"split {split!r} unknown; choose one of {', '.join(SPLITS)}")
+        self.root = Path(root)
+        self.split = split
+        examples = read_examples(self.root)
+        ids = {e["instrument_str"]: e["instrument"] for e in examples.values()}
+        self.instruments = (list(instruments) if instruments is not None
+                            else sorted(ids, key=lambda s: (ids[s], s)))
+        index = {name: i for i, name in enumerate(self.instruments)}
+        pitches = {}
+        for e in examples.values():
+            pitches.setdefault(e["instrument_str"], set()).add(e["pitch"])
+        keep_pitch = None if split == "all" else load_split(self.root, pitches)[split]
+        keep_pitch = None if keep_pitch is None else {k: set(v) for k, v in keep_pitch.items()}
+        rows, skipped = [], 0
+        for key in sorted(examples):
+            e = examples[key]
+            name = e["instrument_str"]
+            if families is not None and e.get("instrument_family") not in families:
+                continue
+            if sources is not None and e.get("instrument_source") not in sources:
+                continue
+            if pitch_range is not None and not pitch_range[0] <= e["pitch"] <= pitch_range[1]:
+                continue
+            if keep_pitch is not None and e["pitch"] not in keep_pitch.get(name, ()):
+                continue
+            if name not in index:
+                if allow_skip:
+                    skipped += 1
+                    continue
+                raise DatasetError(f"{self.root / 'examples.json'}: note {key!r}: instrument "
+                                   f"{name!r} is out of range of the {len(index)}-instrument "
+                                   f"vocabulary; use a matching checkpoint or allow_skip=True")
+            path = self.root / "audio" / f"{key}.wav"
+            problem = check_wav(path) if allow_skip else (None if path.exists() else "missing WAV")
+            if problem:
+                if allow_skip:
+                    skipped += 1
+                    continue
+                raise DatasetError(f"{path}: {problem}; restore it, rebuild, or pass allow_skip=True")
+            rows.append((index[name], e["pitch"], VELOCITIES.index(e["velocity"]), path))
+        if skipped:
+            print(f"{self.root}: skipped {skipped} notes with missing or invalid WAVs or instruments")
+        self.skipped = skipped
+        self.keys = [r[3].stem for r in rows]
+        self.paths = [r[3] for r in rows]
+        self.instrument = torch.tensor([r[0] for r in rows], dtype=torch.long)
+        self.pitch = torch.tensor([r[1] for r in rows], dtype=torch.long)
+        self.velocity = torch.tensor([r[2] for r in rows], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        """(instrument index, MIDI pitch, velocity index 0-4, float32 waveform (64000,))."""
+        wave = torch.from_numpy(read_wav(self.paths[i]))
+        return int(self.instrument[i]), int(self.pitch[i]), int(self.velocity[i]), wave
+
+    def arrays(self, workers: int = 4):
+        """The whole split in memory: (instrument (N,), pitch (N,), velocity (N,)) LongTensors
+        and audio FloatTensor (N, 64000), decoded by a thread pool (libsndfile releases the GIL)."""
+        audio = torch.empty((len(self), NOTE_SAMPLES), dtype=torch.float32)
+        out = audio.numpy()
+
+        def load(i):
+            out[i] = read_wav(self.paths[i])
+
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) as pool:
+            for _ in pool.map(load, range(len(self)), chunksize=64):
+                pass
+        return self.instrument.clone(), self.pitch.clone(), self.velocity.clone(), audio

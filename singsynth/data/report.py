@@ -1,0 +1,70 @@
+"""`singsynth dataset info` and `singsynth dataset check`."""
+from pathlib import Path
+
+from singsynth.data.nsynth import (NOTE_SAMPLES, SAMPLE_RATE, entry_problem, load_json,
+                                   read_examples, read_wav)
+from singsynth.data.split import load_split
+from singsynth.errors import DatasetError
+
+
+def info(root) -> str:
+    """A human-readable summary of a dataset folder (validates examples.json)."""
+    root = Path(root)
+    examples = read_examples(root)
+    per = {}
+    for e in examples.values():
+        d = per.setdefault(e["instrument_str"], {"id": e["instrument"], "pitches": set(),
+                                                 "notes": 0, "family": e.get("instrument_family_str")})
+        d["pitches"].add(e["pitch"])
+        d["notes"] += 1
+    split = load_split(root, {k: d["pitches"] for k, d in per.items()})
+    test_pairs = {(k, p) for k, ps in split["test"].items() for p in ps}
+    n_test = sum((e["instrument_str"], e["pitch"]) in test_pairs for e in examples.values())
+    velocities = sorted({e["velocity"] for e in examples.values()})
+    all_pitches = sorted({e["pitch"] for e in examples.values()})
+    hours = len(examples) * NOTE_SAMPLES / SAMPLE_RATE / 3600
+    lines = [f"{root}: {len(per)} instruments, {len(examples)} notes, {hours:.2f} hours",
+             f"pitches {all_pitches[0]}-{all_pitches[-1]}, velocities {velocities}",
+             f"pitch-completion split: {len(examples) - n_test} train notes, {n_test} test notes "
+             f"({sum(len(v) for v in split['test'].values())} test (instrument, pitch) pairs)",
+             "instruments (id name family: notes, pitches low-high, count):"]
+    for name, d in sorted(per.items(), key=lambda kv: (kv[1]["id"], kv[0])):
+        ps = sorted(d["pitches"])
+        lines.append(f"  {d['id']:4d} {name} {d['family'] or '-'}: {d['notes']} notes, "
+                     f"pitches {ps[0]}-{ps[-1]} ({len(ps)})")
+    return "\n".join(lines)
+
+
+def check(root) -> list[str]:
+    """Read every file of a dataset folder; return one line per problem (empty if none)."""
+    root = Path(root)
+    try:
+        examples = load_json(root)
+    except DatasetError as exc:
+        return [str(exc)]
+    problems, ids, pitches = [], {}, {}
+    listed = set()
+    for key, e in examples.items():
+        listed.add(f"{key}.wav")
+        problem = entry_problem(key, e, ids)
+        if problem:
+            problems.append(f"{root / 'examples.json'}: note {key!r} {problem}")
+            continue
+        pitches.setdefault(e["instrument_str"], set()).add(e["pitch"])
+        path = root / "audio" / f"{key}.wav"
+        try:
+            read_wav(path)
+        except DatasetError as exc:
+            problems.append(str(exc))
+    audio = root / "audio"
+    if audio.is_dir():
+        for path in sorted(audio.iterdir()):
+            if path.name not in listed:
+                problems.append(f"{path}: not listed in examples.json (left over from an "
+                                f"interrupted build?); delete it or rebuild")
+    if pitches and (root / "split.json").exists():  # check never writes
+        try:
+            load_split(root, pitches)
+        except DatasetError as exc:
+            problems.append(str(exc))
+    return problems
