@@ -1,0 +1,255 @@
+"""Offline render: a MIDI file -> audio, through the same `Synth.process` as live play.
+
+Three steps, like FluidSynth's fast file renderer with a model in front:
+1. plan: replay the song's program and bank changes on the synth and ask `note_key` for
+   every note, so that we know each distinct note the song needs;
+2. prepare: generate those notes in large batches (`Synth.prepare`, a progress bar),
+   reading them from the on-disk note cache where an earlier render left them;
+3. mix: drive `process` block by block, each event pushed with its exact sample
+   offset inside its block, exactly as a live driver would; then write the file
+   through a temporary file renamed at the end, so a failure leaves no partial output.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from singsynth.errors import SingsynthError
+from singsynth.midi import Song, TimedEvent, read_midi
+
+log = logging.getLogger(__name__)
+
+BLOCK = 1024           # samples per process() call; events land inside blocks by offset
+AUTO_TAIL_MAX = 5.0    # seconds rendered after the last event at most, when --tail is not given
+FORMATS = {".wav": ("WAV", "PCM_24"), ".flac": ("FLAC", "PCM_24")}
+NORMALIZE_PEAK = 10 ** (-1 / 20)  # -1 dBFS leaves room for inter-sample peaks in players
+
+
+@dataclass
+class RenderReport:
+    """What a render did; `summary()` is the line the CLI prints."""
+
+    input: str
+    output: str
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    prepare_seconds: float = 0.0
+    mix_seconds: float = 0.0
+    distinct_notes: int = 0
+    notes_from_disk: int = 0
+    peak: float = 0.0
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+    def summary(self) -> str:
+        return (f"rendered {self.input} -> {self.output}: {self.audio_seconds:.1f} s of audio in "
+                f"{self.wall_seconds:.2f} s ({self.realtime_factor:.1f}x real time; "
+                f"{self.distinct_notes} distinct notes, {self.notes_from_disk} from the disk "
+                f"cache; prepare {self.prepare_seconds:.2f} s, mix {self.mix_seconds:.2f} s)")
+
+
+def plan_keys(synth, events: Sequence[TimedEvent], plan_synth=None):
+    """Every distinct NoteKey the song plays, and notes skipped per channel.
+
+    `note_key` answers for the channel's current program, so program and bank-select
+    changes are replayed, in order, on `plan_synth` (a second Synth on the same source
+    that never plays a note; default `synth` itself, whose state is then changed).
+    Returns (keys in first-use order, {channel: notes with no instrument}).
+    """
+    planner = plan_synth if plan_synth is not None else synth
+    keys, seen, skipped, pending = [], set(), {}, False
+    for event in events:
+        msg = event.message
+        if msg.type == "program_change" or (msg.type == "control_change"
+                                            and msg.control in (0, 32)):
+            planner.handle(msg)
+            pending = True
+        elif msg.type == "note_on":
+            if pending:  # events apply at the next block: a 1-sample block applies them
+                planner.process(1)
+                pending = False
+            key = planner.note_key(msg.channel, msg.note, msg.velocity)
+            if key is None:
+                skipped[msg.channel] = skipped.get(msg.channel, 0) + 1
+            elif key not in seen:
+                seen.add(key)
+                keys.append(key)
+    return keys, skipped
+
+
+def mix(synth, events: Sequence[TimedEvent], *, tail_samples: Optional[int],
+        auto_tail_max: int, block: int = BLOCK) -> np.ndarray:
+    """Drive `synth.process` over the song -> float32 (samples, 2).
+
+    Args:
+        events: in play order, sample positions at the synth's rate.
+        tail_samples: samples rendered after the last event; None renders until no voice
+            sounds, at most `auto_tail_max` samples.
+    """
+    last = events[-1].sample + 1 if events else 0
+    total = last + (tail_samples if tail_samples is not None else auto_tail_max)
+    out = np.zeros((total, 2), dtype=np.float32)
+    i, start = 0, 0
+    while start < total:
+        frames = min(block, total - start)
+        while i < len(events) and events[i].sample < start + frames:
+            synth.handle(events[i].message, offset=events[i].sample - start)
+            i += 1
+        out[start:start + frames] = synth.process(frames)
+        start += frames
+        if tail_samples is None and start >= last and synth.stats()["voices"] == 0:
+            return out[:start]
+    return out
+
+
+def render_song(song: Song, synth, *, tail: Optional[float] = None, progress: bool = False,
+                plan_synth=None, report: Optional[RenderReport] = None) -> np.ndarray:
+    """Plan, prepare and mix `song` with an `offline=True` synth -> float32 (samples, 2)."""
+    report = report if report is not None else RenderReport("song", "-")
+    sr = synth.sample_rate
+    events = song.timed_events(sr)
+    keys, skipped = plan_keys(synth, events, plan_synth)
+    for channel, count in sorted(skipped.items()):
+        what = "drums" if channel == 9 else "notes"
+        report.warnings.append(f"channel {channel + 1} ({what}): the preset maps no instrument "
+                               f"to it; skipped its {count} notes")
+    t0 = time.perf_counter()
+    synth.prepare(keys, progress=progress)
+    t1 = time.perf_counter()
+    tail_samples = None if tail is None else int(round(tail * sr))
+    audio = mix(synth, events, tail_samples=tail_samples, auto_tail_max=int(AUTO_TAIL_MAX * sr))
+    report.prepare_seconds, report.mix_seconds = t1 - t0, time.perf_counter() - t1
+    report.distinct_notes = len(keys)
+    return audio
+
+
+def finish(audio: np.ndarray, *, channels: int = 2, normalize: bool = False) -> np.ndarray:
+    """Mono downmix and optional peak normalisation -> float32 (samples, channels) in [-1, 1]."""
+    if channels == 1:
+        audio = audio.mean(axis=1, keepdims=True, dtype=np.float32)
+    if normalize:
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        if peak > 0:
+            audio = audio * np.float32(NORMALIZE_PEAK / peak)
+    # The engine's limiter keeps the bus in range; the clip only guards the integer file format.
+    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def output_format(path) -> tuple:
+    """(soundfile format, subtype) for a .wav or .flac path; MidiFileError-like error otherwise."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise SingsynthError(f"cannot write {path}: unknown audio format {ext or '(none)'!r}; "
+                             "name the output .wav or .flac")
+    return FORMATS[ext]
+
+
+def open_output(path, overwrite: bool) -> str:
+    """Check that `path` may be written and reserve a temporary file beside it -> its path."""
+    path = Path(path)
+    output_format(path)
+    if path.exists() and not overwrite:
+        raise SingsynthError(f"{path} already exists; pass -f to overwrite it")
+    if path.is_dir():
+        raise SingsynthError(f"{path} is a directory; give an output file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
+                                   dir=path.parent if str(path.parent) else ".")
+    except OSError as exc:
+        raise SingsynthError(f"cannot write {path}: {exc.strerror or exc}; check that the "
+                             "folder exists and is writable") from None
+    os.close(fd)
+    return tmp
+
+
+def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write `audio` (samples, channels) to `tmp` and rename it to `path` (atomic)."""
+    import soundfile
+
+    fmt, subtype = output_format(path)
+    try:
+        soundfile.write(tmp, audio, sample_rate, format=fmt, subtype=subtype)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
+        raise SingsynthError(f"cannot write {path}: {exc}") from None
+
+
+def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48000,
+                tail: Optional[float] = None, normalize: bool = False, channels: int = 2,
+                cache_dir=None, use_cache: bool = True, max_duration: float = 3600.0,
+                overwrite: bool = False, progress: bool = True, source=None,
+                warn: Callable[[str], None] = log.warning) -> RenderReport:
+    """Render the MIDI file `input` to the .wav/.flac file `output`.
+
+    Args:
+        model: checkpoint name or path (None: models/default.safetensors); ignored if
+            `source` (any NoteSource) is given.
+        preset: preset name or path (None: "gm").
+        tail: seconds rendered after the last event; None: until the last note has died
+            out, at most AUTO_TAIL_MAX seconds.
+        cache_dir, use_cache: on-disk note cache root (None: default) and whether to use it.
+        max_duration: longest song accepted, in seconds, checked before any audio exists.
+        warn: called with one line per thing skipped in a damaged file or unmapped channel.
+    Raises:
+        SingsynthError (MidiFileError, CheckpointError, ConfigError...) with one line.
+    """
+    if not 8000 <= int(sample_rate) <= 192000:
+        raise SingsynthError(f"--sample-rate {sample_rate} is out of range; use 8000-192000 Hz")
+    if channels not in (1, 2):
+        raise SingsynthError(f"--channels {channels} is not supported; use 1 or 2")
+    started = time.perf_counter()
+    report = RenderReport(str(input), str(output))
+    tmp = open_output(output, overwrite)
+    try:
+        song = read_midi(input)
+        for line in song.warnings:
+            warn(f"{input}: {line}")
+        if tail is not None and tail < 0:
+            raise SingsynthError(f"--tail {tail:g} is negative; give seconds >= 0")
+        longest = song.duration + (AUTO_TAIL_MAX if tail is None else tail)
+        if longest > max_duration:
+            raise SingsynthError(f"{input} would last {longest:.0f} s, more than --max-duration "
+                                 f"{max_duration:g} s (a corrupt delta time or tempo?); raise "
+                                 "--max-duration if the song really is that long")
+        from singsynth.engine import Synth
+        from singsynth.presets import load_preset
+
+        if source is None:
+            from singsynth.checkpoint import load_model
+            from singsynth.engine.model_source import ModelSource
+            source = ModelSource(load_model(model))
+        if use_cache:
+            from singsynth.diskcache import DiskCachedSource
+            source = DiskCachedSource(source, cache_dir)
+        preset_obj = load_preset(preset or "gm", list(source.instruments))
+        synth = Synth(source, sample_rate=int(sample_rate), preset=preset_obj, offline=True)
+        planner = Synth(source, sample_rate=int(sample_rate), preset=preset_obj, offline=True,
+                        cache_bytes=1 << 20)
+        try:
+            audio = render_song(song, synth, tail=tail, progress=progress, plan_synth=planner,
+                                report=report)
+        finally:
+            planner.close()
+            synth.close()
+        for line in report.warnings:
+            warn(f"{input}: {line}")
+        audio = finish(audio, channels=channels, normalize=normalize)
+        write_audio(tmp, output, audio, int(sample_rate))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    report.warnings[:0] = song.warnings
+    report.notes_from_disk = getattr(source, "hits", 0)
+    report.audio_seconds = len(audio) / int(sample_rate)
+    report.peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    report.wall_seconds = time.perf_counter() - started
+    return report
