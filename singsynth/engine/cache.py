@@ -1,0 +1,139 @@
+"""Notes at the output rate and the byte-bounded, least-recently-used note cache.
+
+No torch here: the audio thread reads these arrays while mixing.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+
+from .source import NoteKey
+
+# Where the sustain loop sits, as fractions of the note length. SING notes (like NSynth)
+# are held for 3 s of 4 s and then released, so a loop within 50-70% stays inside the
+# stable held part, clear of the attack and of the recorded release.
+LOOP_START = 0.50
+LOOP_END = 0.70
+LOOP_XFADE = 0.025
+
+
+class Note:
+    """One note at the output rate, possibly still being generated (streamed).
+
+    A generator thread writes `data` and then raises `available`; the audio thread reads
+    `available` first and then `data`, so it only ever reads written samples.
+
+    Attributes:
+        key: the note's `NoteKey`.
+        data: float32 (capacity,) samples at the output rate; valid up to `available`.
+        available: samples of `data` already written.
+        done: True once the whole note is written (then `length == available`).
+        length: final length in samples (output rate); 0 until done.
+        loop_start, loop_end: sustain loop bounds in samples; valid once `done`.
+        xfade: float32 (loop_end - xfade_start,) the loop's last samples, crossfaded into
+            the samples just before `loop_start` so that jumping back is seamless.
+        failed: generation raised; the note stays silent.
+    """
+
+    __slots__ = ("key", "data", "available", "done", "length", "loop_start", "loop_end",
+                 "xfade", "failed", "started")
+
+    def __init__(self, key: NoteKey, data: Optional[np.ndarray] = None):
+        self.key = key
+        self.data = data if data is not None else np.zeros(0, np.float32)
+        self.available = 0
+        self.done = False
+        self.length = 0
+        self.loop_start = 0
+        self.loop_end = 0
+        self.xfade = np.zeros(0, np.float32)
+        self.failed = False
+        self.started = False  # generator bookkeeping: a stream for it has begun
+
+    @classmethod
+    def complete(cls, key: NoteKey, data: np.ndarray) -> "Note":
+        """A finished note from a whole float32 (samples,) array at the output rate."""
+        note = cls(key, np.ascontiguousarray(data, dtype=np.float32))
+        note.available = len(note.data)
+        note.finish()
+        return note
+
+    def finish(self) -> None:
+        """Mark the note whole and build its sustain loop (generator side)."""
+        n = self.available
+        self.length = n
+        ls, le = int(LOOP_START * n), int(LOOP_END * n)
+        x = max(1, min(int(LOOP_XFADE * n), ls, le - ls))
+        if le - ls >= 2:
+            w = (np.arange(x, dtype=np.float32) + 1) / x
+            d = self.data
+            # Blend the loop's tail into what precedes loop_start: its last sample becomes
+            # data[ls - 1], so data[ls] follows it as naturally as in the recording.
+            self.xfade = (d[le - x:le] * (1 - w) + d[ls - x:ls] * w).astype(np.float32)
+            self.loop_start, self.loop_end = ls, le
+        self.done = True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the note's arrays."""
+        return int(self.data.nbytes + self.xfade.nbytes)
+
+
+class NoteCache:
+    """Finished notes by key, within a byte budget, evicting the least recently used.
+
+    Only the audio thread mutates it (finished notes reach it through a queue), so no lock
+    is needed; other threads may read `__contains__` and the counters.
+
+    Args:
+        budget_bytes: most bytes of note data kept (default 1 GiB).
+    """
+
+    def __init__(self, budget_bytes: int = 1 << 30):
+        self.budget_bytes = int(budget_bytes)
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self._notes: "OrderedDict[NoteKey, Note]" = OrderedDict()
+
+    def get(self, key: NoteKey) -> Optional[Note]:
+        """The cached note for `key`, marked most recently used, or None (counts hit/miss)."""
+        note = self._notes.get(key)
+        if note is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._notes.move_to_end(key)
+        return note
+
+    def put(self, note: Note) -> bool:
+        """Keep a finished note, evicting least recently used notes to stay in budget.
+
+        Returns False (and keeps nothing) when the note alone exceeds the budget.
+        """
+        size = note.nbytes
+        if size > self.budget_bytes:
+            return False
+        old = self._notes.pop(note.key, None)
+        if old is not None:
+            self.bytes -= old.nbytes
+        while self._notes and self.bytes + size > self.budget_bytes:
+            _, evicted = self._notes.popitem(last=False)
+            self.bytes -= evicted.nbytes
+            self.evictions += 1
+        self._notes[note.key] = note
+        self.bytes += size
+        return True
+
+    def keys(self):
+        """Cached keys, least recently used first."""
+        return list(self._notes.keys())
+
+    def __contains__(self, key) -> bool:
+        return key in self._notes
+
+    def __len__(self) -> int:
+        return len(self._notes)

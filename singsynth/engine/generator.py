@@ -1,0 +1,251 @@
+"""The background generator: requests in, notes at the output rate out.
+
+Why a thread and not a process: torch releases the GIL inside its ops, the notes are
+written straight into numpy arrays the audio thread already holds (a process would need
+shared memory and a second copy of the model), and `benchmarks/engine.py` measures that
+`Synth.process` stays well inside its block while this thread generates. The audio thread
+never waits on it: requests go through a `queue.SimpleQueue` (its `put` never blocks),
+finished notes come back through a deque, and streamed samples are published by raising
+`Note.available` after they are written.
+
+Scheduling: requests from played notes go before prewarm requests. Played requests that
+arrive within `wait` seconds of each other (a chord) are batched, up to `batch_size`, into
+one `source.stream` call; several played batches advance round-robin, one chunk each, so a
+new cold note does not wait for an earlier one to finish. Prewarm batches advance only
+when no played batch is active, and are paused (not thrown away) when one arrives.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import soxr
+
+from .cache import Note
+from .source import NoteKey, NoteSource
+
+PLAYED = 0
+PREWARM = 1
+
+log = logging.getLogger(__name__)
+
+
+def resample_notes(notes: np.ndarray, source_rate: int, rate: int, quality: str = "HQ") -> np.ndarray:
+    """Whole notes to the output rate: float32 (n, samples at source_rate) -> (n, samples at rate)."""
+    notes = np.ascontiguousarray(notes, dtype=np.float32)
+    if source_rate == rate:
+        return notes
+    out = soxr.resample(notes.T, source_rate, rate, quality=quality)
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+class _Batch:
+    """One `source.stream` call in progress and the notes it writes."""
+
+    def __init__(self, gen: "Generator", notes: List[Note], chunk: int):
+        self.notes = notes
+        self.rate_ratio = gen.sample_rate / gen.source.sample_rate
+        capacity = math.ceil(gen.source.note_samples * self.rate_ratio) + 4096
+        for note in notes:
+            note.data = np.zeros(capacity, np.float32)
+            note.started = True
+        self.resampler = None
+        if gen.source.sample_rate != gen.sample_rate:
+            self.resampler = soxr.ResampleStream(gen.source.sample_rate, gen.sample_rate, len(notes),
+                                                 dtype="float32", quality=gen.quality)
+        self.chunks = iter(gen.source.stream([n.key for n in notes], chunk=chunk))
+
+    def step(self) -> bool:
+        """Generate and publish one chunk; True when the batch is finished."""
+        try:
+            chunk = np.asarray(next(self.chunks), dtype=np.float32)
+        except StopIteration:
+            if self.resampler is not None:
+                empty = np.zeros((0, len(self.notes)), np.float32)
+                self._publish(self.resampler.resample_chunk(empty, last=True))
+            for note in self.notes:
+                note.finish()
+            return True
+        if self.resampler is not None:
+            self._publish(self.resampler.resample_chunk(np.ascontiguousarray(chunk.T)))
+        else:
+            self._publish(chunk.T)
+        return False
+
+    def _publish(self, frames: np.ndarray) -> None:
+        """Write (samples, n) output-rate frames, then raise `available` (order matters)."""
+        m = len(frames)
+        if m == 0:
+            return
+        for i, note in enumerate(self.notes):
+            a = note.available
+            m_i = min(m, len(note.data) - a)
+            note.data[a:a + m_i] = frames[:m_i, i]
+            note.available = a + m_i
+
+
+class Generator:
+    """Generates requested notes on a background thread.
+
+    Args:
+        source: the `NoteSource` (a SING model, or a sine source in tests).
+        sample_rate: output rate in Hz the notes are resampled to.
+        batch_size: most notes per `source.stream` call.
+        wait: seconds to wait for more played requests before starting a batch.
+        chunk: samples (source rate) per streamed chunk of a played note.
+        prewarm_chunk: samples (source rate) per chunk of a prewarm batch; larger is
+            cheaper, smaller lets a played note interrupt sooner.
+        quality: soxr quality ("HQ", "MQ", "LQ", ...).
+        is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
+    """
+
+    def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.002,
+                 chunk: int = 256, prewarm_chunk: int = 4096, quality: str = "HQ",
+                 is_cached: Optional[Callable[[NoteKey], bool]] = None):
+        self.source = source
+        self.sample_rate = int(sample_rate)
+        self.batch_size = max(1, int(batch_size))
+        self.wait = float(wait)
+        self.chunk = int(chunk)
+        self.prewarm_chunk = int(prewarm_chunk)
+        self.quality = quality
+        self.is_cached = is_cached or (lambda key: False)
+        self.done: deque = deque()      # finished Notes, drained by the audio thread
+        self.pending: dict = {}         # key -> Note queued or generating (written here only)
+        self.generated = 0
+        self.errors = 0
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._played_q: deque = deque()   # played Notes not yet started, first come first
+        self._prewarm_q: deque = deque()  # prewarm Notes not yet started
+        self._played: List[_Batch] = []
+        self._prewarm: Optional[_Batch] = None
+        self._turn = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="singsynth-generator", daemon=True)
+        self._thread.start()
+
+    # ---- any thread -------------------------------------------------------------
+    def request(self, note: Note) -> None:
+        """Generate `note` as soon as possible (a played note); never blocks."""
+        self._requests.put((PLAYED, note))
+
+    def request_prewarm(self, keys: Sequence[NoteKey]) -> None:
+        """Generate `keys` when nothing played is waiting; never blocks."""
+        for key in keys:
+            self._requests.put((PREWARM, key))
+
+    @property
+    def busy(self) -> int:
+        """Notes queued or being generated."""
+        return len(self.pending)
+
+    def close(self) -> None:
+        """Stop the thread (the batch in progress is abandoned)."""
+        self._stop = True
+        self._requests.put(None)
+        self._thread.join(timeout=5.0)
+
+    # ---- generator thread -------------------------------------------------------
+    def _take(self, item) -> None:
+        if item is None:
+            return
+        priority, what = item
+        if priority == PLAYED:
+            note = what
+            if note.started:  # a prewarm note already generating: it streams as it is
+                return
+            self.pending[note.key] = note
+        else:
+            key = what
+            if key in self.pending or self.is_cached(key):
+                return
+            note = Note(key)
+            self.pending[key] = note
+        (self._played_q if priority == PLAYED else self._prewarm_q).append(note)
+
+    def _drain(self, timeout: Optional[float]) -> None:
+        try:
+            self._take(self._requests.get(timeout=timeout) if timeout else self._requests.get_nowait())
+            while True:
+                self._take(self._requests.get_nowait())
+        except queue.Empty:
+            pass
+
+    def _pop(self, fifo: deque, count: int) -> List[Note]:
+        notes = []
+        while fifo and len(notes) < count:
+            note = fifo.popleft()
+            # Skip stale entries: already started, or superseded by a played request.
+            if not note.started and self.pending.get(note.key) is note and note not in notes:
+                notes.append(note)
+        return notes
+
+    def _run(self) -> None:
+        while not self._stop:
+            idle = not self._played and self._prewarm is None and not self._prewarm_q
+            self._drain(0.1 if idle else None)
+            if self._stop:
+                break
+            if self._played_q:
+                # A chord's notes arrive within one audio block: wait briefly to batch them.
+                deadline = time.monotonic() + self.wait
+                while len(self._played_q) < self.batch_size and (left := deadline - time.monotonic()) > 0:
+                    self._drain(left)
+                notes = self._pop(self._played_q, self.batch_size)
+                if notes:
+                    self._start(notes, self.chunk, played=True)
+            if self._played:
+                self._turn = (self._turn + 1) % len(self._played)
+                batch = self._played[self._turn]
+                if self._step(batch):
+                    self._played.remove(batch)
+            else:
+                if self._prewarm is None:
+                    notes = self._pop(self._prewarm_q, self.batch_size)
+                    if notes:
+                        self._start(notes, self.prewarm_chunk, played=False)
+                if self._prewarm is not None and self._step(self._prewarm):
+                    self._prewarm = None
+
+    def _start(self, notes: List[Note], chunk: int, played: bool) -> None:
+        try:
+            batch = _Batch(self, notes, chunk)
+        except Exception:  # a broken source must not kill the thread
+            log.exception("note generation failed to start")
+            self._fail(notes)
+            return
+        if played:
+            self._played.append(batch)
+        else:
+            self._prewarm = batch
+
+    def _step(self, batch: _Batch) -> bool:
+        try:
+            finished = batch.step()
+        except Exception:
+            log.exception("note generation failed")
+            self._fail(batch.notes)
+            return True
+        if finished:
+            for note in batch.notes:
+                self._release(note)
+            self.generated += len(batch.notes)
+        return finished
+
+    def _fail(self, notes: List[Note]) -> None:
+        self.errors += 1
+        for note in notes:
+            note.failed = True
+            note.done = True
+            self._release(note)
+
+    def _release(self, note: Note) -> None:
+        if self.pending.get(note.key) is note:
+            del self.pending[note.key]
+        self.done.append(note)

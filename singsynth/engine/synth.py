@@ -1,0 +1,386 @@
+"""`Synth`: the pull-based synth core that live play, offline render and tests all drive.
+
+Threads: event methods (`note_on`, ...) may be called from any thread and only enqueue.
+`process` is the audio thread: it applies the events due in the block at their sample
+offsets, starts voices from the note cache (or from a note still streaming out of the
+generator), mixes and limits. It never waits on the model, on a lock or on a file.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..presets import Patch, Preset, load_preset
+from .cache import Note, NoteCache
+from .events import BEND, CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
+from .generator import Generator, resample_notes
+from .mixer import Limiter, mix, pan_gains
+from .source import NoteKey, NoteSource, level_velocity, velocity_index, velocity_level
+from .voice import MAX_BLOCK, Voice
+
+
+class Channel:
+    """The state of one MIDI channel (audio thread only)."""
+
+    __slots__ = ("program", "patch", "volume", "expression", "pan", "sustain", "bend",
+                 "bend_range", "rpn", "rpn_cents")
+
+    def __init__(self, patch: Patch):
+        self.program = 0
+        self.patch = patch
+        self.volume = 100       # CC7, General MIDI's default
+        self.expression = 127   # CC11
+        self.pan: Optional[float] = None  # CC10 as -1..1; None: the patch's pan
+        self.sustain = False    # CC64
+        self.bend = 0           # -8192..8191
+        self.bend_range = 2.0   # semitones, set by RPN 0
+        self.rpn = (127, 127)   # (MSB, LSB); (127, 127) is "none selected"
+        self.rpn_cents = 0
+
+    @property
+    def rate(self) -> float:
+        """Playback rate for the current pitch bend."""
+        return 2.0 ** (self.bend / 8192.0 * self.bend_range / 12.0)
+
+    def gains(self) -> tuple:
+        """(left, right) linear gains: volume and expression (squared, as GM), then pan."""
+        level = (self.volume / 127.0) ** 2 * (self.expression / 127.0) ** 2
+        left, right = pan_gains(self.patch.pan if self.pan is None else self.pan)
+        return level * left, level * right
+
+
+class Synth:
+    """A multitimbral synthesizer playing notes from a `NoteSource`.
+
+    Args:
+        source: where notes come from (`ModelSource` for a checkpoint).
+        sample_rate: output rate in Hz (e.g. 44100 or 48000); notes are resampled with soxr.
+        preset: a `Preset`, a preset name or path, or None for "default".
+        polyphony: most voices sounding; beyond it released voices are stolen first,
+            then the oldest, each fading out in `steal_fade` seconds.
+        cache_bytes: byte budget of the note cache.
+        velocity_levels: MIDI velocity 1-127 is quantised to this many levels.
+        batch_size: most notes generated per model call.
+        offline: generate uncached notes synchronously inside `process` (bit-reproducible
+            renders); no background thread.
+        steal_fade: seconds. quality: soxr quality. wait: seconds the generator waits to
+            batch played notes. chunk: samples (source rate) per streamed chunk.
+    """
+
+    def __init__(self, source: NoteSource, sample_rate: int = 48000,
+                 preset: Union[Preset, str, None] = None, *, polyphony: int = 128,
+                 cache_bytes: int = 1 << 30, velocity_levels: int = 16, batch_size: int = 16,
+                 offline: bool = False, steal_fade: float = 0.005, quality: str = "HQ",
+                 wait: float = 0.002, chunk: int = 256):
+        self.source = source
+        self.sample_rate = int(sample_rate)
+        if not isinstance(preset, Preset):
+            preset = load_preset(preset, list(source.instruments))
+        self.preset = preset
+        self.polyphony = int(polyphony)
+        self.velocity_levels = int(velocity_levels)
+        self.batch_size = int(batch_size)
+        self.offline = bool(offline)
+        self.quality = quality
+        self.steal_samples = max(1, int(steal_fade * self.sample_rate))
+        self.cache = NoteCache(cache_bytes)
+        self.events = EventQueue()
+        self.limiter = Limiter(self.sample_rate)
+        self.channels = [Channel(preset.patch(c, 0)) for c in range(16)]
+        self.voices: List[Voice] = []
+        self.inflight = {}  # key -> Note waited on by a voice (audio thread only)
+        self.stalls = 0
+        self._gains = [ch.gains() for ch in self.channels]
+        self._order = 0
+        self.generator: Optional[Generator] = None
+        if not self.offline:
+            self.generator = Generator(source, self.sample_rate, batch_size=batch_size, wait=wait,
+                                       chunk=chunk, quality=quality, is_cached=self.cache.__contains__)
+
+    # ---- events: any thread, never block ---------------------------------------------
+    def note_on(self, channel: int, pitch: int, velocity: int, offset: int = 0) -> None:
+        """Strike `pitch` (0-127) at MIDI `velocity` (0 = note-off) on `channel` (0-15)."""
+        self.events.push(NOTE_ON, int(channel) & 15, int(pitch) & 127, int(velocity), offset)
+
+    def note_off(self, channel: int, pitch: int, offset: int = 0) -> None:
+        """Release `pitch` on `channel`."""
+        self.events.push(NOTE_OFF, int(channel) & 15, int(pitch) & 127, 0, offset)
+
+    def control_change(self, channel: int, cc: int, value: int, offset: int = 0) -> None:
+        """MIDI controller `cc` (0-127) set to `value` (0-127)."""
+        self.events.push(CONTROL, int(channel) & 15, int(cc), int(value), offset)
+
+    def program_change(self, channel: int, program: int, offset: int = 0) -> None:
+        """Select General MIDI `program` (0-127) on `channel`; the preset maps it."""
+        self.events.push(PROGRAM, int(channel) & 15, int(program) & 127, 0, offset)
+
+    def pitch_bend(self, channel: int, value: int, offset: int = 0) -> None:
+        """Pitch wheel, `value` -8192..8191 as in mido (0 = centre)."""
+        self.events.push(BEND, int(channel) & 15, int(value), 0, offset)
+
+    def handle(self, msg, offset: int = 0) -> None:
+        """Enqueue a `mido.Message`; types other than the five above are ignored."""
+        t = msg.type
+        if t == "note_on":
+            self.note_on(msg.channel, msg.note, msg.velocity, offset)
+        elif t == "note_off":
+            self.note_off(msg.channel, msg.note, offset)
+        elif t == "control_change":
+            self.control_change(msg.channel, msg.control, msg.value, offset)
+        elif t == "program_change":
+            self.program_change(msg.channel, msg.program, offset)
+        elif t == "pitchwheel":
+            self.pitch_bend(msg.channel, msg.pitch, offset)
+
+    # ---- the audio thread ------------------------------------------------------------
+    def process(self, frames: int) -> np.ndarray:
+        """Render the next block: float32 (frames, 2) at `sample_rate`. Audio thread only.
+
+        Events due in the block are applied at their sample offsets; the mix goes through
+        the soft limiter, so every sample lies in [-1, 1].
+        """
+        out = np.zeros((frames, 2), np.float32)
+        self._collect()
+        events = self.events.pop_block(frames)
+        pos, i = 0, 0
+        while pos < frames:
+            while i < len(events) and events[i].offset <= pos:
+                self._apply(events[i])
+                i += 1
+            end = min(events[i].offset if i < len(events) else frames, frames, pos + MAX_BLOCK)
+            if self.voices:
+                mix(self.voices, end - pos, self._gains, out[pos:end])
+                if any(v.finished for v in self.voices):
+                    for v in self.voices:
+                        if v.finished:
+                            self.stalls += v.stalls
+                    self.voices = [v for v in self.voices if not v.finished]
+            pos = end
+        return self.limiter.process(out)
+
+    def _collect(self) -> None:
+        """Move notes the generator finished into the cache."""
+        gen = self.generator
+        if gen is None:
+            return
+        done = gen.done
+        while done:
+            note = done.popleft()
+            if self.inflight.get(note.key) is note:
+                del self.inflight[note.key]
+            if not note.failed:
+                self.cache.put(note)
+
+    def _apply(self, ev) -> None:
+        ch = self.channels[ev.channel]
+        if ev.kind == NOTE_ON and ev.b > 0:
+            self._note_on(ev.channel, ch, ev.a, ev.b)
+        elif ev.kind in (NOTE_ON, NOTE_OFF):
+            for v in self.voices:
+                if v.channel == ev.channel and v.pitch == ev.a and not v.released and not v.sustained:
+                    self._order += 1
+                    v.note_off(ch.sustain, self._order)
+        elif ev.kind == CONTROL:
+            self._control(ev.channel, ch, ev.a, ev.b)
+        elif ev.kind == PROGRAM:
+            ch.program = ev.a
+            ch.patch = self.preset.patch(ev.channel, ev.a)
+            self._gains[ev.channel] = ch.gains()
+        elif ev.kind == BEND:
+            ch.bend = min(max(ev.a, -8192), 8191)
+            self._rebend(ev.channel, ch)
+
+    def _note_on(self, c: int, ch: Channel, pitch: int, velocity: int) -> None:
+        patch = ch.patch
+        key = self._key(patch, pitch, velocity)
+        for v in self.voices:  # the same key struck again: fade the old voice, start anew
+            if v.channel == c and v.pitch == pitch:
+                v.steal(self.steal_samples)
+        note = self._note(key)
+        self._make_room()
+        self._order += 1
+        self.voices.append(Voice(note, c, pitch, patch.gain, patch.release * self.sample_rate,
+                                 ch.rate, self._order))
+
+    def _note(self, key: NoteKey) -> Note:
+        """The note for `key`: cached, streaming, or requested now (or rendered, offline)."""
+        note = self.cache.get(key)
+        if note is not None:
+            return note
+        note = self.inflight.get(key)
+        if note is not None:
+            return note
+        if self.offline:
+            note = Note.complete(key, self._render([key])[0])
+            self.cache.put(note)
+            return note
+        gen = self.generator
+        note = gen.pending.get(key)  # queued for prewarm (or just requested): move it up
+        if note is None:
+            note = Note(key)
+        self.inflight[key] = note
+        gen.request(note)
+        return note
+
+    def _make_room(self) -> None:
+        active = [v for v in self.voices if not v.stolen]
+        if len(active) >= self.polyphony:
+            released = [v for v in active if v.released]
+            victim = (min(released, key=lambda v: v.released_at) if released
+                      else min(active, key=lambda v: v.order))
+            victim.steal(self.steal_samples)
+        # Fading voices are extra; bound them so a flood of notes cannot grow the mix.
+        excess = len(self.voices) - self.polyphony - 64
+        if excess > 0:
+            fading = sorted((v for v in self.voices if v.stolen), key=lambda v: v.order)
+            drop = set(id(v) for v in fading[:excess])
+            self.voices = [v for v in self.voices if id(v) not in drop]
+
+    def _control(self, c: int, ch: Channel, cc: int, value: int) -> None:
+        if cc == 7:
+            ch.volume = value
+        elif cc == 11:
+            ch.expression = value
+        elif cc == 10:
+            ch.pan = min(max((value - 64) / 63.0, -1.0), 1.0)
+        elif cc == 64:
+            ch.sustain = value >= 64
+            if not ch.sustain:
+                self._release_sustained(c)
+        elif cc == 120:  # all sound off: fade everything now
+            for v in self.voices:
+                if v.channel == c:
+                    v.steal(self.steal_samples)
+        elif cc == 123:  # all notes off: as many note-offs (the pedal still holds)
+            for v in self.voices:
+                if v.channel == c and not v.released and not v.sustained:
+                    self._order += 1
+                    v.note_off(ch.sustain, self._order)
+        elif cc == 121:  # reset all controllers (RP-015: not volume, not pan)
+            ch.expression, ch.bend, ch.rpn, ch.sustain = 127, 0, (127, 127), False
+            self._release_sustained(c)
+            self._rebend(c, ch)
+        elif cc == 101:
+            ch.rpn = (value, ch.rpn[1])
+        elif cc == 100:
+            ch.rpn = (ch.rpn[0], value)
+        elif cc in (98, 99):  # an NRPN is selected: data entry no longer means RPN 0
+            ch.rpn = (127, 127)
+        elif cc == 6 and ch.rpn == (0, 0):
+            ch.bend_range = value + ch.rpn_cents / 100.0
+            self._rebend(c, ch)
+        elif cc == 38 and ch.rpn == (0, 0):
+            ch.rpn_cents = value
+            ch.bend_range = math.floor(ch.bend_range) + value / 100.0
+            self._rebend(c, ch)
+        else:
+            return
+        self._gains[c] = ch.gains()
+
+    def _release_sustained(self, c: int) -> None:
+        for v in self.voices:
+            if v.channel == c and v.sustained:
+                self._order += 1
+                v.start_release(self._order)
+
+    def _rebend(self, c: int, ch: Channel) -> None:
+        rate = ch.rate
+        for v in self.voices:
+            if v.channel == c:
+                v.rate = rate
+
+    # ---- keys and generation -----------------------------------------------------------
+    def _key(self, patch: Patch, pitch: int, velocity: int) -> NoteKey:
+        curved = 127.0 * (min(max(velocity, 1), 127) / 127.0) ** patch.velocity_curve
+        level = velocity_level(max(1, int(round(curved))), self.velocity_levels)
+        index = velocity_index(level_velocity(level, self.velocity_levels))
+        return NoteKey(patch.instrument, min(max(pitch + patch.transpose, 0), 127), round(index, 6))
+
+    def note_key(self, channel: int, pitch: int, velocity: int) -> NoteKey:
+        """The key a note-on would play now on `channel` (with its current program)."""
+        return self._key(self.channels[int(channel) & 15].patch, int(pitch), int(velocity))
+
+    def _render(self, keys: Sequence[NoteKey]) -> np.ndarray:
+        """Whole notes at the output rate: float32 (len(keys), samples)."""
+        notes = self.source.render(list(keys))
+        return resample_notes(notes, self.source.sample_rate, self.sample_rate, self.quality)
+
+    def prepare(self, keys: Iterable[NoteKey], progress: bool = True) -> int:
+        """Generate every uncached key now, `batch_size` at a time (blocking).
+
+        Offline, the notes go straight into the cache; live, they reach it at the next
+        `process` (the audio thread owns the cache). Returns how many notes were made.
+        """
+        todo = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        bar = None
+        if progress and todo:
+            from tqdm import tqdm
+            bar = tqdm(total=len(todo), unit="note", desc="generating notes")
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            for key, data in zip(batch, self._render(batch)):
+                note = Note.complete(key, data)
+                if self.offline:
+                    self.cache.put(note)
+                else:
+                    self.generator.done.append(note)
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        return len(todo)
+
+    def prewarm_keys(self) -> List[NoteKey]:
+        """Keys of the preset's prewarm ranges at every velocity level, centre first."""
+        keys = []
+        levels = self.velocity_levels
+        for patch in self.preset.prewarm_patches():
+            lo, hi = patch.prewarm
+            mid = (lo + hi) / 2
+            order = sorted(((abs(p - mid), abs(l - 0.6 * levels), p, l)
+                            for p in range(lo, hi + 1) for l in range(levels)))
+            for _, _, p, l in order:
+                index = round(velocity_index(level_velocity(l, levels)), 6)
+                keys.append(NoteKey(patch.instrument, min(max(p + patch.transpose, 0), 127), index))
+        return list(dict.fromkeys(keys))
+
+    def prewarm(self) -> List[NoteKey]:
+        """Queue the preset's prewarm keys for background generation at low priority.
+
+        Offline there is no background: nothing is queued (use `prepare`). Returns the keys.
+        """
+        keys = self.prewarm_keys()
+        if self.generator is not None:
+            self.generator.request_prewarm(keys)
+        return keys
+
+    def stats(self) -> dict:
+        """Counters: voices, cache hits/misses/evictions/bytes, notes generating, limiter blocks."""
+        gen = self.generator
+        return {
+            "voices": len(self.voices),
+            "cache_hits": self.cache.hits,
+            "cache_misses": self.cache.misses,
+            "cache_evictions": self.cache.evictions,
+            "cache_bytes": self.cache.bytes,
+            "cache_notes": len(self.cache),
+            "generating": gen.busy if gen is not None else 0,
+            "generated": gen.generated if gen is not None else 0,
+            "limiter_blocks": self.limiter.active_blocks,
+            "stalls": self.stalls + sum(v.stalls for v in self.voices),
+            "dropped_events": self.events.dropped,
+        }
+
+    def close(self) -> None:
+        """Stop the background generator."""
+        if self.generator is not None:
+            self.generator.close()
+            self.generator = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,81 @@
+"""A deterministic `NoteSource` for tests and benchmarks of the engine: decaying sines.
+
+Instrument i adds its (i + 2)-th harmonic to the fundamental, so blends are audible; the
+fundamental is the key's pitch (A4 = 440 Hz); the amplitude grows with the velocity index.
+The note starts at its peak (a cosine), so its first sample is never zero.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from .source import NoteKey
+
+
+def pitch_hz(pitch: float) -> float:
+    """MIDI pitch -> frequency in Hz (69 -> 440)."""
+    return 440.0 * 2.0 ** ((pitch - 69) / 12.0)
+
+
+class SineSource:
+    """Decaying cosine notes.
+
+    Args:
+        instruments: names; instrument i adds harmonic i + 2 (instrument 0 is a pure tone).
+        sample_rate: Hz of the notes it returns.
+        note_samples: length of a note in samples.
+        decay: amplitude decay per second (exp(-decay * t)).
+        chunk_delay: seconds slept before each streamed chunk (a slow model).
+        gate: if set, `stream` yields its first chunk, then waits for this event before the
+            rest (tests hold a note mid-generation with it).
+
+    Attributes:
+        calls: list of ("render" | "stream", number of keys), in call order.
+    """
+
+    def __init__(self, instruments: Sequence[str] = ("piano", "organ", "guitar", "strings"),
+                 sample_rate: int = 16000, note_samples: int = 16000, decay: float = 1.0,
+                 chunk_delay: float = 0.0, gate: Optional[threading.Event] = None):
+        self.instruments = list(instruments)
+        self.sample_rate = sample_rate
+        self.note_samples = note_samples
+        self.decay = decay
+        self.chunk_delay = chunk_delay
+        self.gate = gate
+        self.calls: List[tuple] = []
+        self.streams_finished = 0
+
+    def note(self, key: NoteKey) -> np.ndarray:
+        """One note: float32 (note_samples,)."""
+        t = np.arange(self.note_samples) / self.sample_rate
+        f = pitch_hz(key.pitch)
+        wave = np.zeros(self.note_samples)
+        for i, w in key.instrument:
+            wave += w * np.cos(2 * np.pi * f * t)
+            if i:
+                wave += w * 0.3 * np.cos(2 * np.pi * f * (i + 2) * t)
+        amp = 0.1 + 0.1 * key.velocity  # 0.1 at velocity 25 .. 0.5 at 127
+        return (amp * np.exp(-self.decay * t) * wave).astype(np.float32)
+
+    def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
+        """Whole notes: float32 (len(keys), note_samples)."""
+        self.calls.append(("render", len(keys)))
+        return np.stack([self.note(k) for k in keys]) if keys else np.zeros((0, self.note_samples), np.float32)
+
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
+        """The same notes in chunks of `chunk` samples (the last may be shorter)."""
+        self.calls.append(("stream", len(keys)))
+        notes = np.stack([self.note(k) for k in keys])
+        for i, start in enumerate(range(0, self.note_samples, chunk)):
+            if self.chunk_delay:
+                time.sleep(self.chunk_delay)
+            if i == 1 and self.gate is not None:
+                self.gate.wait()
+            yield notes[:, start:start + chunk]
+        self.streams_finished += 1
+
+    def identity(self) -> str:
+        return f"sine-{self.sample_rate}-{self.note_samples}-{self.decay}"

@@ -1,0 +1,179 @@
+"""One sounding note: playback position, pitch bend, sustain loop and envelopes.
+
+Audio thread only; no torch. A voice reads its `Note` (possibly still streaming) at a
+playback rate set by the channel's pitch bend, resampling by linear interpolation; at
+rate 1 and an integer position it copies samples exactly (what the exact-sample tests
+rely on).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .cache import Note
+
+# Per-block scratch: positions 0..n-1, sized for the largest block `Synth` renders at
+# once (MAX_BLOCK) times the largest playback rate.
+MAX_BLOCK = 512
+MAX_RATE = 4.0  # a bend of +24 semitones
+_RAMP = np.arange(MAX_BLOCK, dtype=np.float64)
+
+
+class Voice:
+    """A note being played on a channel.
+
+    Args:
+        note: the `Note` to play (may still be streaming).
+        channel, pitch: MIDI channel 0-15 and the pitch that was struck (before transpose).
+        amp: linear gain from the preset.
+        release: release time in samples (output rate).
+        rate: initial playback rate (2 ** (bend semitones / 12)).
+        order: note-on counter, to steal the oldest voice.
+    """
+
+    __slots__ = ("note", "channel", "pitch", "amp", "release", "rate", "order", "pos",
+                 "released", "sustained", "stolen", "looping", "finished", "env",
+                 "ramp_from", "ramp_len", "ramp_done", "ramp_power", "released_at",
+                 "started", "stalls")
+
+    def __init__(self, note: Note, channel: int, pitch: int, amp: float, release: int,
+                 rate: float = 1.0, order: int = 0):
+        self.note = note
+        self.channel = channel
+        self.pitch = pitch
+        self.amp = amp
+        self.release = max(1, int(release))
+        self.rate = min(rate, MAX_RATE)
+        self.order = order
+        self.pos = 0.0           # read position in note samples (output rate)
+        self.released = False    # note-off (and pedal up) happened: release envelope runs
+        self.sustained = False   # key up while the sustain pedal is down
+        self.stolen = False      # fading out in a few ms to free its slot
+        self.looping = False     # reading the sustain loop instead of the recording
+        self.finished = False
+        self.env = 1.0           # envelope level reached so far
+        self.ramp_len = 0        # samples of the running ramp (0: none)
+        self.ramp_done = 0
+        self.ramp_from = 1.0
+        self.ramp_power = 1.0
+        self.released_at = 0     # order of the release, to steal released voices first
+        self.started = False
+        self.stalls = 0          # blocks a streaming note could not keep up
+
+    # ---- state changes (at event offsets) ----------------------------------------
+    def note_off(self, pedal_down: bool, order: int) -> None:
+        """Key up: release now, or hold until the pedal goes up."""
+        if pedal_down:
+            self.sustained = True
+        else:
+            self.start_release(order)
+
+    def start_release(self, order: int) -> None:
+        """Start the release envelope (curve (1 - t)^2 over the preset's release time)."""
+        if self.released or self.stolen:
+            return
+        self.released = True
+        self.sustained = False
+        self.released_at = order
+        note = self.note
+        # Still before the loop's crossfade: the recording and the loop are identical
+        # there, so fall back to the recorded release seamlessly.
+        if self.looping and self.pos < note.loop_end - len(note.xfade):
+            self.looping = False
+        self._ramp(self.release, 2.0)
+
+    def steal(self, fade: int) -> None:
+        """Fade out over `fade` samples (linear) and finish: no click."""
+        if self.stolen:
+            return
+        self.stolen = True
+        self._ramp(max(1, fade), 1.0)
+
+    def _ramp(self, length: int, power: float) -> None:
+        self.ramp_from = self.env
+        self.ramp_len = length
+        self.ramp_done = 0
+        self.ramp_power = power
+
+    # ---- rendering ---------------------------------------------------------------
+    def render(self, n: int) -> Optional[np.ndarray]:
+        """The next `n` samples (n <= MAX_BLOCK), envelope applied, before gain and pan.
+
+        Returns None when there is nothing to add: a cold note whose first samples are
+        not there yet (the voice waits, then starts at a block boundary), or a finished voice.
+        """
+        note = self.note
+        if note.failed:
+            self.finished = True
+            return None
+        avail = note.available  # read before `data`: see `Note`
+        data = note.data
+        done = note.done
+        rate = self.rate
+        pos = self.pos
+        if done and note.loop_end and not self.released and not self.looping \
+                and pos < note.loop_end - len(note.xfade):
+            self.looping = True
+        looping = self.looping
+        if not done and pos + rate * n + 2 > avail:
+            if self.started:
+                self.stalls += 1  # generation fell behind playback: a gap, counted
+            return None
+        self.started = True
+        ipos = int(pos)
+        if rate == 1.0 and ipos == pos and (not looping or ipos + n <= note.loop_end - len(note.xfade)):
+            end = ipos + n
+            limit = note.length if done else avail
+            if end <= limit:
+                seg = data[ipos:end]
+            else:
+                seg = np.zeros(n, np.float32)
+                if ipos < limit:
+                    seg[:limit - ipos] = data[ipos:limit]
+        else:
+            t = pos + rate * _RAMP[:n]
+            i0 = t.astype(np.int64)
+            frac = (t - i0).astype(np.float32)
+            a = self._gather(i0, data, avail, done, looping)
+            b = self._gather(i0 + 1, data, avail, done, looping)
+            seg = a + (b - a) * frac
+        pos += rate * n
+        if looping:
+            span = note.loop_end - note.loop_start
+            while pos >= note.loop_end:
+                pos -= span
+        elif done and pos >= note.length:
+            self.finished = True
+        self.pos = pos
+        if self.ramp_len:
+            seg = self._envelope(seg, n)
+        return seg
+
+    def _gather(self, idx: np.ndarray, data: np.ndarray, avail: int, done: bool,
+                looping: bool) -> np.ndarray:
+        """Samples at integer positions `idx`, through the sustain loop when looping."""
+        note = self.note
+        if looping:
+            ls, le = note.loop_start, note.loop_end
+            idx = np.where(idx >= ls, ls + (idx - ls) % (le - ls), idx)
+            xs = le - len(note.xfade)
+            out = data[idx]
+            in_xfade = idx >= xs
+            if in_xfade.any():
+                out[in_xfade] = note.xfade[idx[in_xfade] - xs]
+            return out
+        limit = note.length if done else avail
+        out = data[np.minimum(idx, len(data) - 1)]
+        out[idx >= limit] = 0.0
+        return out
+
+    def _envelope(self, seg: np.ndarray, n: int) -> np.ndarray:
+        t = (self.ramp_done + _RAMP[:n]) / self.ramp_len
+        np.minimum(t, 1.0, out=t)
+        env = (self.ramp_from * (1.0 - t) ** self.ramp_power).astype(np.float32)
+        self.ramp_done += n
+        self.env = float(env[-1])
+        if self.ramp_done >= self.ramp_len:
+            self.finished = True
+        return seg * env

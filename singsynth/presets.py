@@ -1,0 +1,224 @@
+"""Presets: YAML files mapping MIDI channels and programs to instruments and playing settings.
+
+A preset (`presets/*.yaml`, read with `yaml.safe_load`) has optional sections:
+
+    defaults:            # every program of every channel
+      instrument: piano  # a name from the checkpoint, an index, or a blend {piano: 0.7, organ: 0.3}
+      gain: 1.0          # linear, 0..4
+      pan: 0.0           # -1 (left) .. 1 (right)
+      release: 0.3       # seconds, 0.005..10
+      velocity_curve: 1.0  # exponent on velocity/127 (or linear | soft | hard)
+      transpose: 0       # semitones, -48..48
+      prewarm: [36, 96]  # MIDI pitch range to render ahead at every velocity level, or null
+    programs:            # by General MIDI program number 0-127: overrides `defaults`
+      16: {instrument: organ}
+    channels:            # by MIDI channel 0-15: overrides the program's settings
+      9: {instrument: {guitar: 0.5, strings: 0.5}, gain: 0.8}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import yaml
+
+from .errors import ConfigError
+
+# As `singsynth.engine.source.Blend` (not imported: the engine imports this module).
+Blend = Tuple[Tuple[int, float], ...]
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+CURVES = {"linear": 1.0, "soft": 0.6, "hard": 1.6}
+PATCH_KEYS = ("instrument", "gain", "pan", "release", "velocity_curve", "transpose", "prewarm")
+TOP_KEYS = ("name", "description", "defaults", "programs", "channels")
+
+
+@dataclass(frozen=True)
+class Patch:
+    """How a note on one channel and program is played.
+
+    Attributes:
+        instrument: blend of instrument indices and weights (weights sum to 1).
+        gain: linear gain. pan: -1..1. release: seconds. velocity_curve: exponent applied
+        to velocity / 127 before quantising. transpose: semitones added to the pitch.
+        prewarm: (low, high) MIDI pitches to render ahead, inclusive, or None.
+    """
+
+    instrument: Blend = ((0, 1.0),)
+    gain: float = 1.0
+    pan: float = 0.0
+    release: float = 0.3
+    velocity_curve: float = 1.0
+    transpose: int = 0
+    prewarm: Optional[Tuple[int, int]] = None
+
+
+@dataclass
+class Preset:
+    """Patches per (channel, program), resolved once at load time.
+
+    Attributes:
+        name: the preset's name. instruments: the checkpoint's instrument names.
+        defaults: the patch used where nothing else is said.
+        programs, channels: the partial overrides as read (validated).
+    """
+
+    name: str
+    instruments: Tuple[str, ...]
+    defaults: Patch = field(default_factory=Patch)
+    programs: Dict[int, dict] = field(default_factory=dict)
+    channels: Dict[int, dict] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._patches: Dict[Tuple[int, int], Patch] = {}
+
+    def patch(self, channel: int, program: int) -> Patch:
+        """The patch for a MIDI channel (0-15) playing a program (0-127)."""
+        got = self._patches.get((channel, program))
+        if got is None:
+            got = replace(self.defaults, **self.programs.get(program, {}))
+            got = replace(got, **self.channels.get(channel, {}))
+            self._patches[(channel, program)] = got
+        return got
+
+    def prewarm_patches(self):
+        """Every distinct patch the preset names that has a prewarm range."""
+        seen = [self.defaults] + [self.patch(c, 0) for c in self.channels] \
+            + [self.patch(0, p) for p in self.programs]
+        out = []
+        for p in seen:
+            if p.prewarm and p not in out:
+                out.append(p)
+        return out
+
+
+def _fail(origin: str, key: str, problem: str, allowed: str) -> ConfigError:
+    return ConfigError(f"{origin}: key '{key}': {problem}; allowed: {allowed}")
+
+
+def _number(origin, key, value, low, high, integer=False):
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise _fail(origin, key, f"got {value!r}", f"{kind} from {low} to {high}")
+    return int(value) if integer else float(value)
+
+
+def parse_blend(origin: str, key: str, value, instruments: Sequence[str]) -> Blend:
+    """An instrument name, index or {name: weight} mapping -> a normalised `Blend`."""
+    names = ", ".join(instruments)
+    allowed = f"one of {names} (or an index 0-{len(instruments) - 1}, or a mapping name: weight)"
+
+    def index(name):
+        if isinstance(name, int) and not isinstance(name, bool) and 0 <= name < len(instruments):
+            return name
+        if isinstance(name, str) and name in instruments:
+            return list(instruments).index(name)
+        raise _fail(origin, key, f"unknown instrument {name!r}", allowed)
+
+    if isinstance(value, dict):
+        if not value:
+            raise _fail(origin, key, "empty blend", allowed)
+        weights = {}
+        for name, w in value.items():
+            w = _number(origin, f"{key}.{name}", w, 0.0, 1e6)
+            i = index(name)
+            weights[i] = weights.get(i, 0.0) + w
+        total = sum(weights.values())
+        if total <= 0:
+            raise _fail(origin, key, "blend weights sum to 0", "positive weights")
+        # Rounded so that the same blend written twice is the same cache key.
+        return tuple((i, round(w / total, 6)) for i, w in sorted(weights.items()) if w > 0)
+    return ((index(value), 1.0),)
+
+
+def parse_patch(origin: str, where: str, raw, instruments: Sequence[str]) -> dict:
+    """Validate one patch mapping; returns the fields it sets (a partial `Patch`)."""
+    if not isinstance(raw, dict):
+        raise _fail(origin, where, f"expected a mapping, got {raw!r}", ", ".join(PATCH_KEYS))
+    out = {}
+    for key, value in raw.items():
+        full = f"{where}.{key}"
+        if key == "instrument":
+            out[key] = parse_blend(origin, full, value, instruments)
+        elif key == "gain":
+            out[key] = _number(origin, full, value, 0.0, 4.0)
+        elif key == "pan":
+            out[key] = _number(origin, full, value, -1.0, 1.0)
+        elif key == "release":
+            out[key] = _number(origin, full, value, 0.005, 10.0)
+        elif key == "velocity_curve":
+            if isinstance(value, str):
+                if value not in CURVES:
+                    raise _fail(origin, full, f"got {value!r}", f"{', '.join(CURVES)} or a number 0.1-10")
+                out[key] = CURVES[value]
+            else:
+                out[key] = _number(origin, full, value, 0.1, 10.0)
+        elif key == "transpose":
+            out[key] = _number(origin, full, value, -48, 48, integer=True)
+        elif key == "prewarm":
+            if value is None:
+                out[key] = None
+                continue
+            if not (isinstance(value, list) and len(value) == 2):
+                raise _fail(origin, full, f"got {value!r}", "[low, high] MIDI pitches 0-127, or null")
+            lo = _number(origin, full, value[0], 0, 127, integer=True)
+            hi = _number(origin, full, value[1], lo, 127, integer=True)
+            out[key] = (lo, hi)
+        else:
+            raise _fail(origin, full, "unknown key", ", ".join(PATCH_KEYS))
+    return out
+
+
+def parse_preset(data, instruments: Sequence[str], origin: str = "<preset>", name: str = "preset") -> Preset:
+    """Build a `Preset` from already-loaded YAML data; errors name `origin` and the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _fail(origin, "<top>", f"expected a mapping, got {type(data).__name__}", ", ".join(TOP_KEYS))
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _fail(origin, str(key), "unknown key", ", ".join(TOP_KEYS))
+    defaults = Patch(**parse_patch(origin, "defaults", data.get("defaults") or {}, instruments))
+    sections = {}
+    for section, high in (("programs", 127), ("channels", 15)):
+        raw = data.get(section) or {}
+        if not isinstance(raw, dict):
+            raise _fail(origin, section, f"expected a mapping, got {raw!r}", f"numbers 0-{high} mapped to settings")
+        parsed = {}
+        for number, patch in raw.items():
+            n = _number(origin, f"{section}.{number}", number, 0, high, integer=True)
+            parsed[n] = parse_patch(origin, f"{section}.{number}", patch, instruments)
+        sections[section] = parsed
+    return Preset(str(data.get("name", name)), tuple(instruments), defaults,
+                  sections["programs"], sections["channels"])
+
+
+def available_presets():
+    """Names of the presets shipped in `presets/`."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(path_or_name: Union[str, Path, None], instruments: Sequence[str]) -> Preset:
+    """Load a preset by file path or by name ("default", "gm": files in `presets/`).
+
+    Raises:
+        ConfigError: missing file, bad YAML, unknown key, wrong type or unknown instrument;
+            the message names the file, the key and the allowed values.
+    """
+    if path_or_name is None:
+        path_or_name = "default"
+    path = Path(path_or_name)
+    if not path.is_file():
+        named = PRESET_DIR / f"{path_or_name}.yaml"
+        if named.is_file():
+            path = named
+        else:
+            raise ConfigError(f"preset {str(path_or_name)!r} not found: give a .yaml file or one of "
+                              f"{', '.join(available_presets()) or '(none shipped)'}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+    return parse_preset(data, instruments, origin=str(path), name=path.stem)
