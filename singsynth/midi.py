@@ -87,6 +87,11 @@ class Song:
     def note_count(self) -> int:
         return sum(1 for _, m in self.events if m.type == "note_on")
 
+    def sample_at(self, tick: int, sample_rate: int) -> int:
+        """The sample of `tick`: round(seconds * sample_rate), exactly (half rounds up)."""
+        n, d = self._clock()(tick)
+        return (2 * n * sample_rate + d) // (2 * d)
+
     def timed_events(self, sample_rate: int) -> List[TimedEvent]:
         """Every channel message at round(seconds * sample_rate), in play order."""
         clock = self._clock()

@@ -27,6 +27,8 @@ from singsynth.midi import Song, TimedEvent, read_midi
 log = logging.getLogger(__name__)
 
 BLOCK = 1024           # samples per process() call; events land inside blocks by offset
+BATCH = 64             # notes per model call while preparing (the engine's live default is 16)
+MAX_CACHE_BYTES = 8 << 30  # beyond this, evicted notes are made again (from the disk cache)
 AUTO_TAIL_MAX = 5.0    # seconds rendered after the last event at most, when --tail is not given
 FORMATS = {".wav": ("WAV", "PCM_24"), ".flac": ("FLAC", "PCM_24")}
 NORMALIZE_PEAK = 10 ** (-1 / 20)  # -1 dBFS leaves room for inter-sample peaks in players
@@ -58,20 +60,60 @@ class RenderReport:
                 f"cache; prepare {self.prepare_seconds:.2f} s, mix {self.mix_seconds:.2f} s)")
 
 
-def plan_keys(synth, events: Sequence[TimedEvent], plan_synth=None):
-    """Every distinct NoteKey the song plays, and notes skipped per channel.
+def drums_mapped(preset) -> bool:
+    """Whether the preset gives channel 10 (index 9) an instrument of its own.
 
-    `note_key` answers for the channel's current program, so program and bank-select
-    changes are replayed, in order, on `plan_synth` (a second Synth on the same source
-    that never plays a note; default `synth` itself, whose state is then changed).
-    Returns (keys in first-use order, {channel: notes with no instrument}).
+    General MIDI plays percussion on channel 10; through a melodic instrument its notes
+    would be a random melody, so unless the preset maps it, render skips it.
     """
-    planner = plan_synth if plan_synth is not None else synth
-    keys, seen, skipped, pending = [], set(), {}, False
+    own = preset.channels.get(9, {})
+    return "instrument" in own and own.get("gain", 1.0) > 0
+
+
+def playable_events(song: Song, sample_rate: int, preset, report: RenderReport):
+    """The song's events at `sample_rate`, ready to play.
+
+    Channel 10's notes are left out if the preset does not map it. At the song's end
+    (its last event, end-of-track included) every channel that played gets pedal-up and
+    all-notes-off, so notes left hanging by a damaged file release instead of being cut.
+    """
+    import mido
+
+    events = song.timed_events(sample_rate)
+    if not drums_mapped(preset):
+        drums = sum(1 for e in events if e.message.channel == 9 and e.message.type == "note_on")
+        if drums:
+            report.warnings.append(
+                f"channel 10 (drums): preset {preset.name!r} maps no instrument to it; skipped "
+                f"its {drums} notes (give channel 9 an instrument in a preset to play them)")
+            events = [e for e in events if not (e.message.channel == 9
+                                                and e.message.type in ("note_on", "note_off"))]
+    end = song.sample_at(song.end_tick, sample_rate)
+    for channel in sorted({e.message.channel for e in events if e.message.type == "note_on"}):
+        for cc in (64, 123):
+            events.append(TimedEvent(end, mido.Message("control_change", channel=channel,
+                                                       control=cc, value=0)))
+    return events
+
+
+def make_planner(synth):
+    """A second Synth on the same source and preset that only answers `note_key`."""
+    from singsynth.engine import Synth
+
+    return Synth(synth.source, sample_rate=synth.sample_rate, preset=synth.preset, offline=True,
+                 cache_bytes=1 << 20, velocity_levels=synth.velocity_levels)
+
+
+def plan_keys(planner, events: Sequence[TimedEvent]) -> list:
+    """Every distinct NoteKey the song plays, in first-use order.
+
+    `note_key` answers for the channel's current program, so program changes are
+    replayed in order on `planner` (a Synth that never plays a note, see `make_planner`).
+    """
+    keys, seen, pending = [], set(), False
     for event in events:
         msg = event.message
-        if msg.type == "program_change" or (msg.type == "control_change"
-                                            and msg.control in (0, 32)):
+        if msg.type == "program_change":
             planner.handle(msg)
             pending = True
         elif msg.type == "note_on":
@@ -79,12 +121,10 @@ def plan_keys(synth, events: Sequence[TimedEvent], plan_synth=None):
                 planner.process(1)
                 pending = False
             key = planner.note_key(msg.channel, msg.note, msg.velocity)
-            if key is None:
-                skipped[msg.channel] = skipped.get(msg.channel, 0) + 1
-            elif key not in seen:
+            if key not in seen:
                 seen.add(key)
                 keys.append(key)
-    return keys, skipped
+    return keys
 
 
 def mix(synth, events: Sequence[TimedEvent], *, tail_samples: Optional[int],
@@ -113,16 +153,22 @@ def mix(synth, events: Sequence[TimedEvent], *, tail_samples: Optional[int],
 
 
 def render_song(song: Song, synth, *, tail: Optional[float] = None, progress: bool = False,
-                plan_synth=None, report: Optional[RenderReport] = None) -> np.ndarray:
+                report: Optional[RenderReport] = None) -> np.ndarray:
     """Plan, prepare and mix `song` with an `offline=True` synth -> float32 (samples, 2)."""
     report = report if report is not None else RenderReport("song", "-")
+    planner = make_planner(synth)
+    try:
+        events = playable_events(song, synth.sample_rate, synth.preset, report)
+        keys = plan_keys(planner, events)
+    finally:
+        planner.close()
+    return render_events(events, keys, synth, tail=tail, progress=progress, report=report)
+
+
+def render_events(events: Sequence[TimedEvent], keys: Sequence, synth, *, tail: Optional[float],
+                  progress: bool, report: RenderReport) -> np.ndarray:
+    """Generate `keys` in batches, then mix `events` -> float32 (samples, 2) at the synth's rate."""
     sr = synth.sample_rate
-    events = song.timed_events(sr)
-    keys, skipped = plan_keys(synth, events, plan_synth)
-    for channel, count in sorted(skipped.items()):
-        what = "drums" if channel == 9 else "notes"
-        report.warnings.append(f"channel {channel + 1} ({what}): the preset maps no instrument "
-                               f"to it; skipped its {count} notes")
     t0 = time.perf_counter()
     synth.prepare(keys, progress=progress)
     t1 = time.perf_counter()
@@ -207,6 +253,7 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         raise SingsynthError(f"--sample-rate {sample_rate} is out of range; use 8000-192000 Hz")
     if channels not in (1, 2):
         raise SingsynthError(f"--channels {channels} is not supported; use 1 or 2")
+    sr = int(sample_rate)
     started = time.perf_counter()
     report = RenderReport(str(input), str(output))
     tmp = open_output(output, overwrite)
@@ -232,24 +279,32 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
             from singsynth.diskcache import DiskCachedSource
             source = DiskCachedSource(source, cache_dir)
         preset_obj = load_preset(preset or "gm", list(source.instruments))
-        synth = Synth(source, sample_rate=int(sample_rate), preset=preset_obj, offline=True)
-        planner = Synth(source, sample_rate=int(sample_rate), preset=preset_obj, offline=True,
+        planner = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
                         cache_bytes=1 << 20)
         try:
-            audio = render_song(song, synth, tail=tail, progress=progress, plan_synth=planner,
-                                report=report)
+            events = playable_events(song, sr, preset_obj, report)
+            keys = plan_keys(planner, events)
         finally:
             planner.close()
+        # Room for every note of the song, so that none is evicted and made twice.
+        note_bytes = 4 * (source.note_samples * sr // source.sample_rate + 1)
+        cache_bytes = min(max(1 << 30, int(1.05 * len(keys) * note_bytes)), MAX_CACHE_BYTES)
+        synth = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
+                      batch_size=BATCH, cache_bytes=cache_bytes)
+        try:
+            audio = render_events(events, keys, synth, tail=tail, progress=progress,
+                                  report=report)
+        finally:
             synth.close()
         for line in report.warnings:
             warn(f"{input}: {line}")
         audio = finish(audio, channels=channels, normalize=normalize)
-        write_audio(tmp, output, audio, int(sample_rate))
+        write_audio(tmp, output, audio, sr)
     finally:
         Path(tmp).unlink(missing_ok=True)
     report.warnings[:0] = song.warnings
     report.notes_from_disk = getattr(source, "hits", 0)
-    report.audio_seconds = len(audio) / int(sample_rate)
+    report.audio_seconds = len(audio) / sr
     report.peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     report.wall_seconds = time.perf_counter() - started
     return report

@@ -14,8 +14,11 @@ SR_IN = 16000
 
 
 class SineSource:
-    """A deterministic NoteSource: each note is a sine at the key's pitch, amplitude by velocity,
-    with a 1-sample onset click of 1.0 so the start of every note can be found exactly."""
+    """A deterministic NoteSource: decaying cosines at the key's pitch (first sample = peak).
+
+    Instrument i > 0 adds its (i + 2)-th harmonic, so program changes can be heard.
+    Records every key it renders in `rendered`.
+    """
 
     sample_rate = SR_IN
     note_samples = 16000
@@ -27,8 +30,12 @@ class SineSource:
     def _note(self, key):
         t = np.arange(self.note_samples) / self.sample_rate
         freq = 440.0 * 2 ** ((key.pitch - 69) / 12)
-        note = (0.1 + 0.05 * key.velocity) * np.sin(2 * np.pi * freq * t)
-        return note.astype(np.float32)
+        wave = np.zeros_like(t)
+        for i, w in key.instrument:
+            wave += w * np.cos(2 * np.pi * freq * t)
+            if i:
+                wave += w * 0.5 * np.cos(2 * np.pi * freq * (i + 2) * t)
+        return ((0.1 + 0.05 * key.velocity) * np.exp(-t) * wave).astype(np.float32)
 
     def render(self, keys):
         self.rendered.extend(keys)
@@ -42,7 +49,6 @@ class SineSource:
 
     def identity(self):
         return "sine-v1"
-
 
 def midi_bytes(*tracks, tpb=480, fmt=1):
     mid = mido.MidiFile(type=fmt, ticks_per_beat=tpb)
@@ -163,3 +169,251 @@ def test_missing_input_file_is_one_line(tmp_path, capsys):
     code, err = run_cli([tmp_path / "nope.mid", "-F", tmp_path / "out.flac"], capsys)
     assert code == 1 and "cannot read" in err and "nope.mid" in err
     assert os.listdir(tmp_path) == []
+
+
+# ---- rendering through the real Synth with the sine source ---------------------------------
+
+def song_of(*tracks, tpb=480):
+    from singsynth.midi import read_midi
+    return read_midi(midi_bytes(*tracks, tpb=tpb))
+
+
+def synth_for(sample_rate, preset=None, source=None):
+    from singsynth.engine import Synth
+    return Synth(source or SineSource(), sample_rate=sample_rate, preset=preset, offline=True)
+
+
+def render(song, sample_rate=SR_IN, preset=None, tail=1.0, source=None):
+    from singsynth.render import render_song
+    synth = synth_for(sample_rate, preset, source)
+    audio = render_song(song, synth, tail=tail)
+    return audio, synth
+
+
+def on(note, time=0, ch=0, vel=100):
+    return mido.Message("note_on", channel=ch, note=note, velocity=vel, time=time)
+
+
+def off(note, time=0, ch=0):
+    return mido.Message("note_off", channel=ch, note=note, time=time)
+
+
+def cc(control, value, time=0, ch=0):
+    return mido.Message("control_change", channel=ch, control=control, value=value, time=time)
+
+
+def freq_of(x, sr):
+    """Frequency of the strongest partial of x (Hann, zero padding, parabolic peak)."""
+    n = len(x)
+    spec = np.abs(np.fft.rfft(x * np.hanning(n), 16 * n))
+    k = int(np.argmax(spec[1:])) + 1
+    a, b, c = np.log(spec[k - 1:k + 2] + 1e-12)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / (16 * n)
+
+
+def test_events_land_on_their_exact_sample_through_tempo_changes():
+    from fractions import Fraction
+    tpb, gap = 97, 131  # odd numbers so that samples fall between ticks
+    tempos = [(0, 500_000), (3 * gap, 437_501), (5 * gap, 611_111)]
+    conductor = [mido.MetaMessage("set_tempo", tempo=t, time=(tick - prev))
+                 for (tick, t), prev in zip(tempos, [0] + [tk for tk, _ in tempos[:-1]])]
+    notes = []
+    for i in range(7):
+        notes += [on(64, time=gap - 25 if i else 0), off(64, time=25)]
+    audio, _ = render(song_of(conductor, notes, tpb=tpb))
+
+    def exact_sample(tick):
+        sec, marks = Fraction(0), tempos + [(tick, None)]
+        for (start, tempo), (stop, _) in zip(marks, marks[1:]):
+            if start < tick:
+                sec += Fraction((min(stop, tick) - start) * tempo, tpb * 1_000_000)
+        return int(sec * SR_IN + Fraction(1, 2))
+    starts = [exact_sample(i * gap) for i in range(7)]
+    stops = [exact_sample(i * gap + 25) for i in range(7)]
+    assert len(set(np.diff(starts))) > 1  # the tempo changes moved the notes
+    held, _ = render(song_of([on(64), off(64, time=4800)]))  # the same note, never released
+    for s, e in zip(starts, stops):
+        assert s == 0 or not audio[s - 1].any()  # silence right before the onset
+        # Sample-exact up to and including the note-off's sample (the release's gain 1.0),
+        # and the release changes the very next one.
+        assert np.array_equal(audio[s:e + 1], held[:e + 1 - s])
+        assert not np.array_equal(audio[e + 1], held[e + 1 - s])
+    assert np.abs(held[:1000]).max() > 0.05
+
+
+def test_pitch_by_frequency_estimate_and_pitch_bend():
+    sr = 48000
+    track = [on(57), off(57, time=480),        # A3, 220 Hz
+             on(76, time=480), off(76, time=480),  # E5, 659.26 Hz
+             mido.Message("pitchwheel", pitch=8191, time=480), on(69), off(69, time=480)]
+    audio, _ = render(song_of(track), sample_rate=sr)
+    mono = audio[:, 0]
+    bent = 440 * 2 ** (2 * 8191 / 8192 / 12)  # +2 semitones, the default bend range
+    for start, want in [(0.05, 220.0), (1.05, 659.255), (2.05, bent)]:
+        got = freq_of(mono[int(start * sr):int((start + 0.4) * sr)], sr)
+        assert abs(got / want - 1) < 0.002, (start, got, want)
+
+
+def test_program_change_mid_song_switches_instrument(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("programs:\n  0: {instrument: piano}\n  40: {instrument: organ}\n")
+    track = [on(60), off(60, time=400),
+             mido.Message("program_change", program=40, time=80), on(60), off(60, time=400)]
+    source = SineSource()
+    audio, _ = render(song_of(track), preset=str(preset), source=source)
+    assert [k.instrument for k in source.rendered] == [((0, 1.0),), ((1, 1.0),)]
+    f0 = 440 * 2 ** (-9 / 12)
+
+    def third_harmonic(seg):
+        spec = np.abs(np.fft.rfft(seg[:, 0] * np.hanning(len(seg))))
+        bins = np.fft.rfftfreq(len(seg), 1 / SR_IN)
+        return spec[np.argmin(abs(bins - 3 * f0))] / spec[np.argmin(abs(bins - f0))]
+    assert third_harmonic(audio[1000:5000]) < 0.01 < 0.3 < third_harmonic(audio[9000:13000])
+
+
+def test_sustain_pedal_and_a_note_longer_than_the_generated_one():
+    # The source's notes last 1 s; the held notes must sound on (sustain loop) until released.
+    pedal = [cc(64, 127), on(60), off(60, time=240), cc(64, 0, time=2400 - 240)]  # up at 2.5 s
+    held = [on(60), off(60, time=2880)]                                            # 3 s note
+    plain = [on(60), off(60, time=240)]
+    rms = lambda a, t0, t1: float(np.sqrt(np.mean(a[int(t0 * SR_IN):int(t1 * SR_IN)] ** 2)))
+    a_pedal, _ = render(song_of(pedal))
+    a_held, _ = render(song_of(held))
+    a_plain, _ = render(song_of(plain))
+    assert rms(a_pedal, 2.0, 2.4) > 0.005 and rms(a_held, 2.0, 2.9) > 0.005
+    assert rms(a_plain, 1.0, 1.5) == 0.0          # released at 0.25 s, gone 0.3 s later
+    assert rms(a_pedal, 2.9, 3.4) == 0.0          # pedal up at 2.5 s + 0.3 s release
+    assert rms(a_held, 3.4, 3.9) == 0.0
+
+
+def test_zero_length_and_overlapping_same_key_notes():
+    track = [on(67), off(67),                     # zero length, at 0
+             on(60, time=960), on(60, time=480), off(60, time=240), off(60, time=240)]
+    audio, synth = render(song_of(track))
+    assert audio[0].any() and not audio[int(0.4 * SR_IN):SR_IN].any()  # released at once
+    first, second = SR_IN, int(1.5 * SR_IN)
+    assert not audio[first - 1].any() and audio[first].any()
+    # After the old voice's 5 ms steal fade, only the re-struck note sounds: a fresh note.
+    fresh, _ = render(song_of([on(60), off(60, time=240)]))
+    assert np.array_equal(audio[second + 200:second + 3000], fresh[200:3000])
+
+
+def test_chord_of_8_and_24_full_velocity_voices_stay_inside_the_bus():
+    pitches = [48, 52, 55, 60, 64, 67, 72, 76]
+    chord = [on(p, vel=127) for p in pitches] + [off(pitches[0], time=960)] + \
+        [off(p) for p in pitches[1:]]
+    audio, synth = render(song_of(chord), sample_rate=48000)
+    assert np.abs(audio).max() < 1.0
+    spec = np.abs(np.fft.rfft(audio[2400:2400 + 24000, 0]))
+    bins = np.fft.rfftfreq(24000, 1 / 48000)
+    floor = np.median(spec)
+    for p in pitches:
+        k = np.argmin(abs(bins - 440 * 2 ** ((p - 69) / 12)))
+        assert spec[k - 1:k + 2].max() > 100 * floor, p
+    dense = [on(p, vel=127, ch=c) for c in range(3) for p in pitches] + [off(48, time=960)]
+    audio, synth = render(song_of(dense), sample_rate=48000, tail=0.5)
+    assert np.abs(audio).max() <= 1.0 and np.abs(audio).max() > 0.5
+    assert synth.stats()["limiter_blocks"] > 0
+
+
+def busy_song():
+    """Two channels, pedal, bends, a program change and two tempos: 24 notes each, seeded."""
+    rng = np.random.default_rng(3)
+    melody, bass = [mido.Message("program_change", program=40)], [cc(64, 127, ch=1)]
+    for _ in range(24):
+        pitch, low = int(rng.integers(60, 80)), int(rng.integers(36, 48))
+        melody += [on(pitch, time=int(rng.integers(0, 90)), vel=int(rng.integers(30, 90))),
+                   mido.Message("pitchwheel", pitch=int(rng.integers(-3000, 3000)), time=7),
+                   off(pitch, time=int(rng.integers(10, 200)))]
+        bass += [on(low, ch=1, vel=40, time=int(rng.integers(0, 150))),
+                 off(low, ch=1, time=int(rng.integers(3, 300)))]
+    return song_of([mido.MetaMessage("set_tempo", tempo=400_000, time=0),
+                    mido.MetaMessage("set_tempo", tempo=650_000, time=1500)], melody, bass)
+
+
+def test_render_is_deterministic_and_equals_driving_the_synth_block_by_block():
+    from singsynth.render import BLOCK, RenderReport, playable_events
+    song = busy_song()
+    first, synth = render(song, sample_rate=44100, tail=0.5)
+    again, _ = render(song, sample_rate=44100, tail=0.5)
+    assert np.array_equal(first, again) and np.abs(first).max() > 0.01
+    assert synth.stats()["limiter_blocks"] == 0  # so block size must not matter either
+    for block in (BLOCK, 300):
+        live = synth_for(44100)
+        events = playable_events(song, 44100, live.preset, RenderReport("x", "y"))
+        out, start, i = [], 0, 0
+        while start < len(first):
+            n = min(block, len(first) - start)
+            while i < len(events) and events[i].sample < start + n:
+                live.handle(events[i].message, offset=events[i].sample - start)
+                i += 1
+            out.append(live.process(n))
+            start += n
+        assert np.array_equal(np.concatenate(out), first), block
+
+
+def test_channel_10_is_skipped_with_a_warning_unless_the_preset_maps_it(tmp_path):
+    from singsynth.render import RenderReport, render_song
+    track = [on(60), on(36, ch=9), off(60, time=240), off(36, ch=9)]
+    report = RenderReport("x", "y")
+    source = SineSource()
+    render_song(song_of(track), synth_for(SR_IN, source=source), tail=0.5, report=report)
+    assert {k.pitch for k in source.rendered} == {60}
+    assert len(report.warnings) == 1 and "channel 10 (drums)" in report.warnings[0] \
+        and "skipped its 1 notes" in report.warnings[0]
+    preset = tmp_path / "drums.yaml"
+    preset.write_text("channels:\n  9: {instrument: strings}\n")
+    report, source = RenderReport("x", "y"), SineSource()
+    render_song(song_of(track), synth_for(SR_IN, str(preset), source), tail=0.5, report=report)
+    assert sorted((k.pitch, k.instrument) for k in source.rendered) == [
+        (36, ((3, 1.0),)), (60, ((0, 1.0),))]
+    assert report.warnings == []
+
+
+def test_render_file_is_bit_identical_twice_and_reuses_the_disk_cache(tmp_path):
+    import soundfile
+    from singsynth.render import NORMALIZE_PEAK, render_file
+    song = tmp_path / "busy.mid"
+    song.write_bytes(midi_bytes([on(60), on(64), off(60, time=480), off(64)]))
+    kwargs = dict(preset="default", cache_dir=tmp_path / "cache", progress=False, tail=0.5)
+    one = render_file(song, tmp_path / "a.wav", source=SineSource(), **kwargs)
+    two = render_file(song, tmp_path / "b.wav", source=SineSource(), **kwargs)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert one.notes_from_disk == 0 and two.notes_from_disk == two.distinct_notes == 2
+    assert "x real time" in two.summary()
+    data, sr = soundfile.read(tmp_path / "a.wav")
+    assert sr == 48000 and data.shape == (24000 + 24000 + 1, 2)
+    render_file(song, tmp_path / "m.flac", source=SineSource(), channels=1, normalize=True,
+                **kwargs)
+    mono, sr = soundfile.read(tmp_path / "m.flac")
+    assert mono.ndim == 1 and abs(np.abs(mono).max() - NORMALIZE_PEAK) < 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.wav", "b.wav", "busy.mid", "cache", "m.flac"]
+
+
+# ---- end to end through the CLI with the real tiny checkpoint -------------------------------
+
+def test_cli_renders_with_the_tiny_checkpoint_and_damaged_file_warns(tmp_path, tiny_checkpoint,
+                                                                    capsys):
+    import soundfile
+    body = (b"\x00\xc0\x00" + b"\x00\x90\x3c\x64" + b"\x00\x90\xbe\x64"  # 2nd note damaged
+            + b"\x83\x60\x80\x3c\x00" + EOT)
+    song = tmp_path / "damaged.mid"
+    song.write_bytes(smf(body))
+    out = tmp_path / "out.wav"
+    argv = ["render", str(song), "-F", str(out), "--model", str(tiny_checkpoint), "--preset",
+            "default", "--cache-dir", str(tmp_path / "cache"), "--tail", "0.25", "-q"]
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv)
+    captured = capsys.readouterr()
+    assert info.value.code == 0
+    assert "data byte over 127" in captured.err and "warning" in captured.err
+    assert "x real time" in captured.out and "1 distinct notes, 0 from the disk cache" in captured.out
+    audio, sr = soundfile.read(out)
+    assert sr == 48000 and audio.shape == (24000 + 12000 + 1, 2)
+    assert np.abs(audio[:24000]).max() > 1e-4 and np.abs(audio).max() <= 1.0
+    first = out.read_bytes()
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv + ["-f"])
+    assert info.value.code == 0 and out.read_bytes() == first
+    assert "1 from the disk cache" in capsys.readouterr().out
