@@ -28,6 +28,7 @@ import numpy as np
 import soxr
 
 from .cache import Note
+from .resample import SincStream
 from .source import NoteKey, NoteSource
 
 PLAYED = 0
@@ -48,17 +49,22 @@ def resample_notes(notes: np.ndarray, source_rate: int, rate: int, quality: str 
 class _Batch:
     """One `source.stream` call in progress and the notes it writes."""
 
-    def __init__(self, gen: "Generator", notes: List[Note], chunk: int):
+    def __init__(self, gen: "Generator", notes: List[Note], chunk: int, low_latency: bool):
         self.notes = notes
         self.rate_ratio = gen.sample_rate / gen.source.sample_rate
         capacity = math.ceil(gen.source.note_samples * self.rate_ratio) + 4096
         for note in notes:
             note.data = np.zeros(capacity, np.float32)
             note.started = True
-        self.resampler = None
+        self.resample = None
         if gen.source.sample_rate != gen.sample_rate:
-            self.resampler = soxr.ResampleStream(gen.source.sample_rate, gen.sample_rate, len(notes),
-                                                 dtype="float32", quality=gen.quality)
+            if low_latency:  # played: sound after the first chunk (see resample.py)
+                sinc = SincStream(gen.source.sample_rate, gen.sample_rate, len(notes))
+                self.resample = lambda x, last=False: sinc.process(x, last).T
+            else:
+                rs = soxr.ResampleStream(gen.source.sample_rate, gen.sample_rate, len(notes),
+                                         dtype="float32", quality=gen.quality)
+                self.resample = lambda x, last=False: rs.resample_chunk(np.ascontiguousarray(x.T), last)
         self.chunks = iter(gen.source.stream([n.key for n in notes], chunk=chunk))
 
     def step(self) -> bool:
@@ -66,16 +72,12 @@ class _Batch:
         try:
             chunk = np.asarray(next(self.chunks), dtype=np.float32)
         except StopIteration:
-            if self.resampler is not None:
-                empty = np.zeros((0, len(self.notes)), np.float32)
-                self._publish(self.resampler.resample_chunk(empty, last=True))
+            if self.resample is not None:
+                self._publish(self.resample(np.zeros((len(self.notes), 0), np.float32), last=True))
             for note in self.notes:
                 note.finish()
             return True
-        if self.resampler is not None:
-            self._publish(self.resampler.resample_chunk(np.ascontiguousarray(chunk.T)))
-        else:
-            self._publish(chunk.T)
+        self._publish(self.resample(chunk) if self.resample is not None else chunk.T)
         return False
 
     def _publish(self, frames: np.ndarray) -> None:
@@ -215,7 +217,7 @@ class Generator:
 
     def _start(self, notes: List[Note], chunk: int, played: bool) -> None:
         try:
-            batch = _Batch(self, notes, chunk)
+            batch = _Batch(self, notes, chunk, low_latency=played)
         except Exception:  # a broken source must not kill the thread
             log.exception("note generation failed to start")
             self._fail(notes)

@@ -17,7 +17,8 @@ from .cache import Note, NoteCache
 from .events import BEND, CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
 from .generator import Generator, resample_notes
 from .mixer import Limiter, mix, pan_gains
-from .source import NoteKey, NoteSource, level_velocity, velocity_index, velocity_level
+from .source import (TRAINED_VELOCITIES, NoteKey, NoteSource, level_velocity, velocity_index,
+                     velocity_level)
 from .voice import MAX_BLOCK, Voice
 
 
@@ -201,7 +202,8 @@ class Synth:
         note = self._note(key)
         self._make_room()
         self._order += 1
-        self.voices.append(Voice(note, c, pitch, patch.gain, patch.release * self.sample_rate,
+        amp = patch.gain * self._soft_gain(patch, velocity)
+        self.voices.append(Voice(note, c, pitch, amp, patch.release * self.sample_rate,
                                  ch.rate, self._order))
 
     def _note(self, key: NoteKey) -> Note:
@@ -292,11 +294,20 @@ class Synth:
                 v.rate = rate
 
     # ---- keys and generation -----------------------------------------------------------
-    def _key(self, patch: Patch, pitch: int, velocity: int) -> NoteKey:
+    def _level_velocity(self, patch: Patch, velocity: int) -> float:
+        """MIDI velocity -> the velocity at the centre of its level, through the preset's curve."""
         curved = 127.0 * (min(max(velocity, 1), 127) / 127.0) ** patch.velocity_curve
         level = velocity_level(max(1, int(round(curved))), self.velocity_levels)
-        index = velocity_index(level_velocity(level, self.velocity_levels))
+        return level_velocity(level, self.velocity_levels)
+
+    def _key(self, patch: Patch, pitch: int, velocity: int) -> NoteKey:
+        index = velocity_index(self._level_velocity(patch, velocity))
         return NoteKey(patch.instrument, min(max(pitch + patch.transpose, 0), 127), round(index, 6))
+
+    def _soft_gain(self, patch: Patch, velocity: int) -> float:
+        """Below the softest trained velocity (25) every level plays the same note: scale
+        its amplitude instead, so that dynamics stay continuous down to velocity 1."""
+        return min(1.0, self._level_velocity(patch, velocity) / TRAINED_VELOCITIES[0])
 
     def note_key(self, channel: int, pitch: int, velocity: int) -> NoteKey:
         """The key a note-on would play now on `channel` (with its current program)."""

@@ -1,0 +1,69 @@
+"""NoteCache budget and LRU order, and the Synth's use of it (hits, misses, prepare)."""
+import numpy as np
+
+from singsynth.engine import Synth
+from singsynth.engine.cache import Note, NoteCache
+from singsynth.engine.source import NoteKey, single
+from singsynth.engine.testing import SineSource
+
+
+def note(pitch, samples=1000):
+    return Note.complete(NoteKey(single(0), pitch, 2.0), np.full(samples, pitch, np.float32))
+
+
+def test_cache_evicts_least_recently_used_within_its_byte_budget():
+    size = note(0).nbytes
+    cache = NoteCache(budget_bytes=3 * size + size // 2)
+    for p in (1, 2, 3):
+        assert cache.put(note(p))
+    assert cache.get(note(1).key) is not None  # 1 is now the most recently used
+    cache.put(note(4))
+    assert [k.pitch for k in cache.keys()] == [3, 1, 4]
+    assert cache.evictions == 1
+    assert cache.bytes == 3 * size <= cache.budget_bytes
+    assert cache.get(note(2).key) is None
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_cache_refuses_a_note_larger_than_the_budget():
+    cache = NoteCache(budget_bytes=100)
+    assert not cache.put(note(1))
+    assert len(cache) == 0 and cache.bytes == 0
+
+
+def test_cached_note_keeps_its_samples_and_a_seamless_loop():
+    data = np.sin(np.arange(48000) * 0.05).astype(np.float32)
+    n = Note.complete(NoteKey(single(0), 60, 1.0), data)
+    assert n.done and n.length == 48000
+    # The loop's last sample is the one just before loop_start: jumping back is seamless.
+    assert n.xfade[-1] == data[n.loop_start - 1]
+    assert 0 < n.loop_start < n.loop_end < n.length
+
+
+def test_synth_counts_hits_and_misses_and_keeps_within_budget():
+    src = SineSource(note_samples=8000)
+    one = 8000 * 3 * 4  # one note at 48 kHz, float32
+    synth = Synth(src, 48000, offline=True, cache_bytes=int(one * 4.5))
+    for p in range(60, 66):
+        synth.note_on(0, p, 100)
+        synth.process(256)
+    synth.note_on(0, 65, 100)
+    synth.process(256)
+    stats = synth.stats()
+    assert stats["cache_misses"] == 6 and stats["cache_hits"] == 1
+    assert stats["cache_evictions"] == 2
+    assert stats["cache_bytes"] <= int(one * 4.5)
+    assert [k.pitch for k in synth.cache.keys()] == [62, 63, 64, 65]
+
+
+def test_prepare_renders_uncached_keys_in_batches_and_then_plays_from_cache():
+    src = SineSource(note_samples=4000)
+    synth = Synth(src, 48000, offline=True, batch_size=4)
+    keys = [synth.note_key(0, p, 100) for p in range(60, 70)]
+    assert synth.prepare(keys + keys[:3], progress=False) == 10
+    assert src.calls == [("render", 4), ("render", 4), ("render", 2)]
+    assert synth.prepare(keys, progress=False) == 0
+    synth.note_on(0, 61, 100)
+    synth.process(256)
+    assert synth.stats()["cache_hits"] == 1 and synth.stats()["cache_misses"] == 0
+    assert len(src.calls) == 3

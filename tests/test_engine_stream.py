@@ -1,0 +1,96 @@
+"""Live mode: the background generator, cold notes streaming, batching and priorities."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from singsynth.engine import Synth
+from singsynth.engine.testing import SineSource
+
+
+def pump(synth, until, limit=10.0, block=256):
+    """Call process() like an audio callback until `until(block_out)` holds (or give up)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        out = synth.process(block)
+        if until(out):
+            return out
+        time.sleep(0.002)
+    raise AssertionError("condition never reached")
+
+
+@pytest.fixture
+def gated():
+    gate = threading.Event()
+    src = SineSource(note_samples=16000, gate=gate)
+    synth = Synth(src, 48000)
+    yield synth, src, gate
+    gate.set()
+    synth.close()
+
+
+def test_cold_note_sounds_before_it_finishes_generating_then_is_cached(gated):
+    synth, src, gate = gated
+    synth.note_on(0, 60, 100)
+    key = synth.note_key(0, 60, 100)
+    out = pump(synth, lambda out: np.abs(out).max() > 0)
+    # The source is held after its first chunks: the note is audible mid-generation.
+    assert src.streams_finished == 0
+    assert key not in synth.cache
+    assert synth.stats()["generating"] == 1
+    # The first samples equal those the finished note will have.
+    first = out[:, 0][np.flatnonzero(out[:, 0])[0]]
+    gate.set()
+    pump(synth, lambda out: key in synth.cache)
+    note = synth.cache.get(key)
+    level = (100 / 127) ** 2 * np.cos(np.pi / 4)
+    assert first == pytest.approx(note.data[0] * level, rel=1e-5)
+    assert synth.stats()["generating"] == 0
+
+
+def test_warm_note_starts_in_the_very_next_block_at_its_offset():
+    src = SineSource(note_samples=8000)
+    with Synth(src, 48000) as synth:
+        key = synth.note_key(0, 64, 90)
+        synth.prepare([key], progress=False)
+        synth.process(256)  # the audio thread takes the prepared note into the cache
+        synth.note_on(0, 64, 90, offset=50)
+        out = synth.process(256)
+        assert np.flatnonzero(out[:, 0])[0] == 50
+        assert synth.stats()["cache_hits"] == 1
+
+
+def test_a_chord_is_generated_in_one_batch():
+    src = SineSource(note_samples=8000)
+    with Synth(src, 48000, wait=0.05) as synth:
+        for p in (60, 64, 67, 72):
+            synth.note_on(0, p, 100)
+        pump(synth, lambda out: len(synth.cache) == 4)
+        assert src.calls == [("stream", 4)]
+
+
+def test_played_notes_go_before_prewarm():
+    src = SineSource(note_samples=4000, chunk_delay=0.002)
+    with Synth(src, 48000, batch_size=4) as synth:
+        queued = synth.prewarm()
+        assert len(queued) == 61 * 14  # the 3 levels below velocity 25 share a note
+        synth.note_on(0, 20, 100)  # outside the prewarm range [36, 96]
+        key = synth.note_key(0, 20, 100)
+        pump(synth, lambda out: key in synth.cache)
+        # Prewarm had barely started when the played note was done.
+        assert synth.stats()["generating"] > len(queued) // 2
+        assert ("stream", 1) in src.calls
+
+
+def test_prewarm_fills_the_cache_and_played_notes_then_hit():
+    src = SineSource(note_samples=2000)
+    with Synth(src, 48000, batch_size=16) as synth:
+        queued = synth.prewarm()
+        pump(synth, lambda out: synth.stats()["generating"] == 0 and len(synth.cache) == len(queued),
+             limit=60)
+        synth.note_on(0, 60, 100)
+        synth.process(256)
+        stats = synth.stats()
+        assert stats["cache_misses"] == 0 and stats["cache_hits"] == 1
+        assert stats["generated"] == len(queued)
