@@ -1,0 +1,39 @@
+"""`singsynth train --config configs/small.yaml --data DIR --out models/NAME`."""
+import argparse
+from pathlib import Path
+
+from singsynth.train.config import STAGES, load_config
+
+
+def get_parser():
+    p = argparse.ArgumentParser(prog="singsynth train", description=__doc__)
+    p.add_argument("--config", help="YAML config (configs/*.yaml); default: built-in defaults")
+    p.add_argument("--data", help="dataset folder in NSynth's layout")
+    p.add_argument("--out", help="output folder for checkpoints and the log")
+    p.add_argument("--stage", choices=STAGES, action="append",
+                   help="run only this stage (repeatable); default: all three in order")
+    p.add_argument("--resume", action="store_true", help="continue a killed run exactly")
+    p.add_argument("-f", "--force", action="store_true", help="start over in an existing --out")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set ae.lr=0.001 (repeatable)")
+    p.add_argument("--plot", metavar="RUN_DIR",
+                   help="draw RUN_DIR/log.jsonl as loss curves (RUN_DIR/loss.png) and exit")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if args.plot:
+        from singsynth.eval.plots import plot_log
+        png = plot_log(Path(args.plot) / "log.jsonl", Path(args.plot) / "loss.png")
+        print(f"wrote {png}")
+        return 0
+    if not args.data or not args.out:
+        get_parser().error("--data and --out are required (or --plot RUN_DIR)")
+    cfg = load_config(args.config, args.set)
+    stages = tuple(s for s in STAGES if s in (args.stage or STAGES))
+    from singsynth.train import run
+    run(cfg, args.data, args.out, stages, resume=args.resume, device=args.device,
+        force=args.force, config_path=args.config)
+    return 0

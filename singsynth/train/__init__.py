@@ -1,0 +1,87 @@
+"""Training: `run(...)` builds the model, loads the data and runs the stages in order.
+
+Each stage writes `OUT/<stage>.safetensors` (a playable checkpoint with provenance),
+`OUT/state-<stage>.safetensors` (what `--resume` continues from) and appends one JSON line
+per epoch to `OUT/log.jsonl`. `OUT/model.safetensors` is the last stage's checkpoint.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from singsynth.checkpoint import load_checkpoint, save_model
+from singsynth.errors import ConfigError
+from singsynth.model import build
+from singsynth.train.config import STAGES, TrainConfig
+from singsynth.train.distributed import init_world, shutdown
+from singsynth.train.stages import TASKS, TrainData
+from singsynth.train.trainer import Loop
+
+
+def load_data(root, split: str) -> tuple[TrainData, list[str]]:
+    """A dataset split in memory, and the instrument vocabulary of the whole dataset."""
+    from singsynth.data import NSynthDataset
+
+    ds = NSynthDataset(root, split=split)
+    inst, pitch, vel, audio = ds.arrays()
+    return TrainData(inst, pitch, vel, audio), list(ds.instruments)
+
+
+def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device="auto",
+        force: bool = False, config_path: str | None = None) -> Path:
+    """Train `stages` of `cfg` on dataset folder `data`, writing into folder `out`."""
+    out = Path(out)
+    world = init_world(device)
+    try:
+        if out.exists() and any(out.glob("state-*.safetensors")) and not (resume or force):
+            raise ConfigError(f"{out} holds a previous run; pass --resume to continue it "
+                              "or -f to start over")
+        if force and not resume and world.main and out.exists():
+            for f in list(out.glob("*.safetensors")) + list(out.glob("log.jsonl")):
+                f.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        world.barrier()
+        train, instruments = load_data(data, "train")
+        test, _ = load_data(data, "test")
+        if len(test) == 0:
+            raise ConfigError(f"{data}: the dataset has no test notes (pitch-completion split "
+                              "is empty); add pitches per instrument")
+        torch.manual_seed(cfg.seed)
+        model = build(cfg.model, instruments).to(world.device)
+        first = STAGES.index(stages[0])
+        if first > 0 and not (resume and (out / f"state-{stages[0]}.safetensors").exists()):
+            previous = out / f"{STAGES[first - 1]}.safetensors"
+            if not previous.exists():
+                raise ConfigError(f"stage {stages[0]} starts from {previous}, which does not "
+                                  f"exist; run --stage {STAGES[first - 1]} first")
+            trained, _ = load_checkpoint(previous)
+            model.load_state_dict(trained.state_dict())
+        provenance = {"dataset": str(data), "train_notes": len(train), "test_notes": len(test),
+                      "config": cfg.to_dict(), "config_file": config_path, "epochs": {}}
+        for name in stages:
+            stage_cfg = getattr(cfg, name)
+            task = TASKS[name](model, stage_cfg, train, test, world.device)
+            loop = Loop(task, stage_cfg, model, out, world, cfg.seed, cfg.save_minutes, provenance)
+            try:
+                result = loop.run(resume)
+            except torch.cuda.OutOfMemoryError:
+                raise ConfigError(f"{name}.batch {stage_cfg.batch} does not fit in GPU memory; "
+                                  f"lower it (e.g. {name}.batch={stage_cfg.batch // 2})") from None
+            provenance["epochs"][name] = stage_cfg.epochs
+            provenance["stage"] = name
+            if not result.get("skipped"):
+                provenance.setdefault("losses", {})[name] = {
+                    k: v for k, v in result.items() if k.startswith(("train_", "test_"))}
+            if world.main:
+                save_model(out / f"{name}.safetensors", model, provenance)
+            world.barrier()
+        if world.main:
+            shutil.copyfile(out / f"{stages[-1]}.safetensors", out / "model.safetensors.tmp")
+            (out / "model.safetensors.tmp").replace(out / "model.safetensors")
+            print(f"wrote {out / 'model.safetensors'}", file=sys.stderr)
+        return out / "model.safetensors"
+    finally:
+        shutdown(world)

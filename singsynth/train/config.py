@@ -1,0 +1,115 @@
+"""Typed training configs: one dataclass per stage, loaded from YAML with checked keys."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from singsynth.errors import ConfigError
+from singsynth.model import CONFIGS
+
+
+@dataclass
+class StageConfig:
+    """Hyper-parameters shared by the three stages.
+
+    Attributes:
+        epochs: passes over the training notes (one random crop per note per pass).
+        batch: global batch size (split across processes under torchrun).
+        lr: peak Adam learning rate; linear warm-up then cosine decay to lr * final_lr.
+        warmup_steps: optimizer steps of linear warm-up.
+        final_lr: the learning rate at the end, as a fraction of `lr`.
+        crop: samples per training example (multiple of 256); 0 = the whole note.
+        crop_end: crops lie within note samples [0, crop_end]; the sounding part trains
+            fastest (near silence the spectral loss has almost no gradient).
+        loss: 'spectral' or 'mse' (the paper's comparison).
+        wave_weight: weight of an added waveform MSE term (a warm-up aid), decayed
+            linearly to 0 over `wave_steps` steps.
+        wave_steps: see `wave_weight`.
+        tbptt: LSTM stage only: truncated back-propagation window in steps.
+        grad_clip: max gradient norm (0 = off).
+        eval_notes: held-out notes scored at the end of each epoch (whole notes).
+    """
+
+    epochs: int = 1
+    batch: int = 256
+    lr: float = 3e-4
+    warmup_steps: int = 0
+    final_lr: float = 1.0
+    crop: int = 0
+    crop_end: int = 64000
+    loss: str = "spectral"
+    wave_weight: float = 0.0
+    wave_steps: int = 0
+    tbptt: int = 32
+    grad_clip: float = 0.0
+    eval_notes: int = 256
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: model size, seed and the three stages."""
+
+    model: str = "small"
+    seed: int = 0
+    save_minutes: float = 5.0
+    ae: StageConfig = field(default_factory=lambda: StageConfig(epochs=50))
+    lstm: StageConfig = field(default_factory=lambda: StageConfig(epochs=50, loss="mse"))
+    e2e: StageConfig = field(default_factory=lambda: StageConfig(epochs=20))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+STAGES = ("ae", "lstm", "e2e")
+_CHOICES = {"loss": ("spectral", "mse")}
+
+
+def _fill(cls, values: dict, where: str, source: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = cls()
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key {where}{key}; allowed: {', '.join(fields)}")
+        default = getattr(out, key)
+        if isinstance(default, StageConfig):
+            value = _fill(StageConfig, value, f"{where}{key}.", source)
+        elif isinstance(default, bool) or not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+            raise ConfigError(f"{source}: {where}{key} must be {type(default).__name__}, "
+                              f"got {value!r}")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: {_CHOICES[key]}")
+        if key == "model" and value not in CONFIGS:
+            raise ConfigError(f"{source}: model is {value!r}; allowed: {', '.join(CONFIGS)}")
+        if key == "crop" and value % 256:
+            raise ConfigError(f"{source}: {where}crop {value} must be a multiple of 256")
+        setattr(out, key, float(value) if isinstance(default, float) else value)
+    return out
+
+
+def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (None: all defaults) and apply `key.sub=value` overrides."""
+    source = str(path) if path else "<defaults>"
+    data = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file; see configs/*.yaml") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like ae.lr=0.001")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return _fill(TrainConfig, data, "", source)

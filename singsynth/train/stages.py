@@ -1,0 +1,209 @@
+"""The paper's three training stages (section 4.3) as tasks for the shared `Loop`.
+
+1. ae:   encoder + decoder reconstruct waveforms (spectral loss, or waveform MSE).
+2. lstm: the frozen encoder gives target sequences; the LSTM learns them with MSE and
+         truncated back-propagation through time.
+3. e2e:  LSTM + decoder fine-tuned together on the spectral loss.
+Crops: `crop` samples starting at a multiple of 256; steps [k, k + crop/256 + 15) decode
+exactly note samples [256 k, 256 k + crop), and the encoder sees the same span plus
+2,304 samples of context on each side.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from singsynth.dsp import spectral_loss, waveform_mse
+from singsynth.model import SING, samples_to_steps
+
+
+class TrainData:
+    """A split held in memory: audio (N, 64000) float32 and its labels (N,)."""
+
+    def __init__(self, instrument, pitch, velocity, audio):
+        self.instrument, self.pitch, self.velocity, self.audio = instrument, pitch, velocity, audio
+
+    def __len__(self):
+        return len(self.audio)
+
+    def crops(self, idx: torch.Tensor, starts: torch.Tensor, length: int, context: int = 0):
+        """(len(idx), length + 2 * context) spans of notes `idx` from `starts - context`."""
+        audio = self.audio[idx]
+        if context:
+            audio = F.pad(audio, (context, context))
+        span = starts[:, None] + torch.arange(length + 2 * context)[None]
+        return torch.gather(audio, 1, span)
+
+
+def crop_starts(count: int, cfg, gen: torch.Generator, note_samples: int = 64000):
+    """Start samples (multiples of 256) of `count` crops inside [0, crop_end]."""
+    if not cfg.crop:
+        return torch.zeros(count, dtype=torch.long)
+    last = (min(cfg.crop_end, note_samples) - cfg.crop) // 256
+    return torch.randint(0, max(0, last) + 1, (count,), generator=gen) * 256
+
+
+def audio_loss(cfg, estimate, target, step: int):
+    """The stage's loss plus the decaying waveform-MSE warm-up term."""
+    loss = spectral_loss(estimate, target) if cfg.loss == "spectral" else waveform_mse(estimate, target)
+    if cfg.wave_weight and step < cfg.wave_steps:
+        loss = loss + cfg.wave_weight * (1 - step / cfg.wave_steps) * waveform_mse(estimate, target)
+    return loss
+
+
+class AutoEncoder(nn.Module):
+    def __init__(self, model: SING):
+        super().__init__()
+        self.encoder, self.decoder = model.encoder, model.decoder
+
+    def forward(self, padded):
+        return self.decoder(self.encoder(padded))
+
+
+class Sequence(nn.Module):
+    def __init__(self, model: SING):
+        super().__init__()
+        self.sequence = model.sequence
+
+    def forward(self, instrument, pitch, velocity, start, length, hidden=None):
+        cond = self.sequence.condition(instrument, pitch, velocity)
+        return self.sequence(cond, start, length, hidden)
+
+
+class EndToEnd(nn.Module):
+    def __init__(self, model: SING):
+        super().__init__()
+        self.sequence, self.decoder = model.sequence, model.decoder
+
+    def forward(self, instrument, pitch, velocity, first_step, steps):
+        cond = self.sequence.condition(instrument, pitch, velocity)
+        s, _ = self.sequence(cond, 0, first_step + steps)
+        return self.decoder(s[:, first_step:].transpose(1, 2))
+
+
+class Task:
+    """What the three stages share: data on the device, local slices, evaluation."""
+
+    name = ""
+    steps_per_batch = 1
+
+    def __init__(self, model: SING, cfg, train: TrainData, test: TrainData, device):
+        self.model, self.cfg, self.train_data, self.test_data = model, cfg, train, test
+        self.device = device
+        self.examples = len(train)
+        self.length = cfg.crop or model.config.note_samples
+        self.eval_index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)
+                                         )[:cfg.eval_notes]
+
+    def parameters(self):
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def train(self):
+        self.module.train()
+
+    def eval(self):
+        self.module.eval()
+
+    def local(self, indices, gen, world):
+        """This rank's slice of the global batch and of its crop starts."""
+        starts = crop_starts(len(indices), self.cfg, gen, self.model.config.note_samples)
+        return indices[world.rank::world.size], starts[world.rank::world.size]
+
+    def labels(self, data: TrainData, idx):
+        return (data.instrument[idx].to(self.device), data.pitch[idx].to(self.device),
+                data.velocity[idx].to(self.device))
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Whole-note spectral loss and waveform MSE on the held-out notes."""
+        spec = mse = 0.0
+        for part in self.eval_index.split(16):
+            estimate = self.whole_notes(part)
+            target = self.test_data.audio[part].to(self.device)
+            spec += spectral_loss(estimate, target).item() * len(part)
+            mse += waveform_mse(estimate, target).item() * len(part)
+        n = max(1, len(self.eval_index))
+        return {"test_spectral": spec / n, "test_mse": mse / n}
+
+
+class AETask(Task):
+    name = "ae"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.module = AutoEncoder(self.model)
+
+    def loss(self, module, indices, gen, window, step, world):
+        idx, starts = self.local(indices, gen, world)
+        pad = self.model.encoder.padding
+        spans = self.train_data.crops(idx, starts, self.length, pad).to(self.device)
+        estimate = module(spans)
+        return audio_loss(self.cfg, estimate, spans[:, pad:pad + self.length], step)
+
+    def whole_notes(self, idx):
+        return self.model.decoder(self.model.encoder.encode_note(
+            self.test_data.audio[idx].to(self.device)))
+
+
+class LSTMTask(Task):
+    name = "lstm"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.module = Sequence(self.model)
+        self.steps = self.model.config.steps
+        self.steps_per_batch = math.ceil(self.steps / self.cfg.tbptt)
+        self.targets = self.encode(self.train_data)
+        self.hidden = None
+
+    @torch.no_grad()
+    def encode(self, data: TrainData) -> torch.Tensor:
+        """Frozen-encoder target sequences (N, 265, D), kept on the CPU."""
+        self.model.encoder.eval()
+        out = [self.model.encoder.encode_note(data.audio[i:i + 32].to(self.device)).cpu()
+               for i in range(0, len(data), 32)]
+        return torch.cat(out).transpose(1, 2).contiguous()
+
+    def parameters(self):
+        return list(self.model.sequence.parameters())
+
+    def loss(self, module, indices, gen, window, step, world):
+        idx = indices[world.rank::world.size]
+        start = window * self.cfg.tbptt
+        length = min(self.cfg.tbptt, self.steps - start)
+        if window == 0:
+            self.hidden = None
+        s, hidden = module(*self.labels(self.train_data, idx), start, length, self.hidden)
+        self.hidden = tuple(h.detach() for h in hidden)
+        target = self.targets[idx, start:start + length].to(self.device)
+        return F.mse_loss(s, target)
+
+    def whole_notes(self, idx):
+        s, _ = self.module(*self.labels(self.test_data, idx), 0, self.steps)
+        return self.model.decoder(s.transpose(1, 2))
+
+
+class E2ETask(Task):
+    name = "e2e"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.module = EndToEnd(self.model)
+
+    def loss(self, module, indices, gen, window, step, world):
+        idx, starts = self.local(indices, gen, world)
+        # One crop position per batch keeps the LSTM call a single batched run.
+        start = int(starts[0]) if len(starts) else 0
+        steps = samples_to_steps(self.length, self.model.config)
+        estimate = module(*self.labels(self.train_data, idx), start // 256, steps)
+        target = self.train_data.crops(idx, torch.full((len(idx),), start), self.length)
+        return audio_loss(self.cfg, estimate, target.to(self.device), step)
+
+    def whole_notes(self, idx):
+        return self.module(*self.labels(self.test_data, idx), 0, self.model.config.steps)
+
+
+TASKS = {"ae": AETask, "lstm": LSTMTask, "e2e": E2ETask}
