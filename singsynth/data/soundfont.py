@@ -3,7 +3,8 @@
 One FluidSynth run per instrument: a MIDI file holds all its notes one after the
 other, each held 3 s, released, then cut with All Sound Off (CC 120) after its
 4-second window so that no release tail bleeds into the next note. FluidSynth
-renders dry (reverb and chorus off) to float WAV at `render_rate`; each note's
+renders dry (reverb and chorus off), streaming raw float32 at `render_rate` through a
+pipe; each note's
 onset is found exactly (the gaps between notes are digital silence), its window
 is resampled to 16 kHz with soxr, notes outside the instrument's range are
 dropped, and one gain per instrument brings it to a common loudness.
@@ -120,57 +121,92 @@ def write_midi(path, inst: Instrument, notes) -> list[int]:
     return onsets
 
 
-def run_fluidsynth(soundfont, midi, wav, rate: int, fluidsynth="fluidsynth") -> None:
-    """Render midi -> float stereo WAV at `rate` Hz, dry (reverb, chorus off)."""
-    cmd = [fluidsynth, "-n", "-i", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(rate),
-           "-o", "synth.cpu-cores=1", "-O", "float", "-T", "wav", "-F", str(wav),
-           str(soundfont), str(midi)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    except FileNotFoundError as exc:
-        raise DatasetError("fluidsynth not found; install it (Debian: apt-get install fluidsynth)") from exc
-    if proc.returncode != 0 or not Path(wav).exists():
-        raise DatasetError(f"fluidsynth failed on {soundfont} ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+def fluidsynth_command(soundfont, midi, rate: int, fluidsynth="fluidsynth") -> list[str]:
+    """FluidSynth fast render of midi, dry (reverb, chorus off), raw float32 stereo to stdout."""
+    return [fluidsynth, "-n", "-i", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(rate),
+            "-o", "synth.cpu-cores=1", "-O", "float", "-T", "raw", "-F", "/dev/stdout",
+            str(soundfont), str(midi)]
 
 
-def read_mono(wav) -> np.ndarray:
-    """Float32 mono (mean of the channels) of a rendered WAV, read in blocks."""
-    with sf.SoundFile(str(wav)) as f:
-        out = np.empty(f.frames, np.float32)
-        pos = 0
-        for block in f.blocks(blocksize=1 << 20, dtype="float32", always_2d=True):
-            out[pos:pos + len(block)] = block.mean(axis=1)
-            pos += len(block)
-    return out
+def stream_fluidsynth(soundfont, midi, rate: int, fluidsynth="fluidsynth", block=1 << 17):
+    """Yield float32 mono blocks (mean of L and R) as FluidSynth renders them.
+
+    Streaming through a pipe avoids writing and re-reading a ~600 MB WAV per
+    instrument (that I/O cost more than the synthesis). Raises DatasetError if
+    FluidSynth is missing or fails.
+    """
+    cmd = fluidsynth_command(soundfont, midi, rate, fluidsynth)
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        except FileNotFoundError as exc:
+            raise DatasetError("fluidsynth not found; install it "
+                               "(Debian: apt-get install fluidsynth)") from exc
+        try:
+            rest = b""
+            while True:
+                data = proc.stdout.read(8 * block)
+                if not data:
+                    break
+                data = rest + data
+                usable = len(data) - len(data) % 8  # whole stereo float32 frames
+                rest = data[usable:]
+                frames = np.frombuffer(data, np.float32, usable // 4).reshape(-1, 2)
+                yield (frames[:, 0] + frames[:, 1]) * np.float32(0.5)
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        err.seek(0)
+        message = err.read().decode(errors="replace").strip()
+    if code != 0 or "error" in message.lower():
+        raise DatasetError(f"fluidsynth failed on {soundfont} (exit {code}): {message[-300:]}")
 
 
-def cut_notes(mono: np.ndarray, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut each note's 4-second window and resample it to 16 kHz.
+def cut_notes(blocks, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut each note's 4-second window out of a mono stream and resample it to 16 kHz.
 
-    Returns (audio float32 (n, 64000) at 16 kHz, raw RMS at `rate` (n,),
-    found (n,) bool: False where the note made no sound at all).
+    Args:
+        blocks: iterable of float32 mono blocks at `rate` Hz (or one whole array in a list).
+        onsets_ms: nominal note-on times in ms, increasing.
+    Returns:
+        (audio float32 (n, 64000) at 16 kHz, raw RMS at `rate` (n,),
+        found (n,) bool: False where the note made no sound at all).
     """
     n = len(onsets_ms)
     audio = np.zeros((n, NOTE_SAMPLES), np.float32)
     raw_rms = np.zeros(n, np.float64)
     found = np.zeros(n, bool)
     span = NOTE_SAMPLES * rate // SAMPLE_RATE
-    tail = rate // 100  # 10 ms more, so the resampler's filter has real context at the end
-    search = rate // 20  # onsets land up to a few FluidSynth blocks after the nominal time
-    for i, ms in enumerate(onsets_ms):
-        start = ms * rate // 1000
-        nz = np.flatnonzero(mono[start:start + search])
+    tail = rate // 100    # 10 ms more, so the resampler's filter has real context at the end
+    search = rate * 3 // 100  # onsets land a FluidSynth block (<5 ms) after the nominal time;
+    # search + span + tail stays before KILL_MS, so a window never includes the cut.
+
+    def cut(i, buf, base):
+        start = onsets_ms[i] * rate // 1000 - base
+        nz = np.flatnonzero(buf[start:start + search])
         if len(nz) == 0:
-            continue
+            return
         begin = start + int(nz[0])
-        seg = mono[begin:begin + span + tail]
+        seg = buf[begin:begin + span + tail]
         found[i] = True
         raw_rms[i] = np.sqrt(np.mean(np.square(seg[:span], dtype=np.float64)))
         if rate != SAMPLE_RATE:
             seg = soxr.resample(seg, rate, SAMPLE_RATE, quality="HQ")
         seg = seg[:NOTE_SAMPLES]
         audio[i, :len(seg)] = seg
+
+    buf, base, i = np.zeros(0, np.float32), 0, 0
+    for block in blocks:
+        buf = np.concatenate([buf, block])
+        while i < n and onsets_ms[i] * rate // 1000 + search + span + tail <= base + len(buf):
+            cut(i, buf, base)
+            i += 1
+            if i < n:  # drop what no later note needs (never past what was received)
+                drop = min(onsets_ms[i] * rate // 1000 - base, len(buf))
+                buf, base = buf[drop:], base + drop
+    while i < n:  # a stream that ended early: cut what there is
+        cut(i, buf, base)
+        i += 1
     return audio, raw_rms, found
 
 
@@ -229,12 +265,10 @@ def render_instrument(soundfont, inst: Instrument, pitches, velocities, out_dir,
     """Render every (pitch, velocity) of one instrument into out_dir/audio/."""
     notes = [(p, v) for p in pitches for v in velocities]
     with tempfile.TemporaryDirectory(prefix="singsynth-render-") as tmp:
-        midi, wav = Path(tmp) / "notes.mid", Path(tmp) / "notes.wav"
+        midi = Path(tmp) / "notes.mid"
         onsets = write_midi(midi, inst, notes)
-        run_fluidsynth(soundfont, midi, wav, render_rate, fluidsynth)
-        mono = read_mono(wav)
-    audio, raw_rms, found = cut_notes(mono, render_rate, onsets)
-    del mono
+        stream = stream_fluidsynth(soundfont, midi, render_rate, fluidsynth)
+        audio, raw_rms, found = cut_notes(stream, render_rate, onsets)
     reasons = classify(audio, raw_rms, found, render_rate != SAMPLE_RATE)
     result = Rendered(dropped={r: 0 for r in DROP_REASONS})
     keep = [i for i, r in enumerate(reasons) if r is None]
