@@ -271,14 +271,20 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         from singsynth.engine import Synth
         from singsynth.presets import load_preset
 
-        if source is None:
-            from singsynth.checkpoint import load_model
-            from singsynth.engine.model_source import ModelSource
-            source = ModelSource(load_model(model))
+        from singsynth.diskcache import DiskCachedSource, open_model_source
+
+        if source is None:  # lazy: with every note on disk, torch is never even imported
+            source = open_model_source(model) if use_cache else None
+            if source is None:
+                from singsynth.checkpoint import load_model
+                from singsynth.engine.model_source import ModelSource
+                source = ModelSource(load_model(model))
         if use_cache:
-            from singsynth.diskcache import DiskCachedSource
             source = DiskCachedSource(source, cache_dir)
-        preset_obj = load_preset(preset or "gm", list(source.instruments))
+        if preset is None:  # the GM preset once shipped, else the one-instrument default
+            from singsynth.presets import PRESET_DIR
+            preset = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
+        preset_obj = load_preset(preset, list(source.instruments))
         planner = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
                         cache_bytes=1 << 20)
         try:

@@ -417,3 +417,17 @@ def test_cli_renders_with_the_tiny_checkpoint_and_damaged_file_warns(tmp_path, t
         cli_main(argv + ["-f"])
     assert info.value.code == 0 and out.read_bytes() == first
     assert "1 from the disk cache" in capsys.readouterr().out
+
+
+def test_lazy_model_source_reads_the_header_and_loads_only_to_generate(tiny_checkpoint):
+    from singsynth.diskcache import LazyModelSource, open_model_source
+    from singsynth.engine.model_source import ModelSource
+    from singsynth.checkpoint import load_model
+    lazy = open_model_source(str(tiny_checkpoint))
+    eager = ModelSource(load_model(tiny_checkpoint))
+    assert isinstance(lazy, LazyModelSource) and lazy._source is None
+    assert lazy.instruments == ["piano", "organ", "guitar", "strings"]
+    assert (lazy.sample_rate, lazy.note_samples) == (eager.sample_rate, eager.note_samples)
+    assert lazy.identity() == eager.identity()  # the same disk-cache folder either way
+    key = [NoteKey(single(1), 60, 2.0)]
+    assert np.array_equal(lazy.render(key), eager.render(key)) and lazy._source is not None
