@@ -10,20 +10,20 @@ from singsynth.engine.testing import SineSource
 
 
 def pump(synth, until, limit=10.0, block=256):
-    """Call process() like an audio callback until `until(block_out)` holds (or give up)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    """Call process() like an audio callback, paced at real time, until `until(block_out)`."""
+    start = time.monotonic()
+    for i in range(int(limit * synth.sample_rate / block)):
         out = synth.process(block)
         if until(out):
             return out
-        time.sleep(0.002)
+        time.sleep(max(0.0, start + (i + 1) * block / synth.sample_rate - time.monotonic()))
     raise AssertionError("condition never reached")
 
 
 @pytest.fixture
 def gated():
     gate = threading.Event()
-    src = SineSource(note_samples=16000, gate=gate)
+    src = SineSource(note_samples=16000, gate=gate, gate_after=16)  # 16 chunks of 256
     synth = Synth(src, 48000)
     yield synth, src, gate
     gate.set()
@@ -94,3 +94,32 @@ def test_prewarm_fills_the_cache_and_played_notes_then_hit():
         stats = synth.stats()
         assert stats["cache_misses"] == 0 and stats["cache_hits"] == 1
         assert stats["generated"] == len(queued)
+
+
+def test_a_stream_slower_than_real_time_starts_late_but_never_gaps():
+    src = SineSource(note_samples=8000, chunk_delay=0.03)  # 0.5 s of audio in ~1 s
+    with Synth(src, 48000, cold="stream") as synth:
+        synth.note_on(0, 60, 100)
+        key = synth.note_key(0, 60, 100)
+        blocks = []
+        pump(synth, lambda out: blocks.append(np.abs(out).max()) or key in synth.cache)
+        assert synth.stats()["generating"] == 0
+        synth.note_off(0, 60)
+        pump(synth, lambda out: blocks.append(np.abs(out).max()) or not synth.voices)
+        sounding = np.flatnonzero(np.array(blocks) > 0)
+        assert len(sounding) > 10
+        # From its first sample to its end the note never paused for generation.
+        assert np.all(np.array(blocks[sounding[0]:sounding[-1]]) > 0)
+        assert synth.stats()["stalls"] == 0
+
+
+def test_auto_mode_measures_stream_and_render_then_keeps_the_faster():
+    src = SineSource(note_samples=8000, chunk_delay=0.01)  # streaming is slow, render instant
+    with Synth(src, 48000, cold="auto") as synth:
+        for pitch in (60, 62, 64):
+            synth.note_on(0, pitch, 100)
+            key = synth.note_key(0, pitch, 100)
+            pump(synth, lambda out: key in synth.cache)
+        assert src.calls == [("stream", 1), ("render", 1), ("render", 1)]
+        latency = synth.generator.latency
+        assert latency["render"] < latency["stream"]

@@ -35,10 +35,11 @@ class Note:
         xfade: float32 (loop_end - xfade_start,) the loop's last samples, crossfaded into
             the samples just before `loop_start` so that jumping back is seamless.
         failed: generation raised; the note stays silent.
+        playable: a voice may start (it will not overtake generation); True once done.
     """
 
     __slots__ = ("key", "data", "available", "done", "length", "loop_start", "loop_end",
-                 "xfade", "failed", "started")
+                 "xfade", "failed", "started", "playable")
 
     def __init__(self, key: NoteKey, data: Optional[np.ndarray] = None):
         self.key = key
@@ -51,6 +52,9 @@ class Note:
         self.xfade = np.zeros(0, np.float32)
         self.failed = False
         self.started = False  # generator bookkeeping: a stream for it has begun
+        # Enough is written that, at the measured generation speed, playback started now
+        # will not catch up with generation (set by the generator).
+        self.playable = False
 
     @classmethod
     def complete(cls, key: NoteKey, data: np.ndarray) -> "Note":
@@ -74,6 +78,7 @@ class Note:
             self.xfade = (d[le - x:le] * (1 - w) + d[ls - x:ls] * w).astype(np.float32)
             self.loop_start, self.loop_end = ls, le
         self.done = True
+        self.playable = True
 
     @property
     def nbytes(self) -> int:

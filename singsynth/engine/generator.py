@@ -13,6 +13,11 @@ arrive within `wait` seconds of each other (a chord) are batched, up to `batch_s
 one `source.stream` call; several played batches advance round-robin, one chunk each, so a
 new cold note does not wait for an earlier one to finish. Prewarm batches advance only
 when no played batch is active, and are paused (not thrown away) when one arrives.
+
+A streamed note becomes `playable` only once generation, at the speed measured so far,
+will stay ahead of playback, so a slow model delays the start instead of leaving gaps.
+When a model streams slower than it renders whole notes (a per-chunk cost), `cold="auto"`
+measures both and plays cold notes from whichever makes them playable sooner.
 """
 from __future__ import annotations
 
@@ -47,18 +52,24 @@ def resample_notes(notes: np.ndarray, source_rate: int, rate: int, quality: str 
 
 
 class _Batch:
-    """One `source.stream` call in progress and the notes it writes."""
+    """One batch of notes being generated, by `source.stream` chunks or one `source.render`."""
 
-    def __init__(self, gen: "Generator", notes: List[Note], chunk: int, low_latency: bool):
+    def __init__(self, gen: "Generator", notes: List[Note], chunk: int, played: bool, mode: str):
+        self.gen = gen
         self.notes = notes
-        self.rate_ratio = gen.sample_rate / gen.source.sample_rate
-        capacity = math.ceil(gen.source.note_samples * self.rate_ratio) + 4096
+        self.mode = mode
+        self.played = played
+        self.start = time.perf_counter()
+        self.total = math.ceil(gen.source.note_samples * gen.sample_rate / gen.source.sample_rate)
         for note in notes:
-            note.data = np.zeros(capacity, np.float32)
             note.started = True
+        if mode == "render":
+            return
+        for note in notes:
+            note.data = np.zeros(self.total + 4096, np.float32)
         self.resample = None
         if gen.source.sample_rate != gen.sample_rate:
-            if low_latency:  # played: sound after the first chunk (see resample.py)
+            if played:  # sound after the first chunk (see resample.py)
                 sinc = SincStream(gen.source.sample_rate, gen.sample_rate, len(notes))
                 self.resample = lambda x, last=False: sinc.process(x, last).T
             else:
@@ -68,7 +79,17 @@ class _Batch:
         self.chunks = iter(gen.source.stream([n.key for n in notes], chunk=chunk))
 
     def step(self) -> bool:
-        """Generate and publish one chunk; True when the batch is finished."""
+        """Generate and publish one chunk (or the whole batch); True when finished."""
+        gen = self.gen
+        if self.mode == "render":
+            whole = gen.source.render([n.key for n in self.notes])
+            whole = resample_notes(whole, gen.source.sample_rate, gen.sample_rate, gen.quality)
+            for note, data in zip(self.notes, whole):
+                note.data = data
+                note.available = len(data)
+                note.finish()
+            gen.timing("render", time.perf_counter() - self.start)
+            return True
         try:
             chunk = np.asarray(next(self.chunks), dtype=np.float32)
         except StopIteration:
@@ -78,6 +99,8 @@ class _Batch:
                 note.finish()
             return True
         self._publish(self.resample(chunk) if self.resample is not None else chunk.T)
+        if self.played and not self.notes[0].playable:
+            self._check_playable()
         return False
 
     def _publish(self, frames: np.ndarray) -> None:
@@ -90,6 +113,18 @@ class _Batch:
             m_i = min(m, len(note.data) - a)
             note.data[a:a + m_i] = frames[:m_i, i]
             note.available = a + m_i
+
+    def _check_playable(self) -> None:
+        """Let voices start once generation, at its speed so far, will stay ahead of them."""
+        elapsed = time.perf_counter() - self.start
+        have = self.notes[0].available
+        if have == 0:
+            return
+        left = (self.total - have) * elapsed / have                 # seconds to finish
+        if left * self.gen.margin <= have / self.gen.sample_rate:   # seconds of playback buffered
+            for note in self.notes:
+                note.playable = True
+            self.gen.timing("stream", elapsed)
 
 
 class Generator:
@@ -105,11 +140,18 @@ class Generator:
             cheaper, smaller lets a played note interrupt sooner.
         quality: soxr quality ("HQ", "MQ", "LQ", ...).
         is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
+        cold: how played (cold) notes are generated: "stream", "render", or "auto": try
+            both, then use the one that has made notes playable sooner (an exponential
+            average of each); streaming wins with a fast model, one whole render wins when
+            the model's per-chunk cost makes streaming slower than real time.
+        margin: a streamed note becomes playable when the time left to generate it, times
+            `margin`, is at most the audio already generated.
     """
 
     def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.002,
-                 chunk: int = 256, prewarm_chunk: int = 4096, quality: str = "HQ",
-                 is_cached: Optional[Callable[[NoteKey], bool]] = None):
+                 chunk: int = 256, prewarm_chunk: int = 16000, quality: str = "HQ",
+                 is_cached: Optional[Callable[[NoteKey], bool]] = None, cold: str = "auto",
+                 margin: float = 1.5):
         self.source = source
         self.sample_rate = int(sample_rate)
         self.batch_size = max(1, int(batch_size))
@@ -118,6 +160,11 @@ class Generator:
         self.prewarm_chunk = int(prewarm_chunk)
         self.quality = quality
         self.is_cached = is_cached or (lambda key: False)
+        if cold not in ("auto", "stream", "render"):
+            raise ValueError(f"cold must be 'auto', 'stream' or 'render', not {cold!r}")
+        self.cold = cold
+        self.margin = float(margin)
+        self.latency = {"stream": None, "render": None}  # seconds until playable (averaged)
         self.done: deque = deque()      # finished Notes, drained by the audio thread
         self.pending: dict = {}         # key -> Note queued or generating (written here only)
         self.generated = 0
@@ -141,6 +188,19 @@ class Generator:
         """Generate `keys` when nothing played is waiting; never blocks."""
         for key in keys:
             self._requests.put((PREWARM, key))
+
+    def timing(self, mode: str, seconds: float) -> None:
+        """Record how long a played batch took to become playable (generator thread)."""
+        old = self.latency[mode]
+        self.latency[mode] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+    def _cold_mode(self) -> str:
+        if self.cold != "auto":
+            return self.cold
+        stream, render = self.latency["stream"], self.latency["render"]
+        if stream is None or render is None:  # measure each once
+            return "stream" if stream is None else "render"
+        return "stream" if stream <= render else "render"
 
     @property
     def busy(self) -> int:
@@ -201,7 +261,7 @@ class Generator:
                     self._drain(left)
                 notes = self._pop(self._played_q, self.batch_size)
                 if notes:
-                    self._start(notes, self.chunk, played=True)
+                    self._start(notes, self.chunk, played=True, mode=self._cold_mode())
             if self._played:
                 self._turn = (self._turn + 1) % len(self._played)
                 batch = self._played[self._turn]
@@ -211,13 +271,13 @@ class Generator:
                 if self._prewarm is None:
                     notes = self._pop(self._prewarm_q, self.batch_size)
                     if notes:
-                        self._start(notes, self.prewarm_chunk, played=False)
+                        self._start(notes, self.prewarm_chunk, played=False, mode="stream")
                 if self._prewarm is not None and self._step(self._prewarm):
                     self._prewarm = None
 
-    def _start(self, notes: List[Note], chunk: int, played: bool) -> None:
+    def _start(self, notes: List[Note], chunk: int, played: bool, mode: str) -> None:
         try:
-            batch = _Batch(self, notes, chunk, low_latency=played)
+            batch = _Batch(self, notes, chunk, played, mode)
         except Exception:  # a broken source must not kill the thread
             log.exception("note generation failed to start")
             self._fail(notes)

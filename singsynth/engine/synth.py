@@ -68,13 +68,15 @@ class Synth:
             renders); no background thread.
         steal_fade: seconds. quality: soxr quality. wait: seconds the generator waits to
             batch played notes. chunk: samples (source rate) per streamed chunk.
+        cold: how uncached played notes are generated: "stream", "render" or "auto"
+            (see `Generator`).
     """
 
     def __init__(self, source: NoteSource, sample_rate: int = 48000,
                  preset: Union[Preset, str, None] = None, *, polyphony: int = 128,
                  cache_bytes: int = 1 << 30, velocity_levels: int = 16, batch_size: int = 16,
                  offline: bool = False, steal_fade: float = 0.005, quality: str = "HQ",
-                 wait: float = 0.002, chunk: int = 256):
+                 wait: float = 0.002, chunk: int = 256, cold: str = "auto"):
         self.source = source
         self.sample_rate = int(sample_rate)
         if not isinstance(preset, Preset):
@@ -98,7 +100,8 @@ class Synth:
         self.generator: Optional[Generator] = None
         if not self.offline:
             self.generator = Generator(source, self.sample_rate, batch_size=batch_size, wait=wait,
-                                       chunk=chunk, quality=quality, is_cached=self.cache.__contains__)
+                                       chunk=chunk, quality=quality, is_cached=self.cache.__contains__,
+                                       cold=cold)
 
     # ---- events: any thread, never block ---------------------------------------------
     def note_on(self, channel: int, pitch: int, velocity: int, offset: int = 0) -> None:

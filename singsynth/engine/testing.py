@@ -29,8 +29,8 @@ class SineSource:
         note_samples: length of a note in samples.
         decay: amplitude decay per second (exp(-decay * t)).
         chunk_delay: seconds slept before each streamed chunk (a slow model).
-        gate: if set, `stream` yields its first chunk, then waits for this event before the
-            rest (tests hold a note mid-generation with it).
+        gate: if set, `stream` yields `gate_after` chunks, then waits for this event before
+            the rest (tests hold a note mid-generation with it).
 
     Attributes:
         calls: list of ("render" | "stream", number of keys), in call order.
@@ -38,13 +38,15 @@ class SineSource:
 
     def __init__(self, instruments: Sequence[str] = ("piano", "organ", "guitar", "strings"),
                  sample_rate: int = 16000, note_samples: int = 16000, decay: float = 1.0,
-                 chunk_delay: float = 0.0, gate: Optional[threading.Event] = None):
+                 chunk_delay: float = 0.0, gate: Optional[threading.Event] = None,
+                 gate_after: int = 1):
         self.instruments = list(instruments)
         self.sample_rate = sample_rate
         self.note_samples = note_samples
         self.decay = decay
         self.chunk_delay = chunk_delay
         self.gate = gate
+        self.gate_after = gate_after
         self.calls: List[tuple] = []
         self.streams_finished = 0
 
@@ -72,7 +74,7 @@ class SineSource:
         for i, start in enumerate(range(0, self.note_samples, chunk)):
             if self.chunk_delay:
                 time.sleep(self.chunk_delay)
-            if i == 1 and self.gate is not None:
+            if i == self.gate_after and self.gate is not None:
                 self.gate.wait()
             yield notes[:, start:start + chunk]
         self.streams_finished += 1

@@ -116,7 +116,7 @@ class Voice:
                 and pos < note.loop_end - len(note.xfade):
             self.looping = True
         looping = self.looping
-        if not done and pos + rate * n + 2 > avail:
+        if not done and (pos + rate * n + 2 > avail or not (self.started or note.playable)):
             if self.started:
                 self.stalls += 1  # generation fell behind playback: a gap, counted
             return None
