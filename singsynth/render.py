@@ -201,7 +201,11 @@ def output_format(path) -> tuple:
 
 
 def open_output(path, overwrite: bool) -> str:
-    """Check that `path` may be written and reserve a temporary file beside it -> its path."""
+    """Check that `path` may be written and reserve a temporary file beside it -> its path.
+
+    Raises SingsynthError (before any rendering) for an unknown extension, an existing
+    file without `overwrite`, a directory, or a folder that cannot be made or written.
+    """
     path = Path(path)
     output_format(path)
     if path.exists() and not overwrite:
@@ -209,8 +213,9 @@ def open_output(path, overwrite: bool) -> str:
     if path.is_dir():
         raise SingsynthError(f"{path} is a directory; give an output file name")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
-                                   dir=path.parent if str(path.parent) else ".")
+        # A missing folder is made (as `make demo` needs for out/); a file in the way is not.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
         raise SingsynthError(f"cannot write {path}: {exc.strerror or exc}; check that the "
                              "folder exists and is writable") from None

@@ -151,7 +151,7 @@ def test_bad_midi_gives_one_line_exit_1_and_no_output(tmp_path, capsys, data, wo
 
 
 @pytest.mark.parametrize("output, words", [
-    ("missing-folder/out.wav", "check that the folder exists"),
+    ("in.mid/out.wav", "check that the folder exists"),  # a file where the folder should be
     ("out.mp3", "name the output .wav or .flac"),
     ("exists.wav", "already exists; pass -f"),
 ])
@@ -163,6 +163,15 @@ def test_bad_output_paths_are_refused_before_rendering(tmp_path, capsys, output,
     assert code == 1 and words in err and len(err.strip().splitlines()) == 1
     assert sorted(os.listdir(tmp_path)) == ["exists.wav", "in.mid"]
     assert (tmp_path / "exists.wav").read_bytes() == b"keep me"
+
+
+def test_missing_output_folder_is_made(tmp_path):
+    from singsynth.render import render_file
+    song = tmp_path / "in.mid"
+    song.write_bytes(simple_song())
+    render_file(song, tmp_path / "out" / "x.wav", source=SineSource(), use_cache=False,
+                preset="default", progress=False, tail=0.1)
+    assert os.listdir(tmp_path / "out") == ["x.wav"]
 
 
 def test_missing_input_file_is_one_line(tmp_path, capsys):
