@@ -6,6 +6,7 @@ per epoch to `OUT/log.jsonl`. `OUT/model.safetensors` is the last stage's checkp
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -30,18 +31,38 @@ def load_data(root, split: str) -> tuple[TrainData, list[str]]:
     return TrainData(inst, pitch, vel, audio), list(ds.instruments)
 
 
+def forget_stages(out: Path, stages) -> None:
+    """Delete what earlier runs of `stages` left in `out` (for -f), keeping other stages."""
+    for s in stages:
+        for f in (out / f"state-{s}.safetensors", out / f"{s}.safetensors"):
+            f.unlink(missing_ok=True)
+    (out / "model.safetensors").unlink(missing_ok=True)
+    log = out / "log.jsonl"
+    if log.exists():
+        keep = [line for line in log.read_text().splitlines()
+                if line.strip() and json.loads(line).get("stage") not in stages]
+        tmp = log.with_name(log.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        tmp.replace(log)
+
+
 def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device="auto",
         force: bool = False, config_path: str | None = None) -> Path:
     """Train `stages` of `cfg` on dataset folder `data`, writing into folder `out`."""
     out = Path(out)
     world = init_world(device)
     try:
-        if out.exists() and any(out.glob("state-*.safetensors")) and not (resume or force):
-            raise ConfigError(f"{out} holds a previous run; pass --resume to continue it "
-                              "or -f to start over")
-        if force and not resume and world.main and out.exists():
-            for f in list(out.glob("*.safetensors")) + list(out.glob("log.jsonl")):
-                f.unlink()
+        # Only the requested stages count: `--stage lstm` after `--stage ae` is no rerun.
+        previous_run = [s for s in stages if (out / f"state-{s}.safetensors").exists()]
+        if previous_run and not (resume or force):
+            raise ConfigError(f"{out} holds a previous run of stage {previous_run[0]}; pass "
+                              "--resume to continue it or -f to start over")
+        if world.main and out.exists():
+            if force and not resume:
+                forget_stages(out, stages)
+            # A kill during an atomic save leaves its temporary file behind.
+            for tmp in out.glob("*.safetensors.*.tmp"):
+                tmp.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         world.barrier()
         train, instruments = load_data(data, "train")
@@ -58,6 +79,10 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
                 raise ConfigError(f"stage {stages[0]} starts from {previous}, which does not "
                                   f"exist; run --stage {STAGES[first - 1]} first")
             trained, _ = load_checkpoint(previous)
+            if trained.instruments != instruments:
+                raise ConfigError(f"{previous}: its instrument vocabulary ({len(trained.instruments)}"
+                                  f" instruments) does not match the dataset's ({len(instruments)})"
+                                  "; use the same --data as that stage or start a new --out folder")
             model.load_state_dict(trained.state_dict())
         provenance = {"dataset": str(data), "train_notes": len(train), "test_notes": len(test),
                       "config": cfg.to_dict(), "config_file": config_path, "epochs": {}}
@@ -72,9 +97,9 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
                                   f"lower it (e.g. {name}.batch={stage_cfg.batch // 2})") from None
             provenance["epochs"][name] = stage_cfg.epochs
             provenance["stage"] = name
-            if not result.get("skipped"):
-                provenance.setdefault("losses", {})[name] = {
-                    k: v for k, v in result.items() if k.startswith(("train_", "test_"))}
+            # A stage finished before a resume reports the losses its state recorded.
+            provenance.setdefault("losses", {})[name] = {
+                k: v for k, v in result.items() if k.startswith(("train_", "test_"))}
             if world.main:
                 save_model(out / f"{name}.safetensors", model, provenance)
             world.barrier()

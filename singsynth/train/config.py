@@ -65,11 +65,17 @@ class TrainConfig:
 
 STAGES = ("ae", "lstm", "e2e")
 _CHOICES = {"loss": ("spectral", "mse")}
+# Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
+_MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
+            "wave_steps": 0, "eval_notes": 0, "save_minutes": 0}
+_POSITIVE = ("lr",)
 
 
 def _fill(cls, values: dict, where: str, source: str):
     if not isinstance(values, dict):
-        raise ConfigError(f"{source}: {where} must be a mapping, got {type(values).__name__}")
+        what = where.rstrip(".") or "the config"
+        got = "nothing" if values is None else type(values).__name__
+        raise ConfigError(f"{source}: {what} must be a mapping of keys to values, got {got}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     out = cls()
     for key, value in values.items():
@@ -86,6 +92,11 @@ def _fill(cls, values: dict, where: str, source: str):
             raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: {_CHOICES[key]}")
         if key == "model" and value not in CONFIGS:
             raise ConfigError(f"{source}: model is {value!r}; allowed: {', '.join(CONFIGS)}")
+        if key in _MINIMUM and value < _MINIMUM[key]:
+            raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: "
+                              f"{_MINIMUM[key]} or more")
+        if key in _POSITIVE and not value > 0:
+            raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: more than 0")
         if key == "crop" and value % 256:
             raise ConfigError(f"{source}: {where}crop {value} must be a multiple of 256")
         setattr(out, key, float(value) if isinstance(default, float) else value)
@@ -103,13 +114,18 @@ def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
             raise ConfigError(f"{path}: no such config file; see configs/*.yaml") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if overrides and not isinstance(data, dict):
+        _fill(TrainConfig, data, "", source)  # raises: the file's top level is no mapping
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like ae.lr=0.001")
         node = data
         parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:i + 1])} is not a "
+                                  "mapping of keys")
         node[parts[-1]] = yaml.safe_load(raw)
     return _fill(TrainConfig, data, "", source)

@@ -156,8 +156,16 @@ class LSTMTask(Task):
         self.module = Sequence(self.model)
         self.steps = self.model.config.steps
         self.steps_per_batch = math.ceil(self.steps / self.cfg.tbptt)
-        self.targets = self.encode(self.train_data)
+        self._targets = None
         self.hidden = None
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Target sequences, encoded on first use: after a resume has restored the
+        encoder's weights, never from the freshly built (random) one."""
+        if self._targets is None:
+            self._targets = self.encode(self.train_data)
+        return self._targets
 
     @torch.no_grad()
     def encode(self, data: TrainData) -> torch.Tensor:

@@ -77,7 +77,7 @@ class Loop:
         self.log_path = self.out / "log.jsonl"
 
     # --- state -----------------------------------------------------------------------
-    def save_state(self, optimizer, epoch: int, batch: int, done: bool):
+    def save_state(self, optimizer, epoch: int, batch: int, done: bool, result=None):
         if not self.world.main:
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -85,11 +85,12 @@ class Loop:
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
         meta = {"stage": self.task.name, "epoch": epoch, "batch": batch, "done": done,
-                "instruments": self.model.instruments, **opt_meta}
+                "instruments": self.model.instruments, "result": result or {}, **opt_meta}
         atomic_save_tensors(self.state_path, tensors, {"state": json.dumps(meta)})
 
-    def load_state(self, optimizer) -> tuple[int, int, bool]:
-        """Restore model, optimizer and RNG; returns (epoch, batch, done)."""
+    def load_state(self, optimizer) -> tuple[int, int, dict | None]:
+        """Restore model, optimizer and RNG; returns (epoch, batch, the last epoch's
+        log record if the stage had finished, else None)."""
         tensors, metadata = read_tensors(self.state_path)
         meta = json.loads(metadata["state"])
         if meta["instruments"] != self.model.instruments:
@@ -102,7 +103,19 @@ class Loop:
             optimizer.load_state_dict(_unflatten_optimizer(
                 {k: v for k, v in tensors.items() if k.startswith("optim.")}, meta))
             torch.set_rng_state(tensors["rng.torch"])
-        return meta["epoch"], meta["batch"], meta["done"]
+        return meta["epoch"], meta["batch"], meta.get("result", {}) if meta["done"] else None
+
+    def trim_log(self, epochs: int):
+        """Drop this stage's log lines past `epochs` (logged, then killed before the save)."""
+        if not self.world.main or not self.log_path.exists():
+            return
+        lines = self.log_path.read_text().splitlines()
+        keep = [line for line in lines if line.strip() and not (
+            json.loads(line).get("stage") == self.task.name and json.loads(line)["epoch"] > epochs)]
+        if len(keep) != len(lines):
+            tmp = self.log_path.with_name(self.log_path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            tmp.replace(self.log_path)
 
     def log(self, record: dict):
         if self.world.main:
@@ -115,9 +128,10 @@ class Loop:
         optimizer = torch.optim.Adam(task.parameters(), lr=cfg.lr)
         epoch = batch = 0
         if resume and self.state_path.exists():
-            epoch, batch, done = self.load_state(optimizer)
-            if done:
-                return {"stage": task.name, "skipped": True}
+            epoch, batch, finished = self.load_state(optimizer)
+            if finished is not None:
+                return {**finished, "stage": task.name, "skipped": True}
+            self.trim_log(epoch)
         module = world.wrap(task.module)
         result = {}
         last_save = time.monotonic()
@@ -160,7 +174,7 @@ class Loop:
             if world.main:
                 print(json.dumps(result), file=sys.stderr, flush=True)
             epoch, batch = epoch + 1, 0
-            self.save_state(optimizer, epoch, 0, epoch >= cfg.epochs)
+            self.save_state(optimizer, epoch, 0, epoch >= cfg.epochs, result)
             last_save = time.monotonic()
             world.barrier()
         return result
