@@ -124,7 +124,7 @@ def write_midi(path, inst: Instrument, notes) -> list[int]:
 def fluidsynth_command(soundfont, midi, rate: int, fluidsynth="fluidsynth") -> list[str]:
     """FluidSynth fast render of midi, dry (reverb, chorus off), raw float32 stereo to stdout."""
     return [fluidsynth, "-n", "-i", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(rate),
-            "-o", "synth.cpu-cores=1", "-O", "float", "-T", "raw", "-F", "/dev/stdout",
+            "-o", "synth.cpu-cores=1", "-o", "synth.dynamic-sample-loading=1", "-O", "float", "-T", "raw", "-F", "/dev/stdout",
             str(soundfont), str(midi)]
 
 
@@ -132,9 +132,13 @@ def stream_fluidsynth(soundfont, midi, rate: int, fluidsynth="fluidsynth", block
     """Yield float32 mono blocks (mean of L and R) as FluidSynth renders them.
 
     Streaming through a pipe avoids writing and re-reading a ~600 MB WAV per
-    instrument (that I/O cost more than the synthesis). Raises DatasetError if
+    instrument (that I/O cost more than the synthesis). The same output array is
+    reused for every block: consumers copy what they keep. Raises DatasetError if
     FluidSynth is missing or fails.
     """
+    raw = bytearray(8 * block)
+    frames = np.frombuffer(raw, np.float32).reshape(-1, 2)
+    mono = np.empty(block, np.float32)
     cmd = fluidsynth_command(soundfont, midi, rate, fluidsynth)
     with tempfile.TemporaryFile() as err:
         try:
@@ -143,16 +147,23 @@ def stream_fluidsynth(soundfont, midi, rate: int, fluidsynth="fluidsynth", block
             raise DatasetError("fluidsynth not found; install it "
                                "(Debian: apt-get install fluidsynth)") from exc
         try:
-            rest = b""
+            view, have = memoryview(raw), 0
             while True:
-                data = proc.stdout.read(8 * block)
-                if not data:
+                got = proc.stdout.readinto(view[have:])
+                if got:
+                    have += got
+                if have < len(raw) and got:
+                    continue
+                n = have // 8  # whole stereo float32 frames
+                if n == 0:
                     break
-                data = rest + data
-                usable = len(data) - len(data) % 8  # whole stereo float32 frames
-                rest = data[usable:]
-                frames = np.frombuffer(data, np.float32, usable // 4).reshape(-1, 2)
-                yield (frames[:, 0] + frames[:, 1]) * np.float32(0.5)
+                np.add(frames[:n, 0], frames[:n, 1], out=mono[:n])
+                mono[:n] *= 0.5
+                yield mono[:n]
+                raw[:have - 8 * n] = raw[8 * n:have]  # a partial frame, if any
+                have -= 8 * n
+                if not got:
+                    break
         finally:
             proc.stdout.close()
             code = proc.wait()
@@ -195,17 +206,24 @@ def cut_notes(blocks, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.
         seg = seg[:NOTE_SAMPLES]
         audio[i, :len(seg)] = seg
 
-    buf, base, i = np.zeros(0, np.float32), 0, 0
+    # One preallocated buffer holding samples [base, base + fill) of the stream;
+    # compacted in place instead of reallocated (allocations cost page faults).
+    buf = np.empty(0, np.float32)
+    base, fill, i = 0, 0, 0
     for block in blocks:
-        buf = np.concatenate([buf, block])
-        while i < n and onsets_ms[i] * rate // 1000 + search + span + tail <= base + len(buf):
-            cut(i, buf, base)
+        if fill + len(block) > len(buf):
+            buf = np.concatenate([buf[:fill], np.empty(max(len(block), 2 * span), np.float32)])
+        buf[fill:fill + len(block)] = block
+        fill += len(block)
+        while i < n and onsets_ms[i] * rate // 1000 + search + span + tail <= base + fill:
+            cut(i, buf[:fill], base)
             i += 1
             if i < n:  # drop what no later note needs (never past what was received)
-                drop = min(onsets_ms[i] * rate // 1000 - base, len(buf))
-                buf, base = buf[drop:], base + drop
+                drop = min(onsets_ms[i] * rate // 1000 - base, fill)
+                buf[:fill - drop] = buf[drop:fill]
+                base, fill = base + drop, fill - drop
     while i < n:  # a stream that ended early: cut what there is
-        cut(i, buf, base)
+        cut(i, buf[:fill], base)
         i += 1
     return audio, raw_rms, found
 
