@@ -1,0 +1,194 @@
+"""`singsynth train` end to end on a small real dataset with the `tiny` config."""
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from singsynth.checkpoint import load_model
+from singsynth.cli.train import main
+from singsynth.errors import ConfigError
+from singsynth.train.config import load_config
+from tests.train_fixtures import (REPO, TINY, assert_same_weights, cli_env, sets,  # noqa: F401
+                                  train_dataset, weights, write_synthetic)
+
+STAGE_FILES = ("ae.safetensors", "lstm.safetensors", "e2e.safetensors", "model.safetensors")
+RUN = ["ae.epochs=3"]
+
+
+def train(data, out, *args):
+    assert main(["--config", TINY, "--data", str(data), "--out", str(out), *args]) == 0
+
+
+@pytest.fixture(scope="module")
+def full_run(train_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    train(train_dataset, out, *sets(*RUN))
+    return out
+
+
+def read_log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_all_three_stages_write_playable_checkpoints(full_run, train_dataset):
+    for name in STAGE_FILES:
+        model = load_model(full_run / name)
+        assert model.config.name == "tiny"
+        assert model.instruments == ["piano_1_000", "violin_040"]
+        prov = model.provenance
+        assert prov["dataset"] == str(train_dataset)
+        assert (prov["train_notes"], prov["test_notes"]) == (64, 8)
+        stage = name.split(".")[0] if name != "model.safetensors" else "e2e"
+        assert prov["stage"] == stage
+        assert prov["epochs"]["ae"] == 3
+        assert set(prov["losses"]) == set(prov["epochs"])
+        for losses in prov["losses"].values():
+            assert set(losses) == {"train_loss", "test_spectral", "test_mse"}
+            assert all(math.isfinite(v) for v in losses.values())
+        with torch.no_grad():
+            note = model.generate(torch.tensor([1]), torch.tensor([60]), torch.tensor([4]))
+        assert note.shape == (1, 64000) and torch.isfinite(note).all()
+    assert_same_weights(weights(full_run / "model.safetensors"), weights(full_run / "e2e.safetensors"))
+    # Each stage trains only its own part: the LSTM stage leaves encoder and decoder alone.
+    ae, lstm = weights(full_run / "ae.safetensors"), weights(full_run / "lstm.safetensors")
+    assert all(torch.equal(ae[k], lstm[k]) for k in ae if not k.startswith("sequence."))
+    assert not torch.equal(ae["sequence.output.weight"], lstm["sequence.output.weight"])
+
+
+def test_log_has_one_line_per_epoch_per_stage(full_run):
+    log = read_log(full_run)
+    assert [(r["stage"], r["epoch"]) for r in log] == [
+        ("ae", 1), ("ae", 2), ("ae", 3), ("lstm", 1), ("e2e", 1)]
+    for r in log:
+        assert {"stage", "epoch", "train_loss", "test_spectral", "test_mse", "seconds",
+                "notes_per_s"} <= set(r)
+        assert all(math.isfinite(r[k]) for k in ("train_loss", "test_spectral", "test_mse"))
+        assert r["seconds"] > 0 and r["notes_per_s"] > 0
+
+
+def test_autoencoder_train_loss_goes_down(full_run):
+    losses = [r["train_loss"] for r in read_log(full_run) if r["stage"] == "ae"]
+    assert losses[-1] < losses[0], losses
+
+
+def test_same_seed_gives_identical_weights(full_run, train_dataset, tmp_path):
+    train(train_dataset, tmp_path / "again", *sets(*RUN))
+    for name in STAGE_FILES:
+        assert_same_weights(weights(full_run / name), weights(tmp_path / "again" / name))
+
+
+def test_lstm_stage_alone_after_ae(full_run, train_dataset, tmp_path):
+    # What `--stage ae` leaves behind, then `--stage lstm` in the same folder.
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("ae.safetensors", "state-ae.safetensors"):
+        shutil.copy(full_run / name, out / name)
+    train(train_dataset, out, "--stage", "lstm", *sets(*RUN))
+    assert [r["stage"] for r in read_log(out)] == ["lstm"]
+    # Same seed, same starting weights: the very LSTM the three-stage run trained.
+    assert_same_weights(weights(out / "lstm.safetensors"), weights(full_run / "lstm.safetensors"))
+    assert_same_weights(weights(out / "model.safetensors"), weights(out / "lstm.safetensors"))
+    assert load_model(out / "model.safetensors").provenance["stage"] == "lstm"
+    assert not (out / "e2e.safetensors").exists()
+
+
+def test_lstm_stage_without_autoencoder_is_refused(train_dataset, tmp_path):
+    with pytest.raises(ConfigError, match=r"ae\.safetensors.*--stage ae"):
+        train(train_dataset, tmp_path / "run", "--stage", "lstm", *sets())
+    assert not list((tmp_path / "run").glob("*.safetensors"))
+
+
+def test_existing_run_needs_resume_or_force(full_run, train_dataset, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(full_run, out)
+    with pytest.raises(ConfigError, match="--resume.*-f"):
+        train(train_dataset, out, *sets(*RUN))
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, pattern", [
+    ("ae: {lr: fast}\n", r"ae\.lr must be float, got 'fast'"),
+    ("ae: {learning_rate: 0.001}\n", r"unknown key ae\.learning_rate; allowed: epochs"),
+    ("ae:\n", r"ae must be a mapping"),
+    ("ae: {loss: l2}\n", r"ae\.loss is 'l2'; allowed"),
+    ("model: huge\n", r"model is 'huge'; allowed: paper, small, tiny"),
+    ("ae: {batch: 0}\n", r"ae\.batch is 0; allowed: 1 or more"),
+    ("lstm: {tbptt: 0}\n", r"lstm\.tbptt is 0; allowed: 1 or more"),
+    ("- ae\n", r"must be a mapping"),
+    ("ae: {lr: [1\n", r"not valid YAML"),
+])
+def test_bad_config_names_key_and_file(tmp_path, text, pattern):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=pattern) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("override, pattern", [
+    ("ae.epochs=two", r"ae\.epochs must be int, got 'two'"),
+    ("ae.epochs=0", r"ae\.epochs is 0; allowed: 1 or more"),
+    ("seed.x=1", r"seed is not a mapping"),
+    ("e2e", r"must look like"),
+])
+def test_bad_override_names_key(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(TINY, [override])
+
+
+def test_overrides_apply_over_the_file():
+    cfg = load_config(TINY, ["ae.lr=0.01", "lstm.batch=4", "seed=7"])
+    assert (cfg.model, cfg.seed, cfg.ae.lr, cfg.lstm.batch, cfg.e2e.crop) == ("tiny", 7, 0.01, 4, 2048)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "singsynth", "train", *args], cwd=REPO,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc, pattern):
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("singsynth train: error: ")
+    assert pattern in lines[0], lines[0]
+
+
+def test_resume_with_another_vocabulary_is_refused(full_run, tmp_path):
+    other = write_synthetic(tmp_path / "other", ["flute_073", "organ_016", "brass_061"],
+                            range(60, 70))
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(full_run / "state-ae.safetensors", out)
+    proc = run_cli("--config", TINY, "--data", str(other), "--out", str(out), "--resume", *sets())
+    assert_one_line_error(proc, "instrument vocabulary")
+    assert "use the same --data" in proc.stderr
+
+
+def test_stage_from_checkpoint_of_another_vocabulary_is_refused(full_run, tmp_path):
+    other = write_synthetic(tmp_path / "other", ["flute_073", "organ_016", "brass_061"],
+                            range(60, 70))
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(full_run / "ae.safetensors", out)
+    with pytest.raises(ConfigError, match="instrument vocabulary"):
+        train(other, out, "--stage", "lstm", *sets())
+
+
+def test_dataset_without_test_notes_is_refused(tmp_path):
+    # One pitch per instrument: the pitch-completion split has nothing to hold out.
+    data = write_synthetic(tmp_path / "one-pitch", ["piano_1_000", "violin_040"], [60])
+    proc = run_cli("--config", TINY, "--data", str(data), "--out", str(tmp_path / "run"))
+    assert_one_line_error(proc, "no test notes")
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_missing_config_file_cli(tmp_path, train_dataset):
+    proc = run_cli("--config", str(tmp_path / "nope.yaml"), "--data", str(train_dataset),
+                   "--out", str(tmp_path / "run"))
+    assert_one_line_error(proc, "nope.yaml: no such config file")
