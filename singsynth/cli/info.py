@@ -1,0 +1,53 @@
+"""`singsynth info CHECKPOINT` or `singsynth info --config NAME`: describe a model."""
+import argparse
+import json
+
+from singsynth.errors import ConfigError
+
+MIB = 2**20
+
+
+def describe(model, source: str) -> str:
+    cfg = model.config
+    gen, enc = model.parameter_count("generator"), model.parameter_count("encoder")
+    lines = [
+        f"model: {source}",
+        f"config: {cfg.name} (LSTM {cfg.lstm_layers}x{cfg.lstm_hidden}, latent {cfg.latent}, "
+        f"channels {cfg.channels}, kernel {cfg.kernel}, window {cfg.window}, stride {cfg.stride})",
+        f"generator (LSTM + decoder): {gen:,} parameters, {gen * 4 / MIB:.1f} MB float32",
+        f"encoder (autoencoder stage): {enc:,} parameters, {enc * 4 / MIB:.1f} MB float32",
+        f"output: {cfg.note_samples} samples at {cfg.sample_rate} Hz "
+        f"({cfg.note_samples / cfg.sample_rate:.1f} s) from {cfg.steps} steps",
+        f"velocities: {list(model.velocities)}",
+        f"instruments ({len(model.instruments)}): " + ", ".join(
+            f"{i}:{name}" for i, name in enumerate(model.instruments)),
+    ]
+    provenance = getattr(model, "provenance", None)
+    if provenance:
+        lines.append("provenance: " + json.dumps(provenance, sort_keys=True)[:2000])
+    return "\n".join(lines)
+
+
+def get_parser():
+    p = argparse.ArgumentParser(prog="singsynth info", description=__doc__)
+    p.add_argument("checkpoint", nargs="?", help="checkpoint file or model name (default: default)")
+    p.add_argument("--config", help="describe a named config (paper, small, tiny) instead")
+    p.add_argument("--instruments", type=int, default=1006,
+                   help="vocabulary size assumed with --config (NSynth has 1006)")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if args.config:
+        if args.checkpoint:
+            raise ConfigError("give either a checkpoint or --config, not both")
+        from singsynth.model import build
+        model = build(args.config, [f"instrument_{i}" for i in range(args.instruments)])
+        print(describe(model, f"--config {args.config} with {args.instruments} instruments "
+                              "(random weights)"))
+        return 0
+    from singsynth.checkpoint import load_model, resolve
+    model = load_model(args.checkpoint)
+    print(describe(model, str(resolve(args.checkpoint))))
+    return 0
