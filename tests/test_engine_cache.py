@@ -36,7 +36,9 @@ def test_cached_note_keeps_its_samples_and_a_seamless_loop():
     n = Note.complete(NoteKey(single(0), 60, 1.0), data)
     assert n.done and n.length == 48000
     # The loop's last sample is the one just before loop_start: jumping back is seamless.
-    assert n.xfade[-1] == data[n.loop_start - 1]
+    tail = n.tail
+    assert tail[n.loop_end - n.xfade_start - 1] == data[n.loop_start - 1]
+    assert tail[n.loop_end - n.xfade_start] == data[n.loop_start]
     assert 0 < n.loop_start < n.loop_end < n.length
 
 

@@ -17,6 +17,9 @@ from .source import NoteKey
 LOOP_START = 0.50
 LOOP_END = 0.70
 LOOP_XFADE = 0.025
+# Samples of loop start repeated after the crossfade: at least the most a voice reads per
+# block (voice.MAX_BLOCK * voice.MAX_RATE + 2).
+TAIL_MARGIN = 2100
 
 
 class Note:
@@ -32,14 +35,17 @@ class Note:
         done: True once the whole note is written (then `length == available`).
         length: final length in samples (output rate); 0 until done.
         loop_start, loop_end: sustain loop bounds in samples; valid once `done`.
-        xfade: float32 (loop_end - xfade_start,) the loop's last samples, crossfaded into
-            the samples just before `loop_start` so that jumping back is seamless.
+        tail: float32 samples of the looped signal from `xfade_start` = loop_end - (crossfade
+            length) on: the loop's last samples crossfaded into those just before
+            `loop_start` (so jumping back is seamless), then the loop's start again, long
+            enough (`TAIL_MARGIN`) that any block read from before `loop_end` is one slice.
+        xfade_start: where the looped signal leaves `data` for `tail`.
         failed: generation raised; the note stays silent.
         playable: a voice may start (it will not overtake generation); True once done.
     """
 
     __slots__ = ("key", "data", "available", "done", "length", "loop_start", "loop_end",
-                 "xfade", "failed", "started", "playable")
+                 "tail", "xfade_start", "failed", "started", "playable")
 
     def __init__(self, key: NoteKey, data: Optional[np.ndarray] = None):
         self.key = key
@@ -49,7 +55,8 @@ class Note:
         self.length = 0
         self.loop_start = 0
         self.loop_end = 0
-        self.xfade = np.zeros(0, np.float32)
+        self.tail = np.zeros(0, np.float32)
+        self.xfade_start = 0
         self.failed = False
         self.started = False  # generator bookkeeping: a stream for it has begun
         # Enough is written that, at the measured generation speed, playback started now
@@ -75,15 +82,17 @@ class Note:
             d = self.data
             # Blend the loop's tail into what precedes loop_start: its last sample becomes
             # data[ls - 1], so data[ls] follows it as naturally as in the recording.
-            self.xfade = (d[le - x:le] * (1 - w) + d[ls - x:ls] * w).astype(np.float32)
-            self.loop_start, self.loop_end = ls, le
+            xfade = d[le - x:le] * (1 - w) + d[ls - x:ls] * w
+            period = np.concatenate([d[ls:le - x], xfade])
+            self.tail = np.concatenate([xfade, np.resize(period, TAIL_MARGIN)]).astype(np.float32)
+            self.loop_start, self.loop_end, self.xfade_start = ls, le, le - x
         self.done = True
         self.playable = True
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the note's arrays."""
-        return int(self.data.nbytes + self.xfade.nbytes)
+        return int(self.data.nbytes + self.tail.nbytes)
 
 
 class NoteCache:

@@ -1,13 +1,11 @@
 """One sounding note: playback position, pitch bend, sustain loop and envelopes.
 
 Audio thread only; no torch. A voice reads its `Note` (possibly still streaming) at a
-playback rate set by the channel's pitch bend, resampling by linear interpolation; at
-rate 1 and an integer position it copies samples exactly (what the exact-sample tests
-rely on).
+playback rate set by the channel's pitch bend; the mixer resamples all bent voices at once
+by linear interpolation. At rate 1 and an integer position the samples are copied exactly
+(what the exact-sample tests rely on).
 """
 from __future__ import annotations
-
-from typing import Optional
 
 import numpy as np
 
@@ -79,7 +77,7 @@ class Voice:
         note = self.note
         # Still before the loop's crossfade: the recording and the loop are identical
         # there, so fall back to the recorded release seamlessly.
-        if self.looping and self.pos < note.loop_end - len(note.xfade):
+        if self.looping and self.pos < note.xfade_start:
             self.looping = False
         self._ramp(self.release, 2.0)
 
@@ -97,11 +95,17 @@ class Voice:
         self.ramp_power = power
 
     # ---- rendering ---------------------------------------------------------------
-    def render(self, n: int) -> Optional[np.ndarray]:
-        """The next `n` samples (n <= MAX_BLOCK), envelope applied, before gain and pan.
+    def read(self, n: int):
+        """Advance by `n` output samples (n <= MAX_BLOCK) and say what to mix.
 
-        Returns None when there is nothing to add: a cold note whose first samples are
-        not there yet (the voice waits, then starts at a block boundary), or a finished voice.
+        Returns None when there is nothing to add (a cold note whose first samples are
+        not playable yet: the voice waits, then starts at a block boundary), else
+        `(span, interp, env)`:
+            span: float32 samples of the note from the block's first read position;
+            interp: None when `span` is exactly the block's `n` samples (rate 1 at an
+                integer position), else `(frac, rate)`: sample i of the block lies at
+                position frac + rate * i of `span` (linear interpolation, see `mixer.mix`);
+            env: None, or float32 (n,) envelope to multiply the block by.
         """
         note = self.note
         if note.failed:
@@ -113,62 +117,49 @@ class Voice:
         rate = self.rate
         pos = self.pos
         if done and note.loop_end and not self.released and not self.looping \
-                and pos < note.loop_end - len(note.xfade):
+                and pos < note.xfade_start:
             self.looping = True
-        looping = self.looping
         if not done and (pos + rate * n + 2 > avail or not (self.started or note.playable)):
             if self.started:
                 self.stalls += 1  # generation fell behind playback: a gap, counted
             return None
         self.started = True
         ipos = int(pos)
-        if rate == 1.0 and ipos == pos and (not looping or ipos + n <= note.loop_end - len(note.xfade)):
-            end = ipos + n
-            limit = note.length if done else avail
-            if end <= limit:
-                seg = data[ipos:end]
-            else:
-                seg = np.zeros(n, np.float32)
-                if ipos < limit:
-                    seg[:limit - ipos] = data[ipos:limit]
-        else:
-            t = pos + rate * _RAMP[:n]
-            i0 = t.astype(np.int64)
-            frac = (t - i0).astype(np.float32)
-            a = self._gather(i0, data, avail, done, looping)
-            b = self._gather(i0 + 1, data, avail, done, looping)
-            seg = a + (b - a) * frac
+        frac = pos - ipos
+        exact = rate == 1.0 and frac == 0.0
+        m = n if exact else int(frac + rate * (n - 1)) + 2
+        span = self._span(ipos, m, data, avail, done)
         pos += rate * n
-        if looping:
-            span = note.loop_end - note.loop_start
+        if self.looping:
             while pos >= note.loop_end:
-                pos -= span
+                pos -= note.loop_end - note.loop_start
         elif done and pos >= note.length:
             self.finished = True
         self.pos = pos
-        if self.ramp_len:
-            seg = self._envelope(seg, n)
-        return seg
+        env = self._envelope(n) if self.ramp_len else None
+        return span, (None if exact else (frac, rate)), env
 
-    def _gather(self, idx: np.ndarray, data: np.ndarray, avail: int, done: bool,
-                looping: bool) -> np.ndarray:
-        """Samples at integer positions `idx`, through the sustain loop when looping."""
+    def _span(self, a: int, m: int, data: np.ndarray, avail: int, done: bool) -> np.ndarray:
+        """Samples a .. a+m of the note as played: through the sustain loop when looping,
+        zeros past the end. One slice in all but the block that enters the loop's tail."""
         note = self.note
-        if looping:
-            ls, le = note.loop_start, note.loop_end
-            idx = np.where(idx >= ls, ls + (idx - ls) % (le - ls), idx)
-            xs = le - len(note.xfade)
-            out = data[idx]
-            in_xfade = idx >= xs
-            if in_xfade.any():
-                out[in_xfade] = note.xfade[idx[in_xfade] - xs]
-            return out
+        if self.looping:
+            xs = note.xfade_start
+            if a + m <= xs:
+                return data[a:a + m]
+            if a >= xs:
+                return note.tail[a - xs:a - xs + m]
+            return np.concatenate((data[a:xs], note.tail[:a + m - xs]))
         limit = note.length if done else avail
-        out = data[np.minimum(idx, len(data) - 1)]
-        out[idx >= limit] = 0.0
+        if a + m <= limit:
+            return data[a:a + m]
+        out = np.zeros(m, np.float32)
+        if a < limit:
+            out[:limit - a] = data[a:limit]
         return out
 
-    def _envelope(self, seg: np.ndarray, n: int) -> np.ndarray:
+    def _envelope(self, n: int) -> np.ndarray:
+        """The running ramp's next `n` gains: float32 (n,); finishes the voice at its end."""
         t = (self.ramp_done + _RAMP[:n]) / self.ramp_len
         np.minimum(t, 1.0, out=t)
         env = (self.ramp_from * (1.0 - t) ** self.ramp_power).astype(np.float32)
@@ -176,4 +167,4 @@ class Voice:
         self.env = float(env[-1])
         if self.ramp_done >= self.ramp_len:
             self.finished = True
-        return seg * env
+        return env
