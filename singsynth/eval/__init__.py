@@ -1,0 +1,43 @@
+"""Evaluation: the paper's Table 1, pitch accuracy, a sampler baseline, and a report.
+
+`run(...)` is what `singsynth eval` does: load a checkpoint, score it on its dataset
+(`evaluate.py`), and write REPORT_DIR/report.md with figures (`report.py`, `plots.py`).
+Submodules import torch and matplotlib lazily, so `singsynth.eval.plots` stays light.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bool = False,
+        seed: int = 0, batch: int = 16, examples: int = 4, device=None) -> Path:
+    """Evaluate `checkpoint` on dataset folder `data` and write the report folder `out`.
+
+    Args:
+        data: dataset folder; None uses the one recorded in the checkpoint's provenance.
+        notes: at most this many notes scored per split (None: all).
+        log: a training log.jsonl to draw as loss curves, or None.
+    Returns:
+        the path of out/report.md.
+    """
+    from singsynth.checkpoint import load_model, resolve
+    from singsynth.errors import DatasetError
+    from singsynth.eval.evaluate import evaluate
+    from singsynth.eval.report import check_out, write_report
+
+    check_out(out, force)   # fail before minutes of work, not after
+    model = load_model(checkpoint)
+    provenance = getattr(model, "provenance", {}) or {}
+    if data is None:
+        data = provenance.get("dataset")
+        if not data:
+            raise DatasetError(f"{checkpoint}: the checkpoint does not record its dataset; "
+                               "pass --data DIR")
+    if log is not None and not Path(log).is_file():
+        raise DatasetError(f"{log}: no such training log; pass RUN_DIR/log.jsonl or omit --log")
+    results, media = evaluate(model, data, notes=notes, seed=seed, batch=batch,
+                              examples=examples, device=device)
+    results.update(checkpoint=str(resolve(checkpoint)), config=model.config.name,
+                   stage=provenance.get("stage", "unknown"),
+                   parameters=model.parameter_count("generator"))
+    return write_report(out, results, media, log=log, force=force)
