@@ -34,7 +34,7 @@ KILL_MS = 4040                 # All Sound Off, after the window (onsets land a 
 PERIOD_MS = 4100               # note-on to note-on
 TARGET_RMS = 0.1               # -20 dBFS: median RMS of an instrument's loudest notes
 PEAK_MAX = 0.99                # ... unless that would push any of its samples above this
-SILENCE_DB = -60.0             # a note this far below the instrument's loudest is "out of range"
+SILENCE_DB = -80.0             # this far below the instrument's loudest: no sample zone, "out of range"
 ABS_FLOOR = 1e-5               # RMS under this (float full scale 1.0) is silence
 BAND_RATIO = 0.3               # lost >91% of its energy above 8 kHz: sample stretched past the band
 DROP_REASONS = ("silent", "above 8 kHz")
@@ -229,12 +229,20 @@ def cut_notes(blocks, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def classify(audio: np.ndarray, raw_rms: np.ndarray, found: np.ndarray, resampled: bool) -> list:
-    """Per note: None to keep it, or the reason it is dropped (see DROP_REASONS)."""
+    """Per note: None to keep it, or the reason it is dropped (see DROP_REASONS).
+
+    "silent": no sound, or its loudest 64 ms (1,024-sample frame RMS) is SILENCE_DB
+    below the instrument's loudest; frames, not the whole 4 s, so that a soft short
+    pluck still counts as a note. "above 8 kHz": resampling to 16 kHz removed most
+    of its energy (a sample stretched past the band).
+    """
     rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=1))
-    floor = max(ABS_FLOOR, rms.max(initial=0.0) * 10 ** (SILENCE_DB / 20))
+    frames = audio[:, :NOTE_SAMPLES // 1024 * 1024].reshape(len(audio), -1, 1024)
+    level = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=2)).max(axis=1, initial=0.0)
+    floor = max(ABS_FLOOR, level.max(initial=0.0) * 10 ** (SILENCE_DB / 20))
     reasons = []
     for i in range(len(audio)):
-        if not found[i] or rms[i] < floor:
+        if not found[i] or level[i] < floor:
             reasons.append("silent")
         elif resampled and rms[i] < BAND_RATIO * raw_rms[i]:
             reasons.append("above 8 kHz")
