@@ -134,6 +134,8 @@ def test_bad_build_arguments(tmp_path):
     with pytest.raises(DatasetError, match="cannot read --pitches"):
         cli.parse_list("21-x", "--pitches")
     assert cli.parse_list("0-3,24,2", "--programs") == [0, 1, 2, 3, 24]
+    with pytest.raises(DatasetError, match="render-rate 8000 is below"):
+        cli.main(["build", "--soundfont", str(SF2), "--out", str(tmp_path / "r"), "--render-rate", "8000"])
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="pass -f to overwrite"):

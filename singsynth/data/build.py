@@ -86,6 +86,11 @@ def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.
         raise DatasetError(f"pitches must be MIDI numbers 0-127, got {pitches[:1]}..{pitches[-1:]}")
     if not velocities or any(not 1 <= v <= 127 for v in velocities):
         raise DatasetError(f"velocities must be 1-127, got {velocities}")
+    if render_rate < sfr.SAMPLE_RATE:
+        raise DatasetError(f"--render-rate {render_rate} is below the notes' 16000 Hz; "
+                           f"use 16000 or more (44100 is the default)")
+    if jobs < 1:
+        raise DatasetError(f"-j {jobs}: need at least 1 FluidSynth run at a time")
     instruments = sfr.plan_instruments(soundfont, programs, drums)
     settings = {"soundfont": soundfont.name, "soundfont_bytes": soundfont.stat().st_size,
                 "pitches": pitches, "velocities": velocities, "render_rate": render_rate,
