@@ -114,7 +114,7 @@ def test_a_stream_slower_than_real_time_starts_late_but_never_gaps():
 
 
 def test_auto_mode_measures_stream_and_render_then_keeps_the_faster():
-    src = SineSource(note_samples=8000, chunk_delay=0.01)  # streaming is slow, render instant
+    src = SineSource(note_samples=8000, chunk_delay=0.03)  # streaming is slow, render instant
     with Synth(src, 48000, cold="auto") as synth:
         for pitch in (60, 62, 64):
             synth.note_on(0, pitch, 100)
@@ -123,3 +123,13 @@ def test_auto_mode_measures_stream_and_render_then_keeps_the_faster():
         assert src.calls == [("stream", 1), ("render", 1), ("render", 1)]
         latency = synth.generator.latency
         assert latency["render"] < latency["stream"]
+
+
+def test_auto_mode_keeps_streaming_when_it_is_fast():
+    src = SineSource(note_samples=8000)
+    with Synth(src, 48000, cold="auto") as synth:
+        for pitch in (60, 62, 64):
+            synth.note_on(0, pitch, 100)
+            key = synth.note_key(0, pitch, 100)
+            pump(synth, lambda out: key in synth.cache)
+        assert src.calls == [("stream", 1)] * 3

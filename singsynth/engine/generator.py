@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -60,6 +61,7 @@ class _Batch:
         self.mode = mode
         self.played = played
         self.start = time.perf_counter()
+        self.first = None  # (time, samples available) after the first chunk
         self.total = math.ceil(gen.source.note_samples * gen.sample_rate / gen.source.sample_rate)
         for note in notes:
             note.started = True
@@ -115,16 +117,33 @@ class _Batch:
             note.available = a + m_i
 
     def _check_playable(self) -> None:
-        """Let voices start once generation, at its speed so far, will stay ahead of them."""
-        elapsed = time.perf_counter() - self.start
+        """Let voices start once generation, at its measured speed, will stay ahead of them.
+
+        Playback from a buffer of A samples never overtakes a generator producing r samples
+        per second (r < the output rate R) while T = (total - A) / r seconds remain iff
+        A >= (R - r) * T; with r >= R it never does. r is taken pessimistically (divided by
+        `margin`) from this batch's chunks after the first (which also pays the model's
+        look-ahead), or before the second chunk from earlier batches.
+        """
+        now = time.perf_counter()
         have = self.notes[0].available
         if have == 0:
             return
-        left = (self.total - have) * elapsed / have                 # seconds to finish
-        if left * self.gen.margin <= have / self.gen.sample_rate:   # seconds of playback buffered
+        if self.first is None:
+            self.first = (now, have)
+            rate = self.gen.stream_rate
+            if rate is None:
+                rate = have / (now - self.start)
+        else:
+            t1, a1 = self.first
+            rate = (have - a1) / max(now - t1, 1e-6)
+            self.gen.stream_rate = rate
+        rate /= self.gen.margin
+        out_rate = self.gen.sample_rate
+        if rate >= out_rate or have * rate >= (out_rate - rate) * (self.total - have):
             for note in self.notes:
                 note.playable = True
-            self.gen.timing("stream", elapsed)
+            self.gen.timing("stream", now - self.start)
 
 
 class Generator:
@@ -140,15 +159,16 @@ class Generator:
             cheaper, smaller lets a played note interrupt sooner.
         quality: soxr quality ("HQ", "MQ", "LQ", ...).
         is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
-        cold: how played (cold) notes are generated: "stream", "render", or "auto": try
-            both, then use the one that has made notes playable sooner (an exponential
-            average of each); streaming wins with a fast model, one whole render wins when
-            the model's per-chunk cost makes streaming slower than real time.
-        margin: a streamed note becomes playable when the time left to generate it, times
-            `margin`, is at most the audio already generated.
+        cold: how played (cold) notes are generated: "stream", "render", or "auto": stream,
+            and if streamed notes took over 50 ms to become playable, try a whole render
+            once, then keep the one that has made notes playable sooner (exponential
+            averages); streaming wins with a fast model, one whole render wins when the
+            model's per-chunk cost makes streaming slower than real time.
+        margin: safety factor on the measured generation speed before a streamed note is
+            declared playable (see `_Batch._check_playable`).
     """
 
-    def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.002,
+    def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.001,
                  chunk: int = 256, prewarm_chunk: int = 16000, quality: str = "HQ",
                  is_cached: Optional[Callable[[NoteKey], bool]] = None, cold: str = "auto",
                  margin: float = 1.5):
@@ -164,7 +184,9 @@ class Generator:
             raise ValueError(f"cold must be 'auto', 'stream' or 'render', not {cold!r}")
         self.cold = cold
         self.margin = float(margin)
+        self.explore = 0.05  # seconds: a stream slower than this to start makes auto try render
         self.latency = {"stream": None, "render": None}  # seconds until playable (averaged)
+        self.stream_rate: Optional[float] = None  # output samples/s a played stream makes
         self.done: deque = deque()      # finished Notes, drained by the audio thread
         self.pending: dict = {}         # key -> Note queued or generating (written here only)
         self.generated = 0
@@ -176,6 +198,11 @@ class Generator:
         self._prewarm: Optional[_Batch] = None
         self._turn = 0
         self._stop = False
+        # While this thread runs Python code between torch ops it holds the GIL, and the
+        # audio thread asking for it waits up to the switch interval (5 ms by default: a
+        # whole 256-frame block). 1 ms bounds that wait; it is process-wide, and harmless.
+        if sys.getswitchinterval() > 0.001:
+            sys.setswitchinterval(0.001)
         self._thread = threading.Thread(target=self._run, name="singsynth-generator", daemon=True)
         self._thread.start()
 
@@ -198,8 +225,10 @@ class Generator:
         if self.cold != "auto":
             return self.cold
         stream, render = self.latency["stream"], self.latency["render"]
-        if stream is None or render is None:  # measure each once
-            return "stream" if stream is None else "render"
+        if stream is None:
+            return "stream"
+        if render is None:  # try a whole render once, only if streaming was slow to start
+            return "render" if stream > self.explore else "stream"
         return "stream" if stream <= render else "render"
 
     @property

@@ -76,7 +76,7 @@ class Synth:
                  preset: Union[Preset, str, None] = None, *, polyphony: int = 128,
                  cache_bytes: int = 1 << 30, velocity_levels: int = 16, batch_size: int = 16,
                  offline: bool = False, steal_fade: float = 0.005, quality: str = "HQ",
-                 wait: float = 0.002, chunk: int = 256, cold: str = "auto"):
+                 wait: float = 0.001, chunk: int = 256, cold: str = "auto"):
         self.source = source
         self.sample_rate = int(sample_rate)
         if not isinstance(preset, Preset):
