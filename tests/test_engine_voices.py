@@ -237,3 +237,46 @@ def test_levels_below_the_softest_trained_velocity_play_quieter():
         synth.note_on(0, 60, velocity)
         peaks.append(np.abs(synth.process(256)).max())
     assert peaks[0] < peaks[1] < peaks[2]
+
+
+def test_handle_dispatches_mido_messages_like_the_methods():
+    import mido
+
+    a, _ = make()
+    b, _ = make()
+    msgs = [mido.Message("program_change", channel=2, program=5),
+            mido.Message("control_change", channel=2, control=10, value=20),
+            mido.Message("note_on", channel=2, note=64, velocity=90),
+            mido.Message("pitchwheel", channel=2, pitch=3000),
+            mido.Message("note_off", channel=2, note=64, velocity=0),
+            mido.Message("sysex", data=[1, 2, 3])]  # ignored
+    for m in msgs:
+        a.handle(m, offset=7)
+    b.program_change(2, 5, offset=7)
+    b.control_change(2, 10, 20, offset=7)
+    b.note_on(2, 64, 90, offset=7)
+    b.pitch_bend(2, 3000, offset=7)
+    b.note_off(2, 64, offset=7)
+    out_a, out_b = run(a, 0.1), run(b, 0.1)
+    np.testing.assert_array_equal(out_a, out_b)
+    assert np.all(out_a[:7] == 0) and np.abs(out_a).max() > 0
+
+
+def test_events_from_another_thread_all_arrive():
+    import threading
+
+    synth, _ = make()
+
+    def press():
+        for i in range(200):
+            synth.note_on(i % 16, 40 + i % 40, 100)
+            synth.note_off(i % 16, 40 + i % 40)
+
+    thread = threading.Thread(target=press)
+    thread.start()
+    while thread.is_alive():
+        synth.process(64)
+    thread.join()
+    synth.process(64)
+    assert synth.stats()["cache_misses"] + synth.stats()["cache_hits"] == 200
+    assert synth.stats()["dropped_events"] == 0
