@@ -3,11 +3,11 @@
 One FluidSynth run per instrument: a MIDI file holds all its notes one after the
 other, each held 3 s, released, then cut with All Sound Off (CC 120) after its
 4-second window so that no release tail bleeds into the next note. FluidSynth
-renders dry (reverb and chorus off), streaming raw float32 at `render_rate` through a
-pipe; each note's
-onset is found exactly (the gaps between notes are digital silence), its window
-is resampled to 16 kHz with soxr, notes outside the instrument's range are
-dropped, and one gain per instrument brings it to a common loudness.
+renders dry (reverb and chorus off), streaming raw float32 at `render_rate` through
+a pipe; each note's onset is found exactly (the gaps between notes are digital
+silence), its window is resampled to 16 kHz with soxr, notes outside the
+instrument's range are dropped, and one gain per instrument brings it to a common
+loudness while keeping the differences between velocities.
 """
 import os
 import re
