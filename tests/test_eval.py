@@ -102,9 +102,12 @@ def test_pitch_tracker_on_harmonic_tones():
     sharp = harmonic_note(440.0 * 2 ** (100 / 1200))          # 100 cents sharp
     err = cents(track_pitch(sharp, 69), 69)
     assert 90 <= err <= 110
-    acc = pitch_accuracy(np.stack([tone, sharp, np.zeros_like(tone)]), [69, 69, 69])
-    assert (acc["in_tune"], acc["unpitched"], acc["total"]) == (1, 1, 3)
-    assert acc["share"] == pytest.approx(1 / 3)
+    low = harmonic_note(220.0)                                 # an octave below
+    acc = pitch_accuracy(np.stack([tone, sharp, np.zeros_like(tone), low]), [69, 69, 69, 69])
+    assert (acc["in_tune"], acc["unpitched"], acc["total"]) == (1, 1, 4)
+    assert acc["octave_in_tune"] == 2
+    assert acc["cents"][3] == pytest.approx(-1200, abs=10)
+    assert acc["share"] == pytest.approx(1 / 4)
     assert math.isnan(acc["f0"][2])
 
 
@@ -147,7 +150,12 @@ def test_report_matches_independent_losses(report, dataset, checkpoint):
         spectral_loss(ae, audio).item(), abs=6e-5)
     assert f"held-out {len(test)} of {len(test)}" in text
     # The recordings are pure harmonic tones: the tracker must find every one in tune.
-    assert f"| Ground truth (tracker sanity check) | {len(test)} / {len(test)} | 100.0% | 0 |" in text
+    n = len(test)
+    assert f"| Ground truth (tracker sanity check) | {n} / {n} | 100.0% | {n} / {n} | 0 |" in text
+    tracked = json.loads((report / "results.json").read_text())["pitch"]
+    # Every recording tracks in tune, so "where the truth is in tune" covers all notes.
+    assert tracked["sing_where_truth_in_tune"]["total"] == n
+    assert tracked["sing_where_truth_in_tune"]["in_tune"] == tracked["sing"]["in_tune"]
     results = json.loads((report / "results.json").read_text())
     assert results["table"]["silence"]["test"]["spectral"] == pytest.approx(silence, rel=1e-5)
     for png in ("examples.png", "families.png", "loss.png"):

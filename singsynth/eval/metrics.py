@@ -120,8 +120,10 @@ def pitch_accuracy(waves, pitches, desc: str = "pitch", tolerance: float = IN_TU
         pitches: (N,) requested MIDI pitches.
     Returns:
         {"f0": (N,) Hz (nan = no pitch), "cents": (N,) signed error (nan = no pitch),
-         "in_tune": count within tolerance, "unpitched": count with no pitch found,
-         "total": N, "share": in_tune / N (unpitched notes count as out of tune)}.
+         "in_tune": count within tolerance, "octave_in_tune": count within tolerance of
+         the pitch in some octave (pyin and sub-octave sounds such as organ stops make
+         octave errors), "unpitched": count with no pitch found, "total": N,
+         "share": in_tune / N (unpitched notes count as out of tune)}.
     """
     waves = waves.numpy() if isinstance(waves, torch.Tensor) else np.asarray(waves)
     pitches = [int(p) for p in pitches]
@@ -130,7 +132,17 @@ def pitch_accuracy(waves, pitches, desc: str = "pitch", tolerance: float = IN_TU
                   disable=len(pitches) < 8):
         f0[i] = track_pitch(waves[i], pitches[i])
     err = np.array([cents(f, p) for f, p in zip(f0, pitches)])
-    in_tune = int(np.sum(np.abs(err[~np.isnan(err)]) <= tolerance))
+    found = err[~np.isnan(err)]
+    in_tune = int(np.sum(np.abs(found) <= tolerance))
+    folded = np.abs((found + 600) % 1200 - 600)
     total = len(pitches)
-    return {"f0": f0, "cents": err, "in_tune": in_tune, "unpitched": int(np.isnan(err).sum()),
+    return {"f0": f0, "cents": err, "in_tune": in_tune,
+            "octave_in_tune": int(np.sum(folded <= tolerance)),
+            "unpitched": int(np.isnan(err).sum()),
             "total": total, "share": in_tune / total if total else math.nan}
+
+
+def in_tune_mask(cents_error, tolerance: float = IN_TUNE_CENTS) -> np.ndarray:
+    """(N,) bool: which errors (cents, nan = no pitch) are within `tolerance`."""
+    err = np.asarray(cents_error, dtype=float)
+    return np.abs(np.nan_to_num(err, nan=np.inf)) <= tolerance
