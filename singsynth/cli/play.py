@@ -1,0 +1,158 @@
+"""`singsynth play`: play live from a MIDI input to an audio device.
+
+MIDI thread -> `EventScheduler` (stamped with the stream clock) -> audio callback, which
+dispatches the events due in its block and calls `Synth.process`. The main thread only
+shows the status line, follows the MIDI port coming and going, and stops cleanly on
+Ctrl-C or SIGTERM (stream closed, recording finalised).
+"""
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from singsynth.errors import DeviceError
+
+STATUS_EVERY = 0.25   # seconds between status line updates
+CHECK_EVERY = 1.0     # seconds between MIDI port checks
+# The audio callback needs the GIL; a thread holding it waits this long before handing it
+# over (CPython's default is 5 ms, about a whole 256-frame block at 48 kHz).
+SWITCH_INTERVAL = 0.0005
+
+
+def get_parser():
+    from singsynth.io.midi_in import MIDI_APIS
+    parser = argparse.ArgumentParser(prog="singsynth play", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", help="MIDI input: a case-insensitive substring of its name "
+                        "(see `singsynth ports`)")
+    parser.add_argument("--virtual", action="store_true",
+                        help="open a virtual MIDI input named 'singsynth' for other programs")
+    parser.add_argument("--midi-api", choices=sorted(MIDI_APIS),
+                        help="MIDI system (default: $MIDO_BACKEND, else the platform's own)")
+    parser.add_argument("--device", help="audio output: index or name substring (default: "
+                        "the system default)")
+    parser.add_argument("--blocksize", type=int, default=256,
+                        help="frames per audio block (default 256; JACK uses its own period)")
+    parser.add_argument("--latency", default="low",
+                        help="low, high or seconds: PortAudio's suggested output latency")
+    parser.add_argument("--sample-rate", type=int,
+                        help="Hz (default: the device's own; the engine resamples)")
+    parser.add_argument("--preset", default="default", help="preset YAML file or name")
+    parser.add_argument("--model", help="checkpoint file or name (default: models/default)")
+    parser.add_argument("--record", help="also write what is sent to the device (.wav float32)")
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite --record")
+    parser.add_argument("--no-prewarm", action="store_true",
+                        help="do not pre-generate the preset's prewarm notes at start")
+    return parser
+
+
+def build_synth(args, sample_rate, source=None):
+    """The engine for `args`. `source` replaces the checkpoint (Python API and tests only)."""
+    from singsynth.engine import Synth
+    from singsynth.presets import load_preset
+    if source is None:
+        from singsynth.checkpoint import load_model
+        from singsynth.engine.model_source import ModelSource
+        source = ModelSource(load_model(args.model))
+    preset = load_preset(args.preset, list(source.instruments))
+    return Synth(source, sample_rate=sample_rate, preset=preset)
+
+
+def status_line(synth, audio, scheduler):
+    """One line: voices, cache hit rate, notes generating, xruns, callback load."""
+    s = synth.stats()
+    asked = s.get("cache_hits", 0) + s.get("cache_misses", 0)
+    hits = f"{100.0 * s['cache_hits'] / asked:5.1f}%" if asked else "    -"
+    return (f"voices {s.get('voices', 0):3d} | cache hits {hits} | generating "
+            f"{s.get('generating', 0):3d} | xruns {audio.xruns} | late {scheduler.late} | "
+            f"cpu {100 * audio.load:3.0f}% (peak {100 * audio.peak_load:3.0f}%)")
+
+
+def main(argv=None, *, source=None, make_synth=None):
+    """Run until Ctrl-C / SIGTERM.
+
+    Python API and tests only: `source` (a NoteSource) replaces --model; `make_synth`
+    (`f(sample_rate) -> synth`) replaces the engine, e.g. the benchmark's bare sine synth.
+    """
+    args = get_parser().parse_args(argv)
+    if not args.virtual and not args.port:
+        raise DeviceError("give --port NAME (see `singsynth ports`) or --virtual")
+    if args.blocksize < 0 or args.blocksize > 8192:
+        raise DeviceError(f"--blocksize {args.blocksize}: use 0 (host's choice) to 8192 frames")
+    if args.record and Path(args.record).exists() and not args.force:
+        raise DeviceError(f"--record {args.record} exists; add -f to overwrite it")
+    from singsynth.io import audio as audio_io
+    from singsynth.io.midi_in import MidiInput
+    from singsynth.io.timing import EventScheduler
+
+    audio_io.set_jack_client_name("singsynth")
+    device = audio_io.find_device(args.device)
+    latency = audio_io.parse_latency(args.latency)
+    sample_rate = int(args.sample_rate or device["default_samplerate"])
+    synth = make_synth(sample_rate) if make_synth else build_synth(args, sample_rate, source)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    scheduler = EventScheduler(synth.handle, sample_rate, args.blocksize or 256)
+    audio = midi = None
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    ok = False
+    try:
+        audio = audio_io.AudioOutput(synth.process, device, sample_rate=sample_rate,
+                                     blocksize=args.blocksize, latency=latency,
+                                     before_block=scheduler.dispatch, recorder_path=args.record)
+        audio.start()
+        midi = MidiInput(scheduler.push, port=args.port, virtual=args.virtual,
+                         api=args.midi_api, clock=audio.time)
+        port_name = midi.open()
+        if not args.no_prewarm:
+            synth.prewarm()
+        print(f"singsynth play: MIDI {port_name!r} -> {device['name']!r} "
+              f"[{device['hostapi']}] at {sample_rate} Hz, {args.blocksize or 'host'}-frame "
+              f"blocks, output latency {1000 * audio.latency:.1f} ms; Ctrl-C stops", flush=True)
+        run(stop, synth, audio, midi, scheduler)
+        ok = True
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if midi is not None:
+            midi.close()
+        if audio is not None:
+            audio.close(keep=ok)
+        synth.close()
+    recorded = ""
+    if audio.recorder is not None:
+        recorded = f", recorded {audio.recorder.frames / sample_rate:.1f} s to {args.record}"
+        if audio.recorder.dropped:
+            recorded += f" ({audio.recorder.dropped} frames dropped: disk too slow)"
+    print(f"singsynth play: stopped after {time.monotonic() - started:.1f} s; "
+          f"{scheduler.events} MIDI events, xruns {audio.xruns}, late events {scheduler.late}, "
+          f"peak callback load {100 * audio.peak_load:.0f}%{recorded}", flush=True)
+    return 0
+
+
+def run(stop, synth, audio, midi, scheduler):
+    """Main thread loop: status line, MIDI port checks, audio failure detection."""
+    tty = sys.stderr.isatty()
+    next_check = time.monotonic() + CHECK_EVERY
+    width = 0
+    while not stop.wait(STATUS_EVERY):
+        if audio.error or not audio.active:
+            raise DeviceError(audio.error or "the audio stream stopped unexpectedly")
+        message = None
+        if time.monotonic() >= next_check:
+            message = midi.check()
+            next_check = time.monotonic() + CHECK_EVERY
+        if message:
+            # A port change goes on a line of its own, above the status line.
+            print(("\r" + " " * width + "\r" if tty else "") + message, file=sys.stderr, flush=True)
+        if tty:
+            line = status_line(synth, audio, scheduler)
+            sys.stderr.write("\r" + line.ljust(width))
+            sys.stderr.flush()
+            width = len(line)
+    if tty:
+        sys.stderr.write("\n")

@@ -1,0 +1,107 @@
+"""Record what goes to the sound card without doing file I/O in the audio callback.
+
+The audio thread copies each block into a preallocated ring and advances a counter; a
+writer thread drains the ring into a sound file. Nothing is locked: the audio thread only
+writes frames the writer has released and the writer only reads frames the audio thread has
+published (each counter has one writer). The file is written under a temporary name and
+renamed when closed, so an interrupted session leaves either a playable file or none.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from singsynth.errors import DeviceError
+
+# Extension -> (libsndfile format, subtype). WAV keeps float32 exactly as sent.
+FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
+
+
+class Recorder:
+    """Write every block pushed from the audio thread to `path`.
+
+    Args:
+        path: output file; .wav (float32, bit-exact), .flac or .ogg.
+        sample_rate: Hz, the device rate.
+        channels: columns of each block.
+        seconds: ring capacity; if the writer falls this far behind, blocks are dropped
+            (counted in `dropped`) rather than blocking the audio thread.
+    """
+
+    def __init__(self, path, sample_rate, channels=2, seconds=10.0):
+        self.path = Path(path)
+        fmt = FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise DeviceError(f"--record {path}: unknown extension; use one of "
+                              f"{', '.join(FORMATS)}")
+        self._tmp = self.path.with_name(f".{self.path.name}.part")
+        try:
+            self._file = sf.SoundFile(self._tmp, "w", samplerate=int(sample_rate),
+                                      channels=channels, format=fmt[0], subtype=fmt[1])
+        except (sf.LibsndfileError, OSError) as exc:
+            raise DeviceError(f"--record {path}: cannot write there ({exc})") from None
+        self._ring = np.zeros((int(seconds * sample_rate), channels), np.float32)
+        self._written = 0   # frames published by the audio thread
+        self._read = 0      # frames consumed by the writer
+        self.dropped = 0    # frames lost because the writer fell behind
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="singsynth-recorder", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def push(self, block):
+        """Audio thread only: copy `block` (frames, channels) into the ring; never blocks."""
+        frames = len(block)
+        cap = len(self._ring)
+        if cap - (self._written - self._read) < frames:
+            self.dropped += frames
+            return
+        pos = self._written % cap
+        first = min(frames, cap - pos)
+        self._ring[pos:pos + first] = block[:first]
+        if first < frames:
+            self._ring[:frames - first] = block[first:]
+        self._written += frames  # publish only after the copy
+
+    def _drain(self):
+        cap = len(self._ring)
+        while self._read < self._written:
+            pos = self._read % cap
+            n = min(self._written - self._read, cap - pos)
+            self._file.write(self._ring[pos:pos + n])
+            self._read += n
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            self._drain()
+
+    @property
+    def frames(self):
+        """Frames written to the file so far."""
+        return self._read
+
+    def pending_frames(self):
+        """Frames pushed so far (written or about to be)."""
+        return self._written
+
+    def close(self):
+        """Call after the stream stopped: write what is left, close, rename into place."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._drain()
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def discard(self):
+        """Abandon the recording and remove the temporary file."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,201 @@
+"""A real JACK server for tests and benchmarks, and a JACK client that plays a keyboard.
+
+`jack_server` (pytest fixture) starts `jackd -d dummy -r 48000 -p 256` under a name of its
+own, points this process and its children at it (`JACK_DEFAULT_SERVER`), and kills it at
+teardown. The dummy backend needs no sound card but runs its cycles on the wall clock, so
+PortAudio, python-rtmidi and JACK-Client all meet real JACK ports and a real frame clock.
+
+`JackProbe` stands outside the program under test the way a keyboard and a recorder would:
+it sends MIDI from a JACK MIDI port and records audio ports, both stamped in JACK frames
+(`client.last_frame_time + offset`), so latency is measured on JACK's own clock.
+
+Tests import it with `from tests.jack_fixtures import jack_server`.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+RATE = 48000
+PERIOD = 256
+
+
+def jackd_missing_reason():
+    """Why JACK tests cannot run here, or None when they can."""
+    if shutil.which("jackd") is None:
+        return "jackd is not installed (Debian package jackd2; `make apt` installs it)"
+    try:
+        import jack  # noqa: F401
+    except (ImportError, OSError) as exc:
+        return f"JACK-Client is not usable ({exc}); `pip install -e '.[dev]'` installs it"
+    return None
+
+
+def _wait_until_up(name, proc, timeout=15.0):
+    """Poll until a client can connect to server `name`; False if jackd died or timed out."""
+    import jack
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            client = jack.Client("singsynth-probe-up", no_start_server=True, servername=name)
+        except jack.JackError:
+            time.sleep(0.1)
+            continue
+        client.close()
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def start_jack(name=None, rate=RATE, period=PERIOD):
+    """Run `jackd -d dummy` as server `name` for the duration of the block.
+
+    Sets JACK_DEFAULT_SERVER (so PortAudio, rtmidi and child processes find it) and
+    JACK_NO_START_SERVER (so nothing silently starts a second server), restoring both after.
+    Real-time scheduling is tried first; without the privilege it falls back to
+    `--no-realtime`. Yields the server name.
+    """
+    name = name or f"singsynth-test-{os.getpid()}"
+    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
+    log = open(os.devnull, "wb")
+    proc = None
+    for realtime in (["--realtime"], ["--no-realtime"]):
+        cmd = ["jackd", *realtime, "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+        if _wait_until_up(name, proc):
+            break
+        _stop(proc)
+        proc = None
+    if proc is None:
+        log.close()
+        raise RuntimeError(f"jackd -n {name} -d dummy did not start")
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    try:
+        yield name
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def jack_server():
+    """Name of a running JACK dummy server (48 kHz, 256 frames) for this test module."""
+    reason = jackd_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with start_jack() as name:
+        yield name
+
+
+class JackProbe:
+    """A JACK client that sends MIDI and records audio, both on JACK's frame clock.
+
+    Args:
+        name: JACK client name.
+        channels: audio input ports to record (`in_0`, `in_1`, ...).
+        seconds: capacity of the recording in seconds.
+
+    MIDI: `send(bytes)` queues a message; the next process cycle writes it at a random
+    offset within the cycle (a keyboard's timing is not aligned to cycles) and stores its
+    absolute frame in `sent` as (frame, bytes).
+    Audio: while `recording`, each cycle's input is stored; `audio` (frames, channels) float32
+    starts at JACK frame `record_start`.
+    """
+
+    def __init__(self, name="singsynth-probe", channels=2, seconds=30.0, seed=0):
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.midi_out = self.client.midi_outports.register("midi_out")
+        self.inputs = [self.client.inports.register(f"in_{i}") for i in range(channels)]
+        self.rate = self.client.samplerate
+        self.audio = np.zeros((int(seconds * self.rate), channels), np.float32)
+        self.record_start = None
+        self.recorded = 0
+        self.recording = False
+        self.pending = collections.deque()
+        self.sent = []
+        self.xruns = 0
+        self._rng = np.random.default_rng(seed)
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.activate()
+
+    def _xrun(self, delay):
+        self.xruns += 1
+
+    def _process(self, frames):
+        start = self.client.last_frame_time
+        self.midi_out.clear_buffer()
+        offset = int(self._rng.integers(0, frames))
+        while self.pending:
+            data = self.pending.popleft()
+            self.midi_out.write_midi_event(offset, data)
+            self.sent.append((start + offset, bytes(data)))
+        if self.recording:
+            if self.record_start is None:
+                self.record_start = start
+            pos = start - self.record_start
+            n = max(0, min(frames, len(self.audio) - pos))
+            for ch, port in enumerate(self.inputs):
+                self.audio[pos:pos + n, ch] = port.get_array()[:n]
+            self.recorded = pos + n
+
+    def send(self, data):
+        """Queue one MIDI message (3 bytes) for the next cycle."""
+        self.pending.append(bytes(data))
+
+    def now(self):
+        """JACK's current frame time (frames)."""
+        return self.client.frame_time
+
+    def connect_to(self, midi_port, audio_ports):
+        """Connect our MIDI out to `midi_port` and `audio_ports` to our inputs."""
+        self.client.connect(self.midi_out, midi_port)
+        for src, dst in zip(audio_ports, self.inputs):
+            self.client.connect(src, dst)
+
+    def wait_for_ports(self, pattern, count, timeout=60.0, **kwargs):
+        """Names of the ports matching `pattern` once at least `count` exist."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            names = [p.name for p in self.client.get_ports(pattern, **kwargs)]
+            if len(names) >= count:
+                return names
+            time.sleep(0.1)
+        raise TimeoutError(f"no {count} JACK ports matching {pattern!r} after {timeout} s")
+
+    def recorded_audio(self):
+        """(frames, channels) float32 recorded so far, and the JACK frame of its first row."""
+        return self.audio[:self.recorded], self.record_start
+
+    def close(self):
+        self.client.deactivate()
+        self.client.close()
