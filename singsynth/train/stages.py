@@ -202,9 +202,11 @@ class E2ETask(Task):
         self.module = EndToEnd(self.model)
 
     def loss(self, module, indices, gen, window, step, world):
-        idx, starts = self.local(indices, gen, world)
-        # One crop position per batch keeps the LSTM call a single batched run.
+        # One crop position per global batch keeps the LSTM call a single batched run;
+        # taken before the rank's slice so that every process crops the same span.
+        starts = crop_starts(len(indices), self.cfg, gen, self.model.config.note_samples)
         start = int(starts[0]) if len(starts) else 0
+        idx = indices[world.rank::world.size]
         steps = samples_to_steps(self.length, self.model.config)
         estimate = module(*self.labels(self.train_data, idx), start // 256, steps)
         target = self.train_data.crops(idx, torch.full((len(idx),), start), self.length)
