@@ -63,7 +63,7 @@ def test_warm_note_starts_in_the_very_next_block_at_its_offset():
 
 def test_a_chord_is_generated_in_one_batch():
     src = SineSource(note_samples=8000)
-    with Synth(src, 48000, wait=0.05) as synth:
+    with Synth(src, 48000) as synth:  # struck in one block: one request, no wait window
         for p in (60, 64, 67, 72):
             synth.note_on(0, p, 100)
         pump(synth, lambda out: len(synth.cache) == 4)

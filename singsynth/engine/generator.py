@@ -8,9 +8,9 @@ never waits on it: requests go through a `queue.SimpleQueue` (its `put` never bl
 finished notes come back through a deque, and streamed samples are published by raising
 `Note.available` after they are written.
 
-Scheduling: requests from played notes go before prewarm requests. Played requests that
-arrive within `wait` seconds of each other (a chord) are batched, up to `batch_size`, into
-one `source.stream` call; several played batches advance round-robin, one chunk each, so a
+Scheduling: requests from played notes go before prewarm requests. The cold notes struck in
+one audio block (a chord) arrive as one request, and with those arriving within `wait`
+seconds (0 by default) are batched, up to `batch_size`, into one `source.stream` call; several played batches advance round-robin, one chunk each, so a
 new cold note does not wait for an earlier one to finish. Prewarm batches advance only
 when no played batch is active, and are paused (not thrown away) when one arrives.
 
@@ -168,7 +168,7 @@ class Generator:
             declared playable (see `_Batch._check_playable`).
     """
 
-    def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.001,
+    def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.0,
                  chunk: int = 256, prewarm_chunk: int = 16000, quality: str = "HQ",
                  is_cached: Optional[Callable[[NoteKey], bool]] = None, cold: str = "auto",
                  margin: float = 1.5):
@@ -207,9 +207,9 @@ class Generator:
         self._thread.start()
 
     # ---- any thread -------------------------------------------------------------
-    def request(self, note: Note) -> None:
-        """Generate `note` as soon as possible (a played note); never blocks."""
-        self._requests.put((PLAYED, note))
+    def request(self, notes: Sequence[Note]) -> None:
+        """Generate `notes` as soon as possible (played notes, one batch); never blocks."""
+        self._requests.put((PLAYED, list(notes)))
 
     def request_prewarm(self, keys: Sequence[NoteKey]) -> None:
         """Generate `keys` when nothing played is waiting; never blocks."""
@@ -248,17 +248,18 @@ class Generator:
             return
         priority, what = item
         if priority == PLAYED:
-            note = what
-            if note.started:  # a prewarm note already generating: it streams as it is
-                return
-            self.pending[note.key] = note
+            for note in what:
+                if not note.started:  # (a prewarm note already generating streams as it is)
+                    self.pending[note.key] = note
+                    self._played_q.append(note)
+            return
         else:
             key = what
             if key in self.pending or self.is_cached(key):
                 return
             note = Note(key)
             self.pending[key] = note
-        (self._played_q if priority == PLAYED else self._prewarm_q).append(note)
+        self._prewarm_q.append(note)
 
     def _drain(self, timeout: Optional[float]) -> None:
         try:

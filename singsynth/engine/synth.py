@@ -76,7 +76,7 @@ class Synth:
                  preset: Union[Preset, str, None] = None, *, polyphony: int = 128,
                  cache_bytes: int = 1 << 30, velocity_levels: int = 16, batch_size: int = 16,
                  offline: bool = False, steal_fade: float = 0.005, quality: str = "HQ",
-                 wait: float = 0.001, chunk: int = 256, cold: str = "auto"):
+                 wait: float = 0.0, chunk: int = 256, cold: str = "auto"):
         self.source = source
         self.sample_rate = int(sample_rate)
         if not isinstance(preset, Preset):
@@ -95,6 +95,7 @@ class Synth:
         self.voices: List[Voice] = []
         self.inflight = {}  # key -> Note waited on by a voice (audio thread only)
         self.stalls = 0
+        self._cold: List[Note] = []  # notes to request from the generator after this block
         self._gains = [ch.gains() for ch in self.channels]
         self._order = 0
         self.generator: Optional[Generator] = None
@@ -162,6 +163,10 @@ class Synth:
                             self.stalls += v.stalls
                     self.voices = [v for v in self.voices if not v.finished]
             pos = end
+        if self._cold:  # one request per block: a chord is one batch, with no waiting
+            if self.generator is not None:
+                self.generator.request(self._cold)
+            self._cold = []
         return self.limiter.process(out)
 
     def _collect(self) -> None:
@@ -226,7 +231,7 @@ class Synth:
         if note is None:
             note = Note(key)
         self.inflight[key] = note
-        gen.request(note)
+        self._cold.append(note)
         return note
 
     def _make_room(self) -> None:
