@@ -195,6 +195,12 @@ def test_bad_inputs(dataset, checkpoint, tmp_path):
     single = make_dataset(tmp_path / "one-pitch", pitches=[60])
     with pytest.raises(DatasetError, match="no test notes"):
         run(checkpoint, tmp_path / "rep", data=single)
+    with pytest.raises(DatasetError, match="examples.json is missing"):
+        run(checkpoint, tmp_path / "rep")        # provenance names dataset "test": not there
+    (tmp_path / "log.jsonl").write_text("{}\n")
+    with pytest.raises(SingsynthError, match="log.jsonl:1"):
+        run(checkpoint, tmp_path / "rep", data=dataset, log=tmp_path / "log.jsonl")
+    assert not (tmp_path / "rep").exists()
     (tmp_path / "exists").mkdir()
     with pytest.raises(SingsynthError, match="-f"):
         run(checkpoint, tmp_path / "exists", data=dataset)

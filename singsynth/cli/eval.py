@@ -24,7 +24,8 @@ def get_parser():
     p.add_argument("--notes", type=_notes, default=200,
                    help="at most this many notes scored per split, drawn with a fixed seed, "
                         "or 'all' (default 200: a few minutes on 2 CPU cores)")
-    p.add_argument("--log", help="training log (RUN_DIR/log.jsonl) to draw as loss curves")
+    p.add_argument("--log", help="training log (RUN_DIR/log.jsonl) to draw as loss curves "
+                                 "(default: the log.jsonl beside CHECKPOINT, if any)")
     p.add_argument("--seed", type=int, default=0, help="seed of the note sample (default 0)")
     p.add_argument("--batch", type=int, default=16, help="notes generated at once (default 16)")
     p.add_argument("--examples", type=int, default=4,

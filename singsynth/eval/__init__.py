@@ -16,7 +16,8 @@ def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bo
     Args:
         data: dataset folder; None uses the one recorded in the checkpoint's provenance.
         notes: at most this many notes scored per split (None: all).
-        log: a training log.jsonl to draw as loss curves, or None.
+        log: a training log.jsonl to draw as loss curves; None uses the log.jsonl beside
+            the checkpoint when there is one (a `singsynth train --out` folder).
     Returns:
         the path of out/report.md.
     """
@@ -33,8 +34,14 @@ def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bo
         if not data:
             raise DatasetError(f"{checkpoint}: the checkpoint does not record its dataset; "
                                "pass --data DIR")
-    if log is not None and not Path(log).is_file():
+    if log is None:
+        beside = resolve(checkpoint).parent / "log.jsonl"
+        log = beside if beside.is_file() else None
+    elif not Path(log).is_file():
         raise DatasetError(f"{log}: no such training log; pass RUN_DIR/log.jsonl or omit --log")
+    if log is not None:
+        from singsynth.eval.plots import read_log
+        read_log(log)   # a malformed log fails now, not after the evaluation
     results, media = evaluate(model, data, notes=notes, seed=seed, batch=batch,
                               examples=examples, device=device)
     results.update(checkpoint=str(resolve(checkpoint)), config=model.config.name,

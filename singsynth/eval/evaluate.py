@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from singsynth.errors import DatasetError
 from singsynth.eval.baseline import baseline_notes, nearest_sources
-from singsynth.eval.metrics import in_tune_mask, pitch_accuracy, score
+from singsynth.eval.metrics import in_tune_mask, pitch_accuracy, progress, score
 
 # Families shown side by side at one pitch, most contrasting first (GM family indices:
 # piano, strings, brass, pipe, guitar, organ, reed, bass, synth lead, synth pad, ...).
@@ -52,14 +49,15 @@ def sample_rows(total: int, cap: int | None, seed: int) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:cap].sort().values
 
 
-def read_notes(dataset, rows) -> torch.Tensor:
+def read_notes(dataset, rows, desc: str | None = None) -> torch.Tensor:
     """(len(rows), 64000) float32 audio of dataset notes `rows`, decoded by 2 threads."""
     from singsynth.data.nsynth import NOTE_SAMPLES, read_wav
 
     rows = [int(r) for r in rows]
     out = torch.empty(len(rows), NOTE_SAMPLES)
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        for k, wave in enumerate(pool.map(lambda r: read_wav(dataset.paths[r]), rows)):
+        waves = pool.map(lambda r: read_wav(dataset.paths[r]), rows)
+        for k, wave in enumerate(progress(waves, desc, len(rows)) if desc else waves):
             out[k] = torch.from_numpy(wave)
     return out
 
@@ -109,6 +107,116 @@ def _summary(scores: dict) -> dict:
     return {"spectral": float(scores["spectral"].mean()), "mse": float(scores["mse"].mean())}
 
 
+def score_split(model, ds, rows, batch: int, device, split: str) -> dict:
+    """Table 1 cells of one split: SING, silence and (with an encoder) the autoencoder.
+
+    Returns:
+        {"audio": (N, 64000) ground truth, "instrument"/"pitch"/"velocity": (N,) labels,
+         "cells": name -> `score` output; for "test", SING's and the autoencoder's
+         estimates are kept for pitch tracking and figures}.
+    """
+    audio = read_notes(ds, rows, f"reading {split}")
+    inst, pitch, vel = ds.instrument[rows], ds.pitch[rows], ds.velocity[rows]
+
+    def autoencoder(r):
+        with torch.no_grad():
+            return model.decoder(model.encoder.encode_note(audio[r].to(device))).clamp(-1, 1)
+
+    keep = split == "test"
+    cells = {"sing": score(lambda r: model.generate(inst[r], pitch[r], vel[r]), audio, batch,
+                           f"SING {split}", keep=keep),
+             "silence": score(lambda r: torch.zeros(len(r), audio.shape[1]), audio, batch,
+                              f"silence {split}")}
+    if model.encoder is not None:
+        cells["autoencoder"] = score(autoencoder, audio, batch, f"autoencoder {split}", keep=keep)
+    return {"audio": audio, "instrument": inst, "pitch": pitch, "velocity": vel, "cells": cells}
+
+
+def score_baseline(train, t: dict, batch: int) -> tuple[dict, dict, torch.Tensor]:
+    """The nearest-pitch sampler on the held-out notes `t`: (summary, scores, audio)."""
+    sources = nearest_sources(train.instrument, train.pitch, train.velocity,
+                              t["instrument"], t["pitch"], t["velocity"])
+    needed = sorted({int(r) for r in sources["rows"] if r >= 0})
+    source_audio = dict(zip(needed, read_notes(train, needed, "reading baseline sources").numpy()))
+    audio = baseline_notes(sources, source_audio)
+    scores = score(lambda r: audio[r], t["audio"], batch, "baseline")
+    summary = {"test": _summary(scores),
+               "other_velocity": int(sources["other_velocity"].sum()),
+               "no_source": int((sources["rows"] < 0).sum()),
+               "mean_abs_semitones": float(np.abs(sources["semitones"]).mean())}
+    return summary, scores, audio
+
+
+def track_split(t: dict) -> dict:
+    """Pitch accuracy of SING's held-out notes and of their recordings (adds masks to `t`)."""
+    out = {}
+    for name, waves in (("sing", t["cells"]["sing"]["estimates"]), ("ground_truth", t["audio"])):
+        acc = pitch_accuracy(waves, t["pitch"], desc=f"pitch {name}")
+        out[name] = {k: acc[k] for k in ("in_tune", "octave_in_tune", "unpitched", "total",
+                                         "share")}
+        out[name]["median_abs_cents"] = (float(np.nanmedian(np.abs(acc["cents"])))
+                                         if acc["unpitched"] < acc["total"] else math.nan)
+        t[f"tuned_{name}"] = in_tune_mask(acc["cents"])
+    # The tracker is not perfect (octave errors, unpitched instruments): SING's accuracy
+    # on the notes whose recording it tracks correctly separates model from tracker.
+    trackable = t["tuned_ground_truth"]
+    hits = int(np.sum(t["tuned_sing"][trackable]))
+    out["sing_where_truth_in_tune"] = {
+        "in_tune": hits, "total": int(trackable.sum()),
+        "share": hits / int(trackable.sum()) if trackable.any() else math.nan}
+    return out
+
+
+def per_instrument(model, t: dict, base_scores: dict, families: dict) -> list:
+    """One row of held-out results per instrument that has held-out notes."""
+    rows = []
+    for i, name in enumerate(model.instruments):
+        mask = (t["instrument"] == i).numpy()
+        if mask.any():
+            rows.append({"instrument": name, "family": families.get(name, (-1, "?"))[1],
+                         "notes": int(mask.sum()),
+                         "sing_spectral": float(t["cells"]["sing"]["spectral"][mask].mean()),
+                         "baseline_spectral": float(base_scores["spectral"][mask].mean()),
+                         "sing_in_tune": int(t["tuned_sing"][mask].sum()),
+                         "truth_in_tune": int(t["tuned_ground_truth"][mask].sum())})
+    return rows
+
+
+def example_notes(model, t: dict, base_audio: torch.Tensor, count: int) -> list:
+    """Waveforms of `count` held-out notes, one per instrument first (different timbres)."""
+    first: dict = {}
+    for k, i in enumerate(t["instrument"].tolist()):
+        first.setdefault(i, k)
+    order = sorted(first.values()) + [k for k in range(len(t["audio"]))
+                                      if k not in first.values()]
+    ae = t["cells"].get("autoencoder")
+    out = []
+    for k in order[:count]:
+        i = int(t["instrument"][k])
+        out.append({"label": f"{model.instruments[i]}\npitch {int(t['pitch'][k])}, "
+                             f"velocity {model.velocities[int(t['velocity'][k])]}",
+                    "truth": t["audio"][k].numpy(),
+                    "autoencoder": None if ae is None else ae["estimates"][k].numpy(),
+                    "sing": t["cells"]["sing"]["estimates"][k].numpy(),
+                    "baseline": base_audio[k].numpy()})
+    return out
+
+
+def showcase_notes(model, train, test, families: dict) -> dict:
+    """`showcase` plus SING's notes and the recordings (None where missing)."""
+    show = showcase(model, train, test, families)
+    vel = min(SHOWCASE_VELOCITY, len(model.velocities) - 1)
+    idx = [model.instruments.index(n) for n in show["instruments"]]
+    waves = model.generate(torch.tensor(idx), torch.full((len(idx),), show["pitch"]),
+                           torch.full((len(idx),), vel)).cpu().numpy()
+    truths = []
+    for i in idx:
+        hit = find_note((test, train), i, show["pitch"], vel)
+        truths.append(None if hit is None else read_notes(hit[0], [hit[1]])[0].numpy())
+    show.update(velocity=model.velocities[vel], sing=list(waves), truth=truths)
+    return show
+
+
 def evaluate(model, root, notes: int | None = 200, seed: int = 0, batch: int = 16,
              examples: int = 4, device=None) -> tuple[dict, dict]:
     """Score `model` on dataset folder `root`.
@@ -125,108 +233,21 @@ def evaluate(model, root, notes: int | None = 200, seed: int = 0, batch: int = 1
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
     train, test = open_splits(root, model.instruments)
-    has_encoder = model.encoder is not None
     results = {"dataset": str(root), "notes_cap": notes, "seed": seed, "device": str(device),
                "instruments": list(model.instruments), "splits": {}, "table": {}}
-    kept = {}
     for split, ds in (("train", train), ("test", test)):
         rows = sample_rows(len(ds), notes, seed)
-        audio = read_notes(ds, tqdm(rows, desc=f"reading {split}", leave=False, file=sys.stderr))
-        inst, pitch, vel = ds.instrument[rows], ds.pitch[rows], ds.velocity[rows]
         results["splits"][split] = {"scored": len(rows), "total": len(ds)}
-
-        def sing(r, inst=inst, pitch=pitch, vel=vel):
-            return model.generate(inst[r], pitch[r], vel[r])
-
-        def autoencoder(r, audio=audio):
-            with torch.no_grad():
-                wave = audio[r].to(device)
-                return model.decoder(model.encoder.encode_note(wave)).clamp(-1, 1)
-
-        keep = split == "test"
-        cells = {"sing": score(sing, audio, batch, f"SING {split}", keep=keep),
-                 "silence": score(lambda r: torch.zeros(len(r), audio.shape[1]), audio, batch,
-                                 f"silence {split}")}
-        if has_encoder:
-            cells["autoencoder"] = score(autoencoder, audio, batch, f"autoencoder {split}",
-                                         keep=keep)
-        for name, cell in cells.items():
+        scored = score_split(model, ds, rows, batch, device, split)
+        for name, cell in scored["cells"].items():
             results["table"].setdefault(name, {})[split] = _summary(cell)
-        kept[split] = {"rows": rows, "audio": audio, "instrument": inst, "pitch": pitch,
-                       "velocity": vel, "cells": cells}
-
-    t = kept["test"]
-    sources = nearest_sources(train.instrument, train.pitch, train.velocity,
-                              t["instrument"], t["pitch"], t["velocity"])
-    needed = sorted({int(r) for r in sources["rows"] if r >= 0})
-    source_audio = dict(zip(needed, read_notes(train, needed).numpy()))
-    base_audio = baseline_notes(sources, source_audio)
-    base = score(lambda r: base_audio[r], t["audio"], batch, "baseline")
-    results["baseline"] = {"test": _summary(base),
-                           "other_velocity": int(sources["other_velocity"].sum()),
-                           "no_source": int((sources["rows"] < 0).sum()),
-                           "mean_abs_semitones": float(np.abs(sources["semitones"]).mean())}
-
-    results["pitch"] = {}
-    for name, waves in (("sing", t["cells"]["sing"]["estimates"]), ("ground_truth", t["audio"])):
-        acc = pitch_accuracy(waves, t["pitch"], desc=f"pitch {name}")
-        results["pitch"][name] = {k: acc[k] for k in ("in_tune", "octave_in_tune", "unpitched",
-                                                      "total", "share")}
-        results["pitch"][name]["median_abs_cents"] = (
-            float(np.nanmedian(np.abs(acc["cents"]))) if acc["unpitched"] < acc["total"]
-            else math.nan)
-        t[f"tuned_{name}"] = in_tune_mask(acc["cents"])
-    # The tracker is not perfect (octave errors, unpitched instruments): SING's accuracy
-    # on the notes whose recording it tracks correctly separates model from tracker.
-    trackable = t["tuned_ground_truth"]
-    hits = int(np.sum(t["tuned_sing"][trackable]))
-    results["pitch"]["sing_where_truth_in_tune"] = {
-        "in_tune": hits, "total": int(trackable.sum()),
-        "share": hits / int(trackable.sum()) if trackable.any() else math.nan}
-
+    t = scored   # the held-out split, scored last
+    results["baseline"], base_scores, base_audio = score_baseline(train, t, batch)
+    results["pitch"] = track_split(t)
     families = instrument_families(root)
-    per = []
-    sing_spec, base_spec = t["cells"]["sing"]["spectral"], base["spectral"]
-    for i, name in enumerate(model.instruments):
-        mask = (t["instrument"] == i).numpy()
-        if not mask.any():
-            continue
-        per.append({"instrument": name, "family": families.get(name, (-1, "?"))[1],
-                    "notes": int(mask.sum()),
-                    "sing_spectral": float(sing_spec[mask].mean()),
-                    "baseline_spectral": float(base_spec[mask].mean()),
-                    "sing_in_tune": int(t["tuned_sing"][mask].sum()),
-                    "truth_in_tune": int(t["tuned_ground_truth"][mask].sum())})
-    results["per_instrument"] = per
-
-    media = {"examples": [], "showcase": None}
-    # One example per instrument first, so the pictures show different timbres.
-    first = {}
-    for k, i in enumerate(t["instrument"].tolist()):
-        first.setdefault(i, k)
-    order = sorted(first.values()) + [k for k in range(len(t["rows"])) if k not in first.values()]
-    for k in order[:examples]:
-        i = int(t["instrument"][k])
-        media["examples"].append({
-            "label": f"{model.instruments[i]}\npitch {int(t['pitch'][k])}, "
-                     f"velocity {model.velocities[int(t['velocity'][k])]}",
-            "truth": t["audio"][k].numpy(),
-            "autoencoder": (t["cells"]["autoencoder"]["estimates"][k].numpy()
-                            if has_encoder else None),
-            "sing": t["cells"]["sing"]["estimates"][k].numpy(),
-            "baseline": base_audio[k].numpy()})
-
-    show = showcase(model, train, test, families)
-    vel = min(SHOWCASE_VELOCITY, len(model.velocities) - 1)
-    idx = [model.instruments.index(n) for n in show["instruments"]]
-    waves = model.generate(torch.tensor(idx), torch.full((len(idx),), show["pitch"]),
-                           torch.full((len(idx),), vel)).cpu().numpy()
-    truths = []
-    for i in idx:
-        hit = find_note((test, train), i, show["pitch"], vel)
-        truths.append(None if hit is None else read_notes(hit[0], [hit[1]])[0].numpy())
-    show.update(velocity=model.velocities[vel], sing=list(waves), truth=truths)
-    media["showcase"] = show
+    results["per_instrument"] = per_instrument(model, t, base_scores, families)
+    show = showcase_notes(model, train, test, families)
     results["showcase"] = {k: show[k] for k in ("instruments", "families", "pitch", "velocity")}
     results["seconds"] = round(time.monotonic() - started, 1)
+    media = {"examples": example_notes(model, t, base_audio, examples), "showcase": show}
     return results, media

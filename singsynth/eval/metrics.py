@@ -32,6 +32,12 @@ FRAME_LENGTH = 2048
 MIN_VOICED = 0.1
 
 
+def progress(iterable, desc: str, total: int | None = None):
+    """A tqdm bar on stderr, redrawn at most every 30 s when stderr is a log file."""
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr,
+                mininterval=0.5 if sys.stderr.isatty() else 30)
+
+
 def note_losses(estimate: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-note spectral loss and waveform MSE.
 
@@ -60,8 +66,7 @@ def score(produce: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor
     """
     n = len(targets)
     spec, mse, kept = torch.zeros(n), torch.zeros(n), []
-    for rows in tqdm(torch.arange(n).split(batch), desc=desc, leave=False, file=sys.stderr,
-                     disable=n <= batch):
+    for rows in progress(torch.arange(n).split(batch), desc):
         est = produce(rows).float().cpu()
         spec[rows], mse[rows] = note_losses(est, targets[rows])
         if keep:
@@ -128,8 +133,7 @@ def pitch_accuracy(waves, pitches, desc: str = "pitch", tolerance: float = IN_TU
     waves = waves.numpy() if isinstance(waves, torch.Tensor) else np.asarray(waves)
     pitches = [int(p) for p in pitches]
     f0 = np.full(len(pitches), np.nan)
-    for i in tqdm(range(len(pitches)), desc=desc, leave=False, file=sys.stderr,
-                  disable=len(pitches) < 8):
+    for i in progress(range(len(pitches)), desc):
         f0[i] = track_pitch(waves[i], pitches[i])
     err = np.array([cents(f, p) for f, p in zip(f0, pitches)])
     found = err[~np.isnan(err)]
