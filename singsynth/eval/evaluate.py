@@ -183,12 +183,15 @@ def per_instrument(model, t: dict, base_scores: dict, families: dict) -> list:
 
 
 def example_notes(model, t: dict, base_audio: torch.Tensor, count: int) -> list:
-    """Waveforms of `count` held-out notes, one per instrument first (different timbres)."""
+    """Waveforms of `count` held-out notes of instruments spread over the vocabulary
+    (one note per instrument while there are instruments left: different timbres)."""
     first: dict = {}
     for k, i in enumerate(t["instrument"].tolist()):
         first.setdefault(i, k)
-    order = sorted(first.values()) + [k for k in range(len(t["audio"]))
-                                      if k not in first.values()]
+    firsts = [first[i] for i in sorted(first)]
+    spread = [firsts[int(j)] for j in np.unique(np.linspace(0, len(firsts) - 1,
+                                                            min(count, len(firsts))).round())]
+    order = spread + [k for k in range(len(t["audio"])) if k not in spread]
     ae = t["cells"].get("autoencoder")
     out = []
     for k in order[:count]:
