@@ -171,7 +171,7 @@ class Generator:
     def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.0,
                  chunk: int = 256, prewarm_chunk: int = 16000, quality: str = "HQ",
                  is_cached: Optional[Callable[[NoteKey], bool]] = None, cold: str = "auto",
-                 margin: float = 1.5):
+                 margin: float = 2.0):
         self.source = source
         self.sample_rate = int(sample_rate)
         self.batch_size = max(1, int(batch_size))
