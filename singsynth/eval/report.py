@@ -123,7 +123,7 @@ def markdown(results: dict, figures: dict) -> str:
               f"to 4 s. Mean shift {r['baseline']['mean_abs_semitones']:.2f} semitones; "
               f"{r['baseline']['other_velocity']} notes had to borrow another velocity.", "",
               f"Held-out spectral loss: SING **{spec(sing_test)}**, baseline **{spec(base_test)}**: "
-              f"**{better} is better** (by {100 * gap:.1f}%).", ""]
+              f"**{better} is better** (its loss is {100 * gap:.1f}% lower).", ""]
 
     train_spec = table["sing"]["train"]["spectral"]
     ratio = sing_test / train_spec if train_spec > 0 else math.inf
