@@ -7,49 +7,20 @@ generator), mixes and limits. It never waits on the model, on a lock or on a fil
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..presets import Patch, Preset, load_preset
 from .cache import Note, NoteCache
-from .events import BEND, CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
+from .channel import BEND, NOTES_OFF, RESET, SOUND_OFF, SUSTAIN_UP, Channel
+from .events import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
+from .events import BEND as BEND_EVENT
 from .generator import Generator, resample_notes
-from .mixer import Limiter, mix, pan_gains
+from .mixer import Limiter, mix
 from .source import (TRAINED_VELOCITIES, NoteKey, NoteSource, level_velocity, velocity_index,
                      velocity_level)
 from .voice import MAX_BLOCK, Voice
-
-
-class Channel:
-    """The state of one MIDI channel (audio thread only)."""
-
-    __slots__ = ("program", "patch", "volume", "expression", "pan", "sustain", "bend",
-                 "bend_range", "rpn", "rpn_cents")
-
-    def __init__(self, patch: Patch):
-        self.program = 0
-        self.patch = patch
-        self.volume = 100       # CC7, General MIDI's default
-        self.expression = 127   # CC11
-        self.pan: Optional[float] = None  # CC10 as -1..1; None: the patch's pan
-        self.sustain = False    # CC64
-        self.bend = 0           # -8192..8191
-        self.bend_range = 2.0   # semitones, set by RPN 0
-        self.rpn = (127, 127)   # (MSB, LSB); (127, 127) is "none selected"
-        self.rpn_cents = 0
-
-    @property
-    def rate(self) -> float:
-        """Playback rate for the current pitch bend."""
-        return 2.0 ** (self.bend / 8192.0 * self.bend_range / 12.0)
-
-    def gains(self) -> tuple:
-        """(left, right) linear gains: volume and expression (squared, as GM), then pan."""
-        level = (self.volume / 127.0) ** 2 * (self.expression / 127.0) ** 2
-        left, right = pan_gains(self.patch.pan if self.pan is None else self.pan)
-        return level * left, level * right
 
 
 class Synth:
@@ -123,7 +94,7 @@ class Synth:
 
     def pitch_bend(self, channel: int, value: int, offset: int = 0) -> None:
         """Pitch wheel, `value` -8192..8191 as in mido (0 = centre)."""
-        self.events.push(BEND, int(channel) & 15, int(value), 0, offset)
+        self.events.push(BEND_EVENT, int(channel) & 15, int(value), 0, offset)
 
     def handle(self, msg, offset: int = 0) -> None:
         """Enqueue a `mido.Message`; types other than the five above are ignored."""
@@ -197,7 +168,7 @@ class Synth:
             ch.program = ev.a
             ch.patch = self.preset.patch(ev.channel, ev.a)
             self._gains[ev.channel] = ch.gains()
-        elif ev.kind == BEND:
+        elif ev.kind == BEND_EVENT:
             ch.bend = min(max(ev.a, -8192), 8191)
             self._rebend(ev.channel, ch)
 
@@ -249,45 +220,24 @@ class Synth:
             self.voices = [v for v in self.voices if id(v) not in drop]
 
     def _control(self, c: int, ch: Channel, cc: int, value: int) -> None:
-        if cc == 7:
-            ch.volume = value
-        elif cc == 11:
-            ch.expression = value
-        elif cc == 10:
-            ch.pan = min(max((value - 64) / 63.0, -1.0), 1.0)
-        elif cc == 64:
-            ch.sustain = value >= 64
-            if not ch.sustain:
-                self._release_sustained(c)
-        elif cc == 120:  # all sound off: fade everything now
+        action = ch.control(cc, value)
+        self._gains[c] = ch.gains()
+        if action == SUSTAIN_UP:
+            self._release_sustained(c)
+        elif action == SOUND_OFF:  # fade everything now
             for v in self.voices:
                 if v.channel == c:
                     v.steal(self.steal_samples)
-        elif cc == 123:  # all notes off: as many note-offs (the pedal still holds)
+        elif action == NOTES_OFF:  # as many note-offs: the pedal still holds them
             for v in self.voices:
                 if v.channel == c and not v.released and not v.sustained:
                     self._order += 1
                     v.note_off(ch.sustain, self._order)
-        elif cc == 121:  # reset all controllers (RP-015: not volume, not pan)
-            ch.expression, ch.bend, ch.rpn, ch.sustain = 127, 0, (127, 127), False
+        elif action == RESET:
             self._release_sustained(c)
             self._rebend(c, ch)
-        elif cc == 101:
-            ch.rpn = (value, ch.rpn[1])
-        elif cc == 100:
-            ch.rpn = (ch.rpn[0], value)
-        elif cc in (98, 99):  # an NRPN is selected: data entry no longer means RPN 0
-            ch.rpn = (127, 127)
-        elif cc == 6 and ch.rpn == (0, 0):
-            ch.bend_range = value + ch.rpn_cents / 100.0
+        elif action == BEND:
             self._rebend(c, ch)
-        elif cc == 38 and ch.rpn == (0, 0):
-            ch.rpn_cents = value
-            ch.bend_range = math.floor(ch.bend_range) + value / 100.0
-            self._rebend(c, ch)
-        else:
-            return
-        self._gains[c] = ch.gains()
 
     def _release_sustained(self, c: int) -> None:
         for v in self.voices:
