@@ -98,6 +98,9 @@ class _Batch:
             if self.resample is not None:
                 self._publish(self.resample(np.zeros((len(self.notes), 0), np.float32), last=True))
             for note in self.notes:
+                # Drop the spare capacity before the note is cached (voices still reading
+                # the old array keep it alive until they move on to the new one).
+                note.data = note.data[:note.available].copy()
                 note.finish()
             return True
         self._publish(self.resample(chunk) if self.resample is not None else chunk.T)

@@ -280,7 +280,9 @@ class Synth:
         """Generate every uncached key now, `batch_size` at a time (blocking).
 
         Offline, the notes go straight into the cache; live, they reach it at the next
-        `process` (the audio thread owns the cache). Returns how many notes were made.
+        `process` (the audio thread owns the cache), and the source's `render` then runs
+        in the calling thread while the generator thread may be using the same source.
+        Returns how many notes were made.
         """
         todo = list(dict.fromkeys(k for k in keys if k not in self.cache))
         bar = None
