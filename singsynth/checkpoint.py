@@ -23,8 +23,16 @@ FORMAT = "singsynth"
 FORMAT_VERSION = 1
 MODELS_DIR = Path(os.environ.get("SINGSYNTH_MODELS", Path(__file__).resolve().parents[1] / "models"))
 DEFAULT_MODEL = "default"
-# A pickle starts with the PROTO opcode; torch.save writes a zip archive of pickles.
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+# torch.save writes a zip archive of pickles.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _looks_pickled(head: bytes) -> bool:
+    """True for a zip (torch.save) or a pickle; a safetensors file's JSON header starts
+    with '{' at byte 8 (its first 8 bytes are the header length, which may begin 0x80)."""
+    if len(head) > 8 and head[8:9] == b"{":
+        return False
+    return head.startswith(_ZIP_MAGIC) or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")
 
 
 def atomic_save_tensors(path, tensors: dict, metadata: dict) -> None:
@@ -54,8 +62,8 @@ def read_tensors(path) -> tuple[dict, dict]:
         raise CheckpointError(f"{path}: no such checkpoint file; pass an existing .safetensors "
                               "file, or train one with `singsynth train`")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if any(head.startswith(m) for m in _PICKLE_MAGIC):
+        head = f.read(9)
+    if _looks_pickled(head):
         raise CheckpointError(f"{path}: is a Python pickle / torch.save file; singsynth never "
                               "unpickles files (they can run code); convert the weights to a "
                               "singsynth .safetensors checkpoint")

@@ -122,3 +122,16 @@ def test_cli_info_describes_checkpoint_and_config(tiny_checkpoint):
     paper = subprocess.run([sys.executable, "-m", "singsynth", "info", "--config", "paper"],
                            capture_output=True, text=True, check=True)
     assert "243.2 MB float32" in paper.stdout
+
+
+def test_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle(tiny_checkpoint, tmp_path):
+    model = load_model(tiny_checkpoint)
+    # Pad the provenance until the 8-byte header length has 0x80 as its first byte.
+    for pad in range(0, 512):
+        path = tmp_path / "padded.safetensors"
+        save_model(path, model, {"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.skip("could not construct a header length starting with 0x80")
+    assert load_model(path).instruments == model.instruments
