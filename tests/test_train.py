@@ -192,3 +192,24 @@ def test_missing_config_file_cli(tmp_path, train_dataset):
     proc = run_cli("--config", str(tmp_path / "nope.yaml"), "--data", str(train_dataset),
                    "--out", str(tmp_path / "run"))
     assert_one_line_error(proc, "nope.yaml: no such config file")
+
+
+def test_plot_writes_loss_curves_png(full_run, tmp_path, capsys):
+    import matplotlib.image
+
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(full_run / "log.jsonl", out)
+    assert main(["--plot", str(out)]) == 0
+    png = out / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(png) in capsys.readouterr().out
+    image = matplotlib.image.imread(png)
+    # One panel per stage, side by side, with something drawn in them.
+    assert image.shape[1] > 2 * image.shape[0] and image.std() > 0.05
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_plot_without_a_log_is_a_one_line_error(tmp_path):
+    proc = run_cli("--plot", str(tmp_path))
+    assert_one_line_error(proc, "no training log")
