@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -67,7 +68,10 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
     """
     name = name or f"singsynth-test-{os.getpid()}"
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
-    log = open(os.devnull, "wb")
+    # jackd's messages name the clients that were late at each xrun (see `late_clients`).
+    log_path = os.environ.get("SINGSYNTH_JACK_LOG") or tempfile.mkstemp(
+        prefix=f"{name}.", suffix=".log")[1]
+    log = open(log_path, "ab")
     proc = None
     for realtime in (["--realtime"], ["--no-realtime"]):
         cmd = ["jackd", *realtime, "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
@@ -79,6 +83,7 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
     if proc is None:
         log.close()
         raise RuntimeError(f"jackd -n {name} -d dummy did not start")
+    LOGS[name] = log_path
     saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     os.environ["JACK_DEFAULT_SERVER"] = name
     os.environ["JACK_NO_START_SERVER"] = "1"
@@ -92,6 +97,31 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
                 os.environ[key] = value
         _stop(proc)
         log.close()
+        LOGS.pop(name, None)
+        if not os.environ.get("SINGSYNTH_JACK_LOG"):
+            os.unlink(log_path)
+
+
+LOGS = {}  # server name -> jackd log file
+
+
+def late_clients(name):
+    """For each xrun jackd `name` logged so far, {client: state} of the unfinished clients.
+
+    State "Running": the client's thread was inside its cycle, i.e. its own work was late.
+    "Triggered": it was woken but never got a CPU (or waited on a late client before it),
+    which is the machine's or another client's fault. An empty dict: the driver woke late.
+    """
+    xruns, current = [], {}
+    with open(LOGS[name], errors="replace") as f:
+        for line in f:
+            if "was not finished" in line:
+                client = line.split("client = ", 1)[1].split(" was not finished")[0]
+                current[client] = line.rsplit("state = ", 1)[-1].strip()
+            elif "Process error" in line or "XRun =" in line:
+                xruns.append(current)
+                current = {}
+    return xruns
 
 
 def _stop(proc):
@@ -125,6 +155,8 @@ class JackProbe:
     MIDI: `send(bytes)` queues a message; the next process cycle writes it at a random
     offset within the cycle (a keyboard's timing is not aligned to cycles) and stores its
     absolute frame in `sent` as (frame, bytes).
+    Health: `xruns` counts the xruns JACK announced; `stalls` the cycles that began more than
+    three periods late (the machine, not a client, was too busy).
     Audio: while `recording`, each cycle's input is stored; `audio` (frames, channels) float32
     starts at JACK frame `record_start`.
     """
@@ -143,18 +175,31 @@ class JackProbe:
         self.pending = collections.deque()
         self.sent = []
         self.xruns = 0
-        self._rng = np.random.default_rng(seed)
+        self.stalls = 0
+        self.xrun_times = []   # time.monotonic() of each xrun, for diagnostics
+        self._last_cycle = None
+        # Precomputed: the process callback should do as little Python as possible.
+        self._offsets = np.random.default_rng(seed).integers(0, 1 << 16, 4096)
+        self._cycle = 0
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
 
     def _xrun(self, delay):
         self.xruns += 1
+        self.xrun_times.append(time.monotonic())
 
     def _process(self, frames):
+        # A cycle starting more than 3 periods after the previous one means the whole
+        # machine stalled (JACK's driver woke late): xruns then are nobody's fault here.
+        now = time.monotonic()
+        if self._last_cycle is not None and now - self._last_cycle > 3 * frames / self.rate:
+            self.stalls += 1
+        self._last_cycle = now
         start = self.client.last_frame_time
         self.midi_out.clear_buffer()
-        offset = int(self._rng.integers(0, frames))
+        self._cycle += 1
+        offset = int(self._offsets[self._cycle % len(self._offsets)]) % frames
         while self.pending:
             data = self.pending.popleft()
             self.midi_out.write_midi_event(offset, data)

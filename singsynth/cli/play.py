@@ -6,6 +6,7 @@ shows the status line, follows the MIDI port coming and going, and stops cleanly
 Ctrl-C or SIGTERM (stream closed, recording finalised).
 """
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -53,6 +54,12 @@ def build_synth(args, sample_rate, source=None):
     from singsynth.engine import Synth
     from singsynth.presets import load_preset
     if source is None:
+        import torch
+        if not os.environ.get("OMP_NUM_THREADS"):
+            # Leave a core to the audio thread: with torch's pool on every core, the
+            # generator holds the GIL while descheduled and the callback misses its block
+            # (measured on 2 cores: xruns at each cold note; none with one torch thread).
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         from singsynth.checkpoint import load_model
         from singsynth.engine.model_source import ModelSource
         source = ModelSource(load_model(args.model))
@@ -87,14 +94,18 @@ def main(argv=None, *, source=None, make_synth=None):
     from singsynth.io.midi_in import MidiInput
     from singsynth.io.timing import EventScheduler
 
+    # Check every device before the (slow) model load, so a typo fails at once.
     audio_io.set_jack_client_name("singsynth")
     device = audio_io.find_device(args.device)
     latency = audio_io.parse_latency(args.latency)
     sample_rate = int(args.sample_rate or device["default_samplerate"])
+    midi = MidiInput(None, port=args.port, virtual=args.virtual, api=args.midi_api)
+    midi.resolve()
     synth = make_synth(sample_rate) if make_synth else build_synth(args, sample_rate, source)
     sys.setswitchinterval(SWITCH_INTERVAL)
     scheduler = EventScheduler(synth.handle, sample_rate, args.blocksize or 256)
-    audio = midi = None
+    audio = None
+    opened = False
     stop = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -104,10 +115,12 @@ def main(argv=None, *, source=None, make_synth=None):
         audio = audio_io.AudioOutput(synth.process, device, sample_rate=sample_rate,
                                      blocksize=args.blocksize, latency=latency,
                                      before_block=scheduler.dispatch, recorder_path=args.record)
-        audio.start()
-        midi = MidiInput(scheduler.push, port=args.port, virtual=args.virtual,
-                         api=args.midi_api, clock=audio.time)
+        # MIDI opens before the stream starts: on JACK a client joining the graph can cost
+        # an xrun, which must not land in the middle of playing.
+        midi.connect_to(scheduler.push, audio.time)
         port_name = midi.open()
+        opened = True
+        audio.start()
         if not args.no_prewarm:
             synth.prewarm()
         print(f"singsynth play: MIDI {port_name!r} -> {device['name']!r} "
@@ -118,10 +131,11 @@ def main(argv=None, *, source=None, make_synth=None):
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        if midi is not None:
-            midi.close()
+        # The stream stops first: a JACK MIDI client leaving the graph can cost an xrun.
         if audio is not None:
             audio.close(keep=ok)
+        if opened:
+            midi.close()
         synth.close()
     recorded = ""
     if audio.recorder is not None:

@@ -14,13 +14,13 @@ def get_parser():
 
 def midi_lines(api=None):
     """Lines describing the MIDI inputs of `api`; the first port is mido's default."""
-    from singsynth.io.midi_in import get_backend, input_names
+    from singsynth.io.midi_in import backend_label, get_backend, input_names
     try:
         backend = get_backend(api)
         names = input_names(backend)
     except DeviceError as exc:
         return [f"MIDI inputs: unavailable: {exc}"]
-    lines = [f"MIDI inputs ({backend.name}):"]
+    lines = [f"MIDI inputs ({backend_label(backend)}):"]
     lines += [f"  {'*' if i == 0 else ' '} {name}" for i, name in enumerate(names)]
     if not names:
         lines.append("    none (connect a keyboard, or use `singsynth play --virtual`)")

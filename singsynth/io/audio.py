@@ -59,10 +59,12 @@ def find_device(spec=None):
         raise DeviceError(f"no audio output device {spec}; choose one of: {choices}")
     needle = str(spec).lower()
     hits = [d for d in devices if needle in f"{d['name']} ({d['hostapi']})".lower()]
-    if len(hits) != 1:
-        what = "matches" if not hits else f"matches {len(hits)} devices"
-        raise DeviceError(f"audio device {spec!r} {'no ' if not hits else ''}{what}; "
-                          f"pick one with --device: {choices}")
+    if not hits:
+        raise DeviceError(f"no audio output device matches {spec!r}; choose with --device: "
+                          f"{choices}")
+    if len(hits) > 1:
+        raise DeviceError(f"audio device {spec!r} matches {len(hits)} devices; be more "
+                          "specific: " + "; ".join(f"{d['index']}: {d['name']}" for d in hits))
     return hits[0]
 
 

@@ -42,12 +42,17 @@ def get_backend(api=None):
                           f"choose --midi-api from {', '.join(MIDI_APIS)}") from None
 
 
+def backend_label(backend):
+    """'mido.backends.rtmidi/UNIX_JACK' style name of a backend (module/API)."""
+    return f"{backend.name}/{backend.api}" if backend.api else backend.name
+
+
 def input_names(backend):
     """Names of the MIDI input ports `backend` can open."""
     try:
         return list(backend.get_input_names())
     except Exception as exc:  # noqa: BLE001 - rtmidi raises several types when an API is absent
-        raise DeviceError(f"cannot list MIDI inputs with {backend.name} ({exc}); "
+        raise DeviceError(f"cannot list MIDI inputs with {backend_label(backend)} ({exc}); "
                           f"try another --midi-api ({', '.join(MIDI_APIS)})") from None
 
 
@@ -93,12 +98,23 @@ class MidiInput:
         self._port = None
         self.received = 0
 
+    def connect_to(self, on_message, clock):
+        """Set where messages go and the clock that stamps them (before `open`)."""
+        self._on_message = on_message
+        self._clock = clock
+
     def _callback(self, msg):
         """MIDI thread: stamp and forward; nothing else."""
         if msg.type in IGNORED:
             return
         self.received += 1
         self._on_message(self._clock(), msg)
+
+    def resolve(self):
+        """The port name `open` will use; DeviceError (listing the inputs) if none matches."""
+        if self.virtual:
+            return f"{VIRTUAL_CLIENT}:{self.virtual_name}"
+        return match_port(self.pattern, input_names(self.backend))
 
     def open(self):
         """Open the port; DeviceError if it does not exist or cannot be opened."""
@@ -108,11 +124,12 @@ class MidiInput:
                                                      client_name=VIRTUAL_CLIENT,
                                                      callback=self._callback)
             except Exception as exc:  # noqa: BLE001
-                raise DeviceError(f"cannot open a virtual MIDI port with {self.backend.name} "
-                                  f"({exc}); this MIDI API may not support virtual ports") from None
-            self.name = f"{VIRTUAL_CLIENT}:{self.virtual_name}"
+                raise DeviceError(f"cannot open a virtual MIDI port with "
+                                  f"{backend_label(self.backend)} ({exc}); this MIDI API may "
+                                  "not support virtual ports") from None
+            self.name = self.resolve()
             return self.name
-        name = match_port(self.pattern, input_names(self.backend))
+        name = self.resolve()
         try:
             self._port = self.backend.open_input(name, callback=self._callback)
         except Exception as exc:  # noqa: BLE001

@@ -1,0 +1,343 @@
+"""`singsynth play` end to end on a real JACK server, plus its timing and recording parts.
+
+The JACK tests run `singsynth play` as a subprocess against `jackd -d dummy` and drive it
+from a separate JACK client (`JackProbe`) that sends MIDI and records singsynth's audio
+ports on JACK's frame clock, like a keyboard and a recorder would.
+
+Pitch: a random-init tiny checkpoint has no pitch to check, so the pitch test gives the
+engine the deterministic `SineSource` (singsynth.engine.testing) through play's Python API
+(`play.main(argv, source=...)`): everything else (CLI parsing, JACK, MIDI, scheduler,
+recorder, engine) is the real path. A second test runs the real CLI with the real tiny
+checkpoint and checks silence before, sound after each note-on and a clean exit.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from singsynth.io.record import Recorder
+from singsynth.io.timing import EventScheduler
+from tests.jack_fixtures import JackProbe, jack_server, late_clients  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = 48000
+THRESHOLD = 1e-3          # "audible": -60 dBFS
+# Fixed scheduling latency is one block (256 frames); the engine adds its own start-up for
+# a note, so allow generously (this is a correctness bound, speed is in benchmarks/live.py).
+MAX_ONSET = int(0.15 * RATE)
+SINE_PLAY = ("import sys; from singsynth.cli import play; "
+             "from singsynth.engine.testing import SineSource; "
+             "sys.exit(play.main(sys.argv[1:], source=SineSource(note_samples=32000, decay=0.5)))")
+
+
+# ---- pure parts -----------------------------------------------------------------------
+def test_scheduler_places_events_one_block_after_arrival():
+    got = []
+    s = EventScheduler(lambda msg, off: got.append((msg, off)), 48000, 256)
+    block = 10.0
+    # Arrived 100 and 200 samples after the previous block was computed -> offsets 100, 200.
+    s.push(block - 256 / 48000 + 100 / 48000, "a")
+    s.push(block - 256 / 48000 + 200 / 48000, "b")
+    s.push(block + 50 / 48000, "c")  # arrived after this block started: next block
+    s.dispatch(block, 256)
+    assert got == [("a", 100), ("b", 200)]
+    s.dispatch(block + 256 / 48000, 256)
+    assert got[2] == ("c", 50)
+    assert s.late == 0 and s.events == 3
+
+
+def test_scheduler_late_and_far_events_play_at_once():
+    got = []
+    s = EventScheduler(lambda msg, off: got.append((msg, off)), 48000, 256)
+    s.push(0.0, "late")            # 10 s before the block: late
+    s.push(100.0, "clock jump")    # 90 s ahead: a clock jump, not a schedule
+    s.dispatch(10.0, 256)
+    assert got == [("late", 0), ("clock jump", 0)]
+    assert s.late == 1
+
+
+def test_scheduler_follows_larger_host_blocks():
+    got = []
+    s = EventScheduler(lambda msg, off: got.append(off), 48000, 256)
+    s.push(1.0, "x")
+    s.dispatch(1.0, 1024)          # host delivers 1024 frames: latency becomes one such block
+    assert s.latency_frames == 1024 and got == []
+    s.dispatch(1.0 + 1024 / 48000, 1024)
+    assert got == [0]
+
+
+def test_recorder_ring_keeps_order_across_wrap_and_counts_drops(tmp_path):
+    path = tmp_path / "rec.wav"
+    rec = Recorder(path, 1000, channels=2, seconds=1.0)  # ring of 1000 frames
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((n, 2)).astype(np.float32) for n in (300, 300, 300, 256)]
+    for b in blocks[:3]:
+        rec.push(b)
+    rec.push(blocks[3])            # 900 + 256 > 1000: dropped, the audio thread never waits
+    assert rec.dropped == 256
+    rec._drain()                   # the writer catches up...
+    rec.push(blocks[3])            # ...and this block wraps around the ring end
+    rec.close()
+    data, sr = sf.read(path, dtype="float32")
+    assert sr == 1000
+    np.testing.assert_array_equal(data, np.concatenate(blocks))
+    assert not list(tmp_path.glob(".*part"))
+
+
+# ---- JACK end to end ------------------------------------------------------------------
+class Play:
+    """`singsynth play` in a subprocess; collects stdout/stderr lines."""
+
+    def __init__(self, args, code=None):
+        env = dict(os.environ, MIDO_BACKEND="mido.backends.rtmidi/UNIX_JACK",
+                   PYTHONPATH=str(ROOT))
+        cmd = [sys.executable, "-c", code, *args] if code else \
+            [sys.executable, "-m", "singsynth", "play", *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out, self.err = [], []
+        self._threads = [threading.Thread(target=self._read, args=(s, l), daemon=True)
+                         for s, l in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _read(stream, lines):
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def wait_ready(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any("Ctrl-C stops" in line for line in self.out):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"play did not start: {self.out + self.err}")
+
+    def wait_for(self, text, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.out + self.err):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, signal_first=True):
+        if signal_first and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for t in self._threads:
+            t.join(timeout=5)
+        return self.proc.returncode
+
+    def xruns(self):
+        line = [l for l in self.out if "stopped after" in l][-1]
+        return int(line.split("xruns ")[1].split(",")[0])
+
+
+def connect(probe, midi_port="singsynth-midi:singsynth"):
+    probe.wait_for_ports("^singsynth:out_", 2)
+    probe.wait_for_ports("^" + midi_port, 1, is_midi=True)
+    probe.connect_to(midi_port, ["singsynth:out_0", "singsynth:out_1"])
+
+
+def play_notes(probe, notes, hold=0.35, gap=0.35, velocity=100):
+    """Note-on, hold, note-off, gap, for each pitch; returns the JACK frames of the note-ons."""
+    frames = []
+    for pitch in notes:
+        n = len(probe.sent)
+        probe.send([0x90, pitch, velocity])
+        while len(probe.sent) == n:
+            time.sleep(0.001)
+        frames.append(probe.sent[n][0])
+        time.sleep(hold)
+        probe.send([0x80, pitch, 0])
+        time.sleep(gap)
+    return frames
+
+
+def onsets(audio, start, note_frames):
+    """First audible frame after each note-on, as latency in frames (None if silent)."""
+    mono = np.abs(audio).max(axis=1)
+    result = []
+    for f in note_frames:
+        seg = mono[f - start:f - start + MAX_ONSET]
+        hits = np.flatnonzero(seg > THRESHOLD)
+        result.append(int(hits[0]) if len(hits) else None)
+    return result
+
+
+def frequency(x, rate=RATE):
+    """Strongest frequency of `x` (Hz), from a Hann-windowed, zero-padded FFT."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)), 1 << 17))
+    return np.argmax(spec) * rate / (1 << 17)
+
+
+def check_xruns(play, probe, server, logged_before):
+    """singsynth reported xruns truthfully, and JACK blames none of them on singsynth.
+
+    jackd logs, for each xrun, the clients that had not finished and their state. A client
+    in state Running was late in its own work; one left Triggered never got a CPU (the
+    machine was busy) or waited for a late client before it. So an xrun is singsynth's when
+    its audio client `singsynth` or its MIDI client `singsynth-midi` (whose callback needs
+    singsynth's GIL) was Running; the harness (`singsynth-probe`, a Python client as well)
+    or a busy machine can cost xruns on this shared 2-core box that are not singsynth's.
+    """
+    logged = late_clients(server)[logged_before:]
+    blamed = [late for late in logged
+              if "Running" in (late.get("singsynth"), late.get("singsynth-midi"))]
+    xruns = play.xruns()
+    assert xruns <= max(probe.xruns, len(logged)), "singsynth reported xruns JACK never had"
+    if not logged:
+        assert xruns == 0
+    assert not blamed, f"JACK blames {len(blamed)} xruns on singsynth: {blamed}; {play.out}"
+
+
+def test_play_virtual_port_sine_pitches_onsets_and_recording(jack_server, tmp_path):
+    logged_before = len(late_clients(jack_server))
+    probe = JackProbe(seconds=20)
+    out = tmp_path / "out.wav"
+    # --no-prewarm: the background prewarm competes for the GIL and, on a loaded 2-core
+    # machine, costs xruns (see benchmarks/README.md); this test checks the live path itself.
+    play = Play(["--virtual", "--midi-api", "jack", "--no-prewarm", "--record", str(out)],
+                code=SINE_PLAY)
+    try:
+        play.wait_ready()
+        connect(probe)
+        probe.recording = True
+        time.sleep(0.3)
+        pitches = [60, 67, 72, 64]
+        sent = play_notes(probe, pitches)
+    finally:
+        rc = play.stop()
+        probe.recording = False
+        probe.close()
+    assert rc == 0, play.err
+    audio, start = probe.recorded_audio()
+    assert np.abs(audio[:sent[0] - start]).max() == 0.0  # silence before the first note
+    latencies = onsets(audio, start, sent)
+    print("onset latencies (frames)", latencies, "xruns", play.xruns(), "JACK xruns", probe.xruns,
+          "stalls", probe.stalls)
+    assert all(lat is not None and lat >= 0 for lat in latencies), latencies
+    for pitch, f, lat in zip(pitches, sent, latencies):
+        seg = audio[f - start + lat:f - start + lat + int(0.3 * RATE), 0]
+        expected = 440.0 * 2 ** ((pitch - 69) / 12)
+        assert abs(frequency(seg) / expected - 1) < 0.01, (pitch, frequency(seg))
+    check_xruns(play, probe, jack_server, logged_before)
+
+    # --record holds exactly what JACK received from singsynth's ports.
+    rec, sr = sf.read(out, dtype="float32")
+    assert sr == RATE and rec.shape[1] == 2
+    first_rec = int(np.flatnonzero(np.abs(rec).max(axis=1) > 0)[0])
+    first_probe = int(np.flatnonzero(np.abs(audio).max(axis=1) > 0)[0])
+    shift = first_rec - first_probe
+    n = min(len(audio), len(rec) - shift) - PERIOD_MARGIN
+    same = np.all(rec[shift:shift + n] == audio[:n], axis=1)
+    if probe.stalls == 0:
+        assert same.all()
+    else:  # a stalled cycle may reach JACK as silence while the callback still ran
+        assert same.mean() > 0.95
+    assert not list(tmp_path.glob(".*part"))
+
+
+PERIOD_MARGIN = 256  # the last cycle may be cut by SIGTERM on either side
+
+
+def test_play_tiny_checkpoint_cli_end_to_end(jack_server, tiny_checkpoint, tmp_path):
+    logged_before = len(late_clients(jack_server))
+    probe = JackProbe(seconds=15)
+    out = tmp_path / "tiny.wav"
+    play = Play(["--virtual", "--midi-api", "jack", "--model", str(tiny_checkpoint),
+                 "--no-prewarm", "--record", str(out)])
+    try:
+        play.wait_ready()
+        connect(probe)
+        probe.recording = True
+        time.sleep(0.3)
+        sent = play_notes(probe, [48, 60], hold=0.3, gap=0.2)
+    finally:
+        rc = play.stop()
+        probe.recording = False
+        probe.close()
+    assert rc == 0, play.err
+    assert "Traceback" not in "\n".join(play.err)
+    audio, start = probe.recorded_audio()
+    assert np.abs(audio[:sent[0] - start]).max() == 0.0
+    assert all(lat is not None for lat in onsets(audio, start, sent))
+    check_xruns(play, probe, jack_server, logged_before)
+    rec, sr = sf.read(out, dtype="float32")
+    assert sr == RATE and len(rec) > RATE and np.abs(rec).max() > THRESHOLD
+
+
+def test_play_survives_port_unplug_and_reconnects(jack_server, tmp_path):
+    probe = JackProbe(seconds=20)
+    keyboard = JackProbe("usb-keyboard", channels=0)
+    play = Play(["--port", "USB-KEY", "--midi-api", "jack"], code=SINE_PLAY)
+    try:
+        play.wait_ready()
+        probe.wait_for_ports("^singsynth:out_", 2)
+        probe.client.connect("singsynth:out_0", probe.inputs[0])
+        probe.recording = True
+        keyboard.send([0x90, 69, 100])          # held through the unplug
+        time.sleep(0.3)
+        keyboard.close()                        # unplugged
+        unplugged_at = probe.now()
+        assert play.wait_for("disappeared"), play.err
+        time.sleep(0.3)
+        keyboard = JackProbe("usb-keyboard", channels=0)   # plugged back in
+        assert play.wait_for("reconnected"), play.err
+        time.sleep(0.2)
+        keyboard.send([0x90, 76, 100])
+        time.sleep(0.4)
+        while not keyboard.sent:
+            time.sleep(0.01)
+    finally:
+        rc = play.stop()
+        probe.recording = False
+        keyboard.close()
+        probe.close()
+    assert rc == 0, play.err
+    audio, start = probe.recorded_audio()
+    # The held A4 kept sounding after the port vanished...
+    gap = audio[unplugged_at - start:unplugged_at - start + int(0.2 * RATE), 0]
+    assert abs(frequency(gap) / 440.0 - 1) < 0.01
+    # ...and the E5 played after reconnection arrived and sounded.
+    f = keyboard.sent[0][0] - start
+    after = audio[f + 2048:f + 2048 + int(0.2 * RATE), 0]
+    assert np.abs(after).max() > THRESHOLD
+    spec = np.abs(np.fft.rfft(after * np.hanning(len(after)), 1 << 17))
+    e5 = 440.0 * 2 ** (7 / 12)
+    assert spec[round(e5 * (1 << 17) / RATE)] > 0.1 * spec.max()
+
+
+def test_play_errors_are_one_line(jack_server, tmp_path):
+    existing = tmp_path / "taken.wav"
+    existing.write_bytes(b"x")
+    cases = [
+        (["--port", "no-such-port", "--midi-api", "jack"], "no MIDI input matches"),
+        (["--virtual", "--midi-api", "jack", "--device", "no-such-card"], "no-such-card"),
+        (["--virtual", "--midi-api", "jack", "--record", str(existing)], "add -f"),
+        (["--midi-api", "jack"], "--virtual"),
+        (["--virtual", "--latency", "soon"], "--latency"),
+    ]
+    for args, text in cases:
+        play = Play(args + ["--model", "does-not-matter.safetensors"])
+        rc = play.stop(signal_first=False)
+        assert rc == 1, (args, play.err)
+        assert len(play.err) == 1 and text in play.err[0], (args, play.err)
+        assert play.err[0].startswith("singsynth play: error:")
+    assert existing.read_bytes() == b"x"
