@@ -76,6 +76,7 @@ def plot_log(jsonl_path, png_path) -> Path:
     notes, per epoch.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     stages = read_log(jsonl_path)
     fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.8), squeeze=False)
     for ax, (stage, records) in zip(axes[0], stages.items()):
@@ -90,10 +91,11 @@ def plot_log(jsonl_path, png_path) -> Path:
             ax.legend(loc="upper right", fontsize=8)
             twin.legend(loc="center right", fontsize=8)
         else:
-            ax.plot(epochs, train, "s--", color="tab:blue", label="train loss")
+            ax.plot(epochs, train, "s--", color="tab:blue", label="train loss (stage objective)")
             ax.legend(fontsize=8)
         ax.set_title(STAGE_TITLES.get(stage, stage))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("spectral loss")
         ax.grid(alpha=0.3)
     fig.tight_layout()
