@@ -17,15 +17,20 @@ import collections
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 RATE = 48000
 PERIOD = 256
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def jackd_missing_reason():
@@ -244,3 +249,64 @@ class JackProbe:
     def close(self):
         self.client.deactivate()
         self.client.close()
+
+
+class Play:
+    """`singsynth play ARGS` in a subprocess (MIDI over JACK); collects its output lines.
+
+    With `code`, runs `python -c code ARGS` instead: a script calling `play.main` with a
+    test source or synth.
+    """
+
+    def __init__(self, args, code=None):
+        env = dict(os.environ, MIDO_BACKEND="mido.backends.rtmidi/UNIX_JACK",
+                   PYTHONPATH=str(ROOT))
+        cmd = [sys.executable, "-c", code, *args] if code else \
+            [sys.executable, "-m", "singsynth", "play", *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out, self.err = [], []
+        self._threads = [threading.Thread(target=self._read, args=(s, l), daemon=True)
+                         for s, l in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _read(stream, lines):
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def wait_ready(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any("Ctrl-C stops" in line for line in self.out):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"play did not start: {self.out + self.err}")
+
+    def wait_for(self, text, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.out + self.err):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, signal_first=True):
+        if signal_first and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for t in self._threads:
+            t.join(timeout=5)
+        return self.proc.returncode
+
+    def xruns(self):
+        line = [l for l in self.out if "stopped after" in l][-1]
+        return int(line.split("xruns ")[1].split(",")[0])

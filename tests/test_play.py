@@ -10,13 +10,7 @@ engine the deterministic `SineSource` (singsynth.engine.testing) through play's 
 recorder, engine) is the real path. A second test runs the real CLI with the real tiny
 checkpoint and checks silence before, sound after each note-on and a clean exit.
 """
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +18,8 @@ import soundfile as sf
 
 from singsynth.io.record import Recorder
 from singsynth.io.timing import EventScheduler
-from tests.jack_fixtures import JackProbe, jack_server, late_clients  # noqa: F401
+from tests.jack_fixtures import JackProbe, Play, jack_server, late_clients  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
 RATE = 48000
 THRESHOLD = 1e-3          # "audible": -60 dBFS
 # Fixed scheduling latency is one block (256 frames); the engine adds its own start-up for
@@ -92,63 +85,6 @@ def test_recorder_ring_keeps_order_across_wrap_and_counts_drops(tmp_path):
 
 
 # ---- JACK end to end ------------------------------------------------------------------
-class Play:
-    """`singsynth play` in a subprocess; collects stdout/stderr lines."""
-
-    def __init__(self, args, code=None):
-        env = dict(os.environ, MIDO_BACKEND="mido.backends.rtmidi/UNIX_JACK",
-                   PYTHONPATH=str(ROOT))
-        cmd = [sys.executable, "-c", code, *args] if code else \
-            [sys.executable, "-m", "singsynth", "play", *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.out, self.err = [], []
-        self._threads = [threading.Thread(target=self._read, args=(s, l), daemon=True)
-                         for s, l in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
-        for t in self._threads:
-            t.start()
-
-    @staticmethod
-    def _read(stream, lines):
-        for line in stream:
-            lines.append(line.rstrip("\n"))
-
-    def wait_ready(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any("Ctrl-C stops" in line for line in self.out):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"play did not start: {self.out + self.err}")
-
-    def wait_for(self, text, timeout=10):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.out + self.err):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def stop(self, signal_first=True):
-        if signal_first and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for t in self._threads:
-            t.join(timeout=5)
-        return self.proc.returncode
-
-    def xruns(self):
-        line = [l for l in self.out if "stopped after" in l][-1]
-        return int(line.split("xruns ")[1].split(",")[0])
-
-
 def connect(probe, midi_port="singsynth-midi:singsynth"):
     probe.wait_for_ports("^singsynth:out_", 2)
     probe.wait_for_ports("^" + midi_port, 1, is_midi=True)

@@ -1,0 +1,237 @@
+"""Live play measured from outside: note-on -> first audible sample, and xruns under a storm.
+
+A JACK dummy server runs at 48 kHz / 256 frames. `singsynth play --virtual` runs as its own
+process; this script is another JACK client (JACK-Client) that sends MIDI into singsynth's
+port and records singsynth's audio ports, both stamped on JACK's frame clock, so latency
+is counted in JACK frames from the frame the note-on was written at to the first sample
+above -60 dBFS. That includes JACK MIDI delivery, rtmidi, the event scheduler's fixed
+one-block latency, the engine starting the note and PortAudio's JACK output.
+
+Runs, each a fresh `singsynth play`:
+  1. sine floor: a trivial Python sine synth in place of the engine (same path);
+  2. model, nothing prewarmed: cold notes (never played), then the same notes warm;
+     then a storm of 50 note-ons/s over 4 channels, counting xruns.
+
+Usage: .venv/bin/python benchmarks/live.py [--model FILE] [--storm 60] [--notes 16]
+Without --model, models/default.safetensors, else a random-init `small` checkpoint (the
+same compute per note as a trained one).
+"""
+import argparse
+import collections
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.jack_fixtures import JackProbe, Play, late_clients, start_jack  # noqa: E402
+
+RATE = 48000
+THRESHOLD = 1e-3  # -60 dBFS
+SINE_PLAY = ("import sys; sys.path.insert(0, 'benchmarks'); from live import SineSynth; "
+             "from singsynth.cli import play; "
+             "sys.exit(play.main(sys.argv[1:], make_synth=SineSynth))")
+
+
+class SineSynth:
+    """A trivial Python sine synth with the engine's interface: the floor of the live path."""
+
+    def __init__(self, sample_rate):
+        self.rate = sample_rate
+        self.queue = collections.deque()
+        self.voices = {}  # (channel, pitch) -> [Hz, phase, amplitude]
+
+    def handle(self, msg, offset=0):
+        self.queue.append((offset, msg))
+
+    def process(self, frames):
+        out = np.zeros((frames, 2), np.float32)
+        pos = 0
+        events = sorted((self.queue.popleft() for _ in range(len(self.queue))),
+                        key=lambda e: e[0])
+        for offset, msg in events + [(frames, None)]:
+            offset = min(offset, frames)
+            self._render(out, pos, offset)
+            pos = offset
+            if msg is None:
+                break
+            key = (getattr(msg, "channel", 0), getattr(msg, "note", 0))
+            if msg.type == "note_on" and msg.velocity:
+                self.voices[key] = [440.0 * 2 ** ((msg.note - 69) / 12), 0.0, 0.2]
+            elif msg.type in ("note_on", "note_off"):
+                self.voices.pop(key, None)
+        out[:, 1] = out[:, 0]
+        return out
+
+    def _render(self, out, a, b):
+        if b <= a:
+            return
+        t = np.arange(b - a)
+        for v in self.voices.values():
+            w = 2 * np.pi * v[0] / self.rate
+            out[a:b, 0] += v[2] * np.sin(v[1] + w * t)
+            v[1] = (v[1] + w * (b - a)) % (2 * np.pi)
+
+    def prewarm(self):
+        return []
+
+    def stats(self):
+        return dict(voices=len(self.voices), cache_hits=0, cache_misses=0, generating=0)
+
+    def close(self):
+        pass
+
+
+def model_path(arg, tmp):
+    """The checkpoint to play and a description of it."""
+    if arg:
+        return arg, arg
+    default = ROOT / "models" / "default.safetensors"
+    if default.exists():
+        return str(default), "models/default.safetensors"
+    import torch
+    from singsynth.checkpoint import save_model
+    from singsynth.model import build
+    torch.manual_seed(0)
+    path = Path(tmp) / "small.safetensors"
+    save_model(path, build("small", ["piano", "organ", "guitar", "strings"]),
+               {"dataset": "none (random init, benchmark)", "stage": "init"})
+    return str(path), "random-init `small` (models/default.safetensors does not exist yet)"
+
+
+def wait_quiet(probe, seconds=0.05, timeout=3.0):
+    """Wait until the last `seconds` recorded are below the threshold."""
+    n = int(seconds * RATE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        end = probe.recorded
+        if end > n and np.abs(probe.audio[end - n:end]).max() < THRESHOLD:
+            return
+        time.sleep(0.02)
+
+
+def latencies(probe, pitches, velocity=100, hold=0.25):
+    """Play each pitch alone; ms from the note-on's JACK frame to the first audible sample."""
+    frames = []
+    for pitch in pitches:
+        wait_quiet(probe)
+        n = len(probe.sent)
+        probe.send([0x90, pitch, velocity])
+        while len(probe.sent) == n:
+            time.sleep(0.001)
+        frames.append(probe.sent[n][0])
+        time.sleep(hold)
+        probe.send([0x80, pitch, 0])
+    time.sleep(0.5)
+    audio = np.abs(probe.audio).max(axis=1)
+    result = []
+    for f in frames:
+        seg = audio[f - probe.record_start:f - probe.record_start + RATE]
+        hits = np.flatnonzero(seg > THRESHOLD)
+        result.append(1000.0 * hits[0] / RATE if len(hits) else float("nan"))
+    return np.array(result)
+
+
+def storm(probe, seconds, rate=50, channels=4, seed=1):
+    """`rate` note-ons per second round-robin over `channels`, each released after 0.2 s."""
+    rng = np.random.default_rng(seed)
+    offs = collections.deque()
+    start = time.monotonic()
+    for i in range(int(seconds * rate)):
+        due = start + i / rate
+        while time.monotonic() < due:
+            while offs and offs[0][0] <= time.monotonic():
+                probe.send(offs.popleft()[1])
+            time.sleep(0.002)
+        ch, pitch = i % channels, int(rng.integers(36, 97))
+        probe.send([0x90 | ch, pitch, int(rng.integers(40, 128))])
+        offs.append((time.monotonic() + 0.2, [0x80 | ch, pitch, 0]))
+    time.sleep(0.3)
+    while offs:
+        probe.send(offs.popleft()[1])
+
+
+def summary(values):
+    v = values[~np.isnan(values)]
+    missing = len(values) - len(v)
+    text = f"median {np.median(v):5.1f} ms, p95 {np.percentile(v, 95):5.1f} ms, " \
+           f"max {v.max():5.1f} ms (n={len(v)})" if len(v) else "no onsets"
+    return text + (f", {missing} not heard within 1 s" if missing else "")
+
+
+def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
+    """One `singsynth play` process: latencies (cold, then warm) and an optional storm."""
+    logged_before = len(late_clients(server))
+    probe = JackProbe(seconds=seconds)
+    play = Play(["--virtual", "--midi-api", "jack", *args], code=code)
+    result = {}
+    try:
+        play.wait_ready(timeout=300)
+        probe.wait_for_ports("^singsynth:out_", 2)
+        probe.wait_for_ports("^singsynth-midi:", 1, is_midi=True)
+        probe.connect_to("singsynth-midi:singsynth", ["singsynth:out_0", "singsynth:out_1"])
+        probe.recording = True
+        time.sleep(0.5)
+        pitches = list(range(48, 48 + 2 * notes, 2))  # distinct keys, never played before
+        result["cold"] = latencies(probe, pitches)
+        result["warm"] = latencies(probe, pitches)
+        if storm_seconds:
+            time.sleep(0.5)
+            before = len(late_clients(server))
+            storm(probe, storm_seconds)
+            storm_logged = late_clients(server)[before:]
+            result["storm_jack"] = storm_logged
+    finally:
+        play.stop()
+        probe.close()
+    result["xruns"] = play.xruns()
+    result["line"] = [line for line in play.out if "stopped after" in line][-1]
+    logged = late_clients(server)[logged_before:]
+    result["blamed"] = [x for x in logged
+                        if "Running" in (x.get("singsynth"), x.get("singsynth-midi"))]
+    result["jack_xruns"] = logged
+    return result
+
+
+def blame_text(logged):
+    """Who jackd found late at each xrun: singsynth's own work, the probe, or nobody running."""
+    mine = ["Running" in (x.get("singsynth"), x.get("singsynth-midi")) for x in logged]
+    ours = sum(mine)
+    probe = sum(not m and x.get("singsynth-probe") == "Running" for m, x in zip(mine, logged))
+    idle = len(logged) - ours - probe
+    return (f"{len(logged)} JACK xruns: {ours} with a singsynth client late in its own work, "
+            f"{probe} with only the probe late, {idle} with no client running (machine busy)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="checkpoint (default: models/default, else random small)")
+    parser.add_argument("--storm", type=float, default=60.0, help="storm seconds (default 60)")
+    parser.add_argument("--notes", type=int, default=16, help="notes per latency series")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, start_jack() as server:
+        path, about = model_path(args.model, tmp)
+        print(f"JACK dummy 48000 Hz / 256 frames; model: {about}", flush=True)
+
+        sine = session(server, [], code=SINE_PLAY, notes=args.notes)
+        print(f"sine floor (trivial Python synth): {summary(sine['cold'])}")
+        print(f"  singsynth reported xruns {sine['xruns']}; {blame_text(sine['jack_xruns'])}")
+
+        res = session(server, ["--model", path, "--no-prewarm"], notes=args.notes,
+                      storm_seconds=args.storm, seconds=60 + args.storm)
+        print(f"model cold (never played, nothing prewarmed): {summary(res['cold'])}")
+        print(f"model warm (same notes again, cached):       {summary(res['warm'])}")
+        print(f"storm {args.storm:.0f} s, 50 note-ons/s over 4 channels: "
+              f"{blame_text(res['storm_jack'])}")
+        print(f"  whole session: singsynth reported xruns {res['xruns']}; "
+              f"{blame_text(res['jack_xruns'])}")
+        print(f"  {res['line']}")
+
+
+if __name__ == "__main__":
+    main()
