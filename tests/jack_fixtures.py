@@ -89,6 +89,7 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
         log.close()
         raise RuntimeError(f"jackd -n {name} -d dummy did not start")
     LOGS[name] = log_path
+    SERVERS[name] = proc
     saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     os.environ["JACK_DEFAULT_SERVER"] = name
     os.environ["JACK_NO_START_SERVER"] = "1"
@@ -103,11 +104,19 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
         _stop(proc)
         log.close()
         LOGS.pop(name, None)
+        SERVERS.pop(name, None)
         if not os.environ.get("SINGSYNTH_JACK_LOG"):
             os.unlink(log_path)
 
 
 LOGS = {}  # server name -> jackd log file
+SERVERS = {}  # server name -> jackd process
+
+
+def kill_jack(name):
+    """Kill server `name` abruptly (a crashed sound server), for error-path tests."""
+    SERVERS[name].kill()
+    SERVERS[name].wait()
 
 
 def late_clients(name):
@@ -295,9 +304,10 @@ class Play:
             time.sleep(0.05)
         return False
 
-    def stop(self, signal_first=True):
+    def stop(self, signal_first=True, sig=signal.SIGTERM):
+        """Send `sig` (unless `signal_first` is False), wait for exit; the return code."""
         if signal_first and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

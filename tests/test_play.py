@@ -10,6 +10,8 @@ engine the deterministic `SineSource` (singsynth.engine.testing) through play's 
 recorder, engine) is the real path. A second test runs the real CLI with the real tiny
 checkpoint and checks silence before, sound after each note-on and a clean exit.
 """
+import os
+import signal
 import time
 
 import numpy as np
@@ -18,7 +20,8 @@ import soundfile as sf
 
 from singsynth.io.record import Recorder
 from singsynth.io.timing import EventScheduler
-from tests.jack_fixtures import JackProbe, Play, jack_server, late_clients  # noqa: F401
+from tests.jack_fixtures import (JackProbe, Play, jack_server, kill_jack,  # noqa: F401
+                                 late_clients, start_jack)
 
 RATE = 48000
 THRESHOLD = 1e-3          # "audible": -60 dBFS
@@ -242,11 +245,12 @@ def test_play_survives_port_unplug_and_reconnects(jack_server, tmp_path):
         while not keyboard.sent:
             time.sleep(0.01)
     finally:
-        rc = play.stop()
+        rc = play.stop(sig=signal.SIGINT)       # Ctrl-C
         probe.recording = False
         keyboard.close()
         probe.close()
     assert rc == 0, play.err
+    assert "stopped after" in play.out[-1]
     audio, start = probe.recorded_audio()
     # The held A4 kept sounding after the port vanished...
     gap = audio[unplugged_at - start:unplugged_at - start + int(0.2 * RATE), 0]
@@ -277,3 +281,21 @@ def test_play_errors_are_one_line(jack_server, tmp_path):
         assert len(play.err) == 1 and text in play.err[0], (args, play.err)
         assert play.err[0].startswith("singsynth play: error:")
     assert existing.read_bytes() == b"x"
+
+
+def test_play_sound_server_dying_is_one_line_and_keeps_the_recording(jack_server,
+                                                                     tiny_checkpoint, tmp_path):
+    out = tmp_path / "cut.wav"
+    with start_jack(f"singsynth-doomed-{os.getpid()}") as doomed:
+        play = Play(["--virtual", "--midi-api", "jack", "--model", str(tiny_checkpoint),
+                     "--no-prewarm", "--record", str(out)])
+        play.wait_ready()
+        time.sleep(0.5)
+        kill_jack(doomed)
+        rc = play.stop(signal_first=False)
+    ours = [line for line in play.err if line.startswith("singsynth")]
+    assert rc == 1, play.err
+    assert len(ours) == 1 and ours[0].startswith("singsynth play: error: the audio"), play.err
+    assert not any("Traceback" in line for line in play.err)
+    rec, sr = sf.read(out, dtype="float32")    # finalised and readable
+    assert sr == RATE and len(rec) >= RATE // 4

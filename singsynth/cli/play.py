@@ -17,6 +17,7 @@ from singsynth.errors import DeviceError
 
 STATUS_EVERY = 0.25   # seconds between status line updates
 CHECK_EVERY = 1.0     # seconds between MIDI port checks
+STALLED = 2.0         # seconds without an audio callback before giving up on the device
 # The audio callback needs the GIL; a thread holding it waits this long before handing it
 # over (CPython's default is 5 ms, about a whole 256-frame block at 48 kHz).
 SWITCH_INTERVAL = 0.0005
@@ -153,9 +154,20 @@ def run(stop, synth, audio, midi, scheduler):
     tty = sys.stderr.isatty()
     next_check = time.monotonic() + CHECK_EVERY
     width = 0
+    blocks, moved = audio.blocks, time.monotonic()
     while not stop.wait(STATUS_EVERY):
         if audio.error or not audio.active:
-            raise DeviceError(audio.error or "the audio stream stopped unexpectedly")
+            raise DeviceError(audio.error or f"the audio stream on {audio.device['name']!r} "
+                              "stopped (sound server gone or device unplugged); restart "
+                              "singsynth play")
+        # A vanished JACK server or a wedged driver leaves the stream "active" without
+        # callbacks; no block for STALLED seconds means the device is gone.
+        if audio.blocks != blocks:
+            blocks, moved = audio.blocks, time.monotonic()
+        elif time.monotonic() - moved > STALLED:
+            raise DeviceError(f"the audio device {audio.device['name']!r} stopped asking for "
+                              f"audio for {STALLED:.0f} s (sound server gone or device "
+                              "unplugged); restart singsynth play")
         message = None
         if time.monotonic() >= next_check:
             message = midi.check()

@@ -9,7 +9,9 @@ underflow flags and hands a copy to the `Recorder` through a preallocated ring.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
+import threading
 import time
 
 import numpy as np
@@ -19,6 +21,7 @@ from singsynth.errors import DeviceError
 from singsynth.io.record import Recorder
 
 LATENCIES = ("low", "high")
+STOP_TIMEOUT = 2.0  # seconds to wait for PortAudio to stop a stream
 _jack_name = None  # see set_jack_client_name
 
 
@@ -192,16 +195,26 @@ class AudioOutput:
     def close(self, keep=True):
         """Stop the stream, then finalise the recording (so it holds every block sent).
 
-        With `keep=False` (a failed start) an empty recording is removed instead.
+        With `keep=False` (a failed start) an empty recording is removed instead. If the
+        device is gone (a dead JACK server), PortAudio's stop waits forever for a callback
+        that never comes: it is given `STOP_TIMEOUT` seconds, then abandoned (and so is
+        PortAudio's clean-up at exit, which would wait the same way).
         """
         self._closing = True
-        try:
-            self._stream.stop()
-            self._stream.close()
-        except sd.PortAudioError:
-            pass  # the device may be gone already; the recording still gets finalised
+        stopper = threading.Thread(target=self._stop_stream, daemon=True)
+        stopper.start()
+        stopper.join(STOP_TIMEOUT)
+        if stopper.is_alive():
+            atexit.unregister(sd._exit_handler)
         if self.recorder is not None:
             if keep or self.recorder.pending_frames():
                 self.recorder.close()
             else:
                 self.recorder.discard()
+
+    def _stop_stream(self):
+        try:
+            self._stream.stop()
+            self._stream.close()
+        except sd.PortAudioError:
+            pass  # the device may be gone already; the recording still gets finalised
