@@ -99,11 +99,13 @@ class Loop:
                               f"dataset's ({len(self.model.instruments)}); use the same --data "
                               "or start a new --out folder")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        if not meta["done"]:
-            optimizer.load_state_dict(_unflatten_optimizer(
-                {k: v for k, v in tensors.items() if k.startswith("optim.")}, meta))
-            torch.set_rng_state(tensors["rng.torch"])
-        return meta["epoch"], meta["batch"], meta.get("result", {}) if meta["done"] else None
+        optimizer.load_state_dict(_unflatten_optimizer(
+            {k: v for k, v in tensors.items() if k.startswith("optim.")}, meta))
+        torch.set_rng_state(tensors["rng.torch"])
+        # A finished stage whose config now asks for more epochs trains on (the cosine
+        # schedule is recomputed over the new total).
+        finished = meta["done"] and meta["epoch"] >= self.cfg.epochs
+        return meta["epoch"], meta["batch"], meta.get("result", {}) if finished else None
 
     def trim_log(self, epochs: int):
         """Drop this stage's log lines past `epochs` (logged, then killed before the save)."""
