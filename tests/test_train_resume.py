@@ -1,9 +1,8 @@
 """`singsynth train --resume` after SIGKILL: no damaged files, and the very same weights.
 
-A real training process saves its state every few milliseconds (`save_minutes=0.002`,
-so most moments are close to a save); it is killed with SIGKILL in the middle of the
-autoencoder stage, resumed, killed again in the middle of the LSTM stage, and resumed
-to the end. Its checkpoints must equal those of an uninterrupted run bit for bit: every
+A real training process saves its state after every batch (`save_minutes=0`, so many
+moments are close to a save); it is killed with SIGKILL in the middle of the autoencoder
+stage, resumed, killed again in the middle of the LSTM stage, and resumed to the end. Its checkpoints must equal those of an uninterrupted run bit for bit: every
 random draw comes from (seed, epoch, batch) and the state holds model, optimizer and RNG.
 """
 import json
@@ -20,7 +19,7 @@ from singsynth.cli.train import main
 from tests.train_fixtures import (REPO, TINY, assert_same_weights, cli_env, sets,  # noqa: F401
                                   train_dataset, weights)
 
-RUN = ["ae.epochs=3", "lstm.epochs=2", "save_minutes=0.002"]
+RUN = ["ae.epochs=3", "lstm.epochs=2", "save_minutes=0"]
 CHECKPOINTS = ("ae.safetensors", "lstm.safetensors", "e2e.safetensors", "model.safetensors")
 
 
@@ -40,16 +39,23 @@ def state(out, stage):
 
 
 def train_until_killed(args, out, stage, ready, log):
-    """Start training, SIGKILL it once `ready(epoch, batch)` holds for `stage`'s state."""
+    """Start training, SIGKILL it once `ready(epoch, batch)` holds for `stage`'s state.
+
+    The process runs in slices of a few milliseconds between SIGSTOP and SIGCONT, so a
+    fast machine cannot finish the stage between two looks at its state; the kill lands
+    wherever the process was (often inside a save).
+    """
     proc = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
+            proc.send_signal(signal.SIGSTOP)
             s = state(out, stage)
             if s is not None and not s[2] and ready(s[0], s[1]):
                 break
             assert proc.poll() is None, f"training ended before the kill point; see {log.name}"
-            time.sleep(0.01)
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.005)
         else:
             pytest.fail(f"no {stage} state to kill at within 240 s")
         proc.send_signal(signal.SIGKILL)
