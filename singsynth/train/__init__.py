@@ -79,6 +79,9 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
                 raise ConfigError(f"stage {stages[0]} starts from {previous}, which does not "
                                   f"exist; run --stage {STAGES[first - 1]} first")
             trained, _ = load_checkpoint(previous)
+            if trained.config != model.config:
+                raise ConfigError(f"{previous}: a {trained.config.name!r} model, but the config "
+                                  f"says {cfg.model!r}; use the same --config as that stage")
             if trained.instruments != instruments:
                 raise ConfigError(f"{previous}: its instrument vocabulary ({len(trained.instruments)}"
                                   f" instruments) does not match the dataset's ({len(instruments)})"

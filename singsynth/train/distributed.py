@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from singsynth.errors import ConfigError
+
 
 @dataclass
 class World:
@@ -37,6 +39,11 @@ def init_world(device: str = "auto") -> World:
     """Join the process group torchrun describes in the environment, if any."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r} is unknown; choose auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: this torch sees no CUDA GPU; use --device cpu, or "
+                          "install the CUDA build of torch")
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(0, 1, torch.device(device))

@@ -98,7 +98,13 @@ class Loop:
                               f"({len(meta['instruments'])} instruments) does not match the "
                               f"dataset's ({len(self.model.instruments)}); use the same --data "
                               "or start a new --out folder")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items()
+                                        if k.startswith("model.")})
+        except RuntimeError:  # missing keys or other shapes: another model size
+            raise ConfigError(f"{self.state_path}: saved by a different model size than "
+                              f"{self.model.config.name!r}; resume with the run's own --config "
+                              "or start a new --out folder") from None
         optimizer.load_state_dict(_unflatten_optimizer(
             {k: v for k, v in tensors.items() if k.startswith("optim.")}, meta))
         torch.set_rng_state(tensors["rng.torch"])
