@@ -213,3 +213,31 @@ def test_plot_writes_loss_curves_png(full_run, tmp_path, capsys):
 def test_plot_without_a_log_is_a_one_line_error(tmp_path):
     proc = run_cli("--plot", str(tmp_path))
     assert_one_line_error(proc, "no training log")
+
+
+def test_resume_with_another_model_size_is_refused(full_run, train_dataset, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(full_run / "state-ae.safetensors", out)
+    with pytest.raises(ConfigError, match="different model size than 'small'.*own --config"):
+        train(train_dataset, out, "--resume", "--set", "model=small")
+
+
+def test_stage_from_checkpoint_of_another_model_size_is_refused(full_run, train_dataset, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(full_run / "ae.safetensors", out)
+    with pytest.raises(ConfigError, match="a 'tiny' model, but the config says 'small'"):
+        train(train_dataset, out, "--stage", "lstm", "--set", "model=small")
+
+
+@pytest.mark.parametrize("device, pattern", [
+    ("gpu", "--device 'gpu' is unknown; choose auto, cpu or cuda"),
+    ("cuda", "--device cuda: this torch sees no CUDA GPU"),
+])
+def test_bad_device_is_a_one_line_error(device, pattern, train_dataset, tmp_path):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    proc = run_cli("--config", TINY, "--data", str(train_dataset), "--out", str(tmp_path / "o"),
+                   "--device", device)
+    assert_one_line_error(proc, pattern)
