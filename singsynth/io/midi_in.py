@@ -96,6 +96,7 @@ class MidiInput:
         self.virtual_name = virtual_name
         self.name = None     # the port currently open (or last open)
         self._port = None
+        self._lister = None
         self.received = 0
 
     def connect_to(self, on_message, clock):
@@ -114,7 +115,30 @@ class MidiInput:
         """The port name `open` will use; DeviceError (listing the inputs) if none matches."""
         if self.virtual:
             return f"{VIRTUAL_CLIENT}:{self.virtual_name}"
-        return match_port(self.pattern, input_names(self.backend))
+        return match_port(self.pattern, self._names())
+
+    def _names(self):
+        """Input names from one long-lived rtmidi client.
+
+        mido's get_input_names() creates a new client per call; under JACK each one joins
+        and leaves the graph, which cost an xrun every second of polling when measured.
+        The lister is made by the first call (`resolve`, before the stream starts).
+        """
+        if self._lister is None:
+            self._lister = False
+            if self.backend.name == DEFAULT_BACKEND:
+                import rtmidi
+                api = getattr(rtmidi, f"API_{self.backend.api}", rtmidi.API_UNSPECIFIED)
+                try:
+                    self._lister = rtmidi.MidiIn(rtapi=api, name="singsynth-ports")
+                except Exception:  # noqa: BLE001 - fall back to mido's listing below
+                    self._lister = False
+        if self._lister:
+            try:
+                return list(self._lister.get_ports())
+            except Exception as exc:  # noqa: BLE001
+                raise DeviceError(f"cannot list MIDI inputs: {exc}") from None
+        return input_names(self.backend)
 
     def open(self):
         """Open the port; DeviceError if it does not exist or cannot be opened."""
@@ -149,7 +173,7 @@ class MidiInput:
         if self.virtual:
             return None
         try:
-            names = input_names(self.backend)
+            names = self._names()
         except DeviceError:
             return None
         if self._port is not None:
@@ -181,3 +205,6 @@ class MidiInput:
     def close(self):
         if self._port is not None:
             self._close_port()
+        if self._lister:
+            self._lister.delete()
+            self._lister = None
