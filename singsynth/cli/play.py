@@ -106,7 +106,6 @@ def main(argv=None, *, source=None, make_synth=None):
     sys.setswitchinterval(SWITCH_INTERVAL)
     scheduler = EventScheduler(synth.handle, sample_rate, args.blocksize or 256)
     audio = None
-    opened = False
     stop = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -120,7 +119,6 @@ def main(argv=None, *, source=None, make_synth=None):
         # an xrun, which must not land in the middle of playing.
         midi.connect_to(scheduler.push, audio.time)
         port_name = midi.open()
-        opened = True
         audio.start()
         if not args.no_prewarm:
             synth.prewarm()
@@ -135,8 +133,7 @@ def main(argv=None, *, source=None, make_synth=None):
         # The stream stops first: a JACK MIDI client leaving the graph can cost an xrun.
         if audio is not None:
             audio.close(keep=ok)
-        if opened:
-            midi.close()
+        midi.close()
         synth.close()
     recorded = ""
     if audio.recorder is not None:

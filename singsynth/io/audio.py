@@ -112,7 +112,8 @@ class AudioOutput:
         blocksize: frames per callback (0 lets the host choose, as JACK does anyway).
         latency: 'low', 'high' or seconds.
         before_block: optional `f(block_time, frames)` called first in each callback, with
-            the stream-clock time (seconds) of the block's first sample; it dispatches MIDI.
+            the stream-clock time (seconds) at which the block is computed; it dispatches
+            the MIDI events due in the block.
         recorder_path: if given, a `Recorder` writes exactly what goes to the device there.
     """
 
@@ -129,6 +130,7 @@ class AudioOutput:
         self.load = 0.0         # smoothed callback time / block duration
         self.peak_load = 0.0
         self.error = None
+        self._closing = False
         try:
             sd.check_output_settings(device=device["index"], channels=channels,
                                      dtype="float32", samplerate=self.sample_rate)
@@ -168,8 +170,6 @@ class AudioOutput:
     def _finished(self):
         if not self._closing:
             self.error = "the audio stream stopped (device unplugged or the server went away)"
-
-    _closing = False
 
     def time(self):
         """The stream's clock in seconds (the same clock the callback's times use)."""
