@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -103,6 +104,11 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
                 os.environ[key] = value
         _stop(proc)
         log.close()
+        # A killed server (kill_jack) leaves its semaphores and shared memory behind.
+        for leftover in glob.glob(f"/dev/shm/jack_sem.*_{name}_*") + \
+                glob.glob(f"/dev/shm/jack_{name}_*"):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
         LOGS.pop(name, None)
         SERVERS.pop(name, None)
         if not os.environ.get("SINGSYNTH_JACK_LOG"):

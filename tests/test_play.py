@@ -28,6 +28,7 @@ THRESHOLD = 1e-3          # "audible": -60 dBFS
 # Fixed scheduling latency is one block (256 frames); the engine adds its own start-up for
 # a note, so allow generously (this is a correctness bound, speed is in benchmarks/live.py).
 MAX_ONSET = int(0.15 * RATE)
+PERIOD_MARGIN = 256       # the last cycle may be cut by SIGTERM on either side
 SINE_PLAY = ("import sys; from singsynth.cli import play; "
              "from singsynth.engine.testing import SineSource; "
              "sys.exit(play.main(sys.argv[1:], source=SineSource(note_samples=32000, decay=0.5)))")
@@ -191,9 +192,6 @@ def test_play_virtual_port_sine_pitches_onsets_and_recording(jack_server, tmp_pa
     else:  # a stalled cycle may reach JACK as silence while the callback still ran
         assert same.mean() > 0.95
     assert not list(tmp_path.glob(".*part"))
-
-
-PERIOD_MARGIN = 256  # the last cycle may be cut by SIGTERM on either side
 
 
 def test_play_tiny_checkpoint_cli_end_to_end(jack_server, tiny_checkpoint, tmp_path):
