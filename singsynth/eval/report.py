@@ -121,7 +121,9 @@ def markdown(results: dict, figures: dict) -> str:
               "What a sampler does with a missing key: the nearest training pitch of the same "
               "instrument and velocity, resampled (soxr) to the requested pitch, cut or padded "
               f"to 4 s. Mean shift {r['baseline']['mean_abs_semitones']:.2f} semitones; "
-              f"{r['baseline']['other_velocity']} notes had to borrow another velocity.", "",
+              f"{r['baseline']['other_velocity']} notes had to borrow another velocity. On a "
+              "dataset rendered from a SoundFont this is close to how the recordings were made "
+              "(a SoundFont stretches one sample over several keys), so it is a hard bar.", "",
               f"Held-out spectral loss: SING **{spec(sing_test)}**, baseline **{spec(base_test)}**: "
               f"**{better} is better** (its loss is {100 * gap:.1f}% lower).", ""]
 
