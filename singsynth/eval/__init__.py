@@ -9,6 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def require_extras() -> None:
+    """Raise SingsynthError if librosa or matplotlib (the `eval` extra) is missing."""
+    import importlib.util
+
+    from singsynth.errors import SingsynthError
+
+    missing = [m for m in ("librosa", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SingsynthError(f"evaluation needs {' and '.join(missing)}; install them with "
+                             "pip install 'singsynth[eval]'")
+
+
 def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bool = False,
         seed: int = 0, batch: int = 16, examples: int = 4, device=None) -> Path:
     """Evaluate `checkpoint` on dataset folder `data` and write the report folder `out`.
@@ -27,6 +39,7 @@ def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bo
     from singsynth.eval.report import check_out, write_report
 
     check_out(out, force)   # fail before minutes of work, not after
+    require_extras()
     model = load_model(checkpoint)
     provenance = getattr(model, "provenance", {}) or {}
     if data is None:

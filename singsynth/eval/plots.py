@@ -21,6 +21,8 @@ STAGE_TITLES = {"ae": "1. autoencoder", "lstm": "2. LSTM (frozen encoder targets
 
 
 def _pyplot():
+    from singsynth.eval import require_extras
+    require_extras()
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
