@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def require_extras() -> None:
-    """Raise SingsynthError if librosa or matplotlib (the `eval` extra) is missing."""
+def require_extras(modules=("librosa", "matplotlib")) -> None:
+    """Raise SingsynthError if a module of the `eval` extra is missing."""
     import importlib.util
 
     from singsynth.errors import SingsynthError
 
-    missing = [m for m in ("librosa", "matplotlib") if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise SingsynthError(f"evaluation needs {' and '.join(missing)}; install them with "
                              "pip install 'singsynth[eval]'")

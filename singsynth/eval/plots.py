@@ -22,7 +22,7 @@ STAGE_TITLES = {"ae": "1. autoencoder", "lstm": "2. LSTM (frozen encoder targets
 
 def _pyplot():
     from singsynth.eval import require_extras
-    require_extras()
+    require_extras(("matplotlib",))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
