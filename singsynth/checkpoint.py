@@ -49,6 +49,9 @@ def atomic_save_tensors(path, tensors: dict, metadata: dict) -> None:
                   metadata={k: str(v) for k, v in metadata.items()})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes files private; checkpoints are not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
