@@ -104,9 +104,8 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
                 os.environ[key] = value
         _stop(proc)
         log.close()
-        # A killed server (kill_jack) leaves its semaphores and shared memory behind.
-        for leftover in glob.glob(f"/dev/shm/jack_sem.*_{name}_*") + \
-                glob.glob(f"/dev/shm/jack_{name}_*"):
+        # Clients still registered when the server stopped leave semaphores behind.
+        for leftover in glob.glob(f"/dev/shm/jack_sem.*_{name}_*"):
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
         LOGS.pop(name, None)
@@ -120,9 +119,12 @@ SERVERS = {}  # server name -> jackd process
 
 
 def kill_jack(name):
-    """Kill server `name` abruptly (a crashed sound server), for error-path tests."""
-    SERVERS[name].kill()
-    SERVERS[name].wait()
+    """Shut server `name` down under its clients (SIGTERM), for error-path tests.
+
+    Not SIGKILL: a killed jackd keeps its slot in JACK's shared-memory registry, and after
+    a few such slots no new server can start on the machine.
+    """
+    _stop(SERVERS[name])
 
 
 def late_clients(name):

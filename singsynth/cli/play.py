@@ -21,6 +21,7 @@ STALLED = 2.0         # seconds without an audio callback before giving up on th
 # The audio callback needs the GIL; a thread holding it waits this long before handing it
 # over (CPython's default is 5 ms, about a whole 256-frame block at 48 kHz).
 SWITCH_INTERVAL = 0.0005
+PRIORITY = -10        # nice value asked for the process's threads (see raise_priority)
 
 
 def get_parser():
@@ -68,6 +69,23 @@ def build_synth(args, sample_rate, source=None):
     return Synth(source, sample_rate=sample_rate, preset=preset)
 
 
+def raise_priority(nice=PRIORITY):
+    """Have the OS prefer the threads this thread starts from now on (nice `nice`).
+
+    The audio callback must take the GIL, and waits whenever the thread holding it (the
+    note generator) has been preempted by another program. Allowed as root or with a nice
+    limit (e.g. an `audio` group in limits.conf); silently skipped otherwise. On Linux the
+    nice value is per thread and inherited, so call this before any thread is started.
+    """
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:
+        pass
+
+
 def status_line(synth, audio, scheduler):
     """One line: voices, cache hit rate, notes generating, xruns, callback load."""
     s = synth.stats()
@@ -95,6 +113,7 @@ def main(argv=None, *, source=None, make_synth=None):
     from singsynth.io.midi_in import MidiInput
     from singsynth.io.timing import EventScheduler
 
+    raise_priority()
     # Check every device before the (slow) model load, so a typo fails at once.
     audio_io.set_jack_client_name("singsynth")
     device = audio_io.find_device(args.device)
