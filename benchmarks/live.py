@@ -214,6 +214,10 @@ def main():
     parser.add_argument("--storm", type=float, default=60.0, help="storm seconds (default 60)")
     parser.add_argument("--notes", type=int, default=16, help="notes per latency series")
     args = parser.parse_args()
+    # The probe is a Python JACK client too: give it the priority `singsynth play` asks
+    # for, so that its own lateness does not stand in for singsynth's.
+    from singsynth.cli.play import raise_priority
+    raise_priority()
     with tempfile.TemporaryDirectory() as tmp, start_jack() as server:
         path, about = model_path(args.model, tmp)
         print(f"JACK dummy 48000 Hz / 256 frames; model: {about}", flush=True)
