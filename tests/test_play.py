@@ -154,7 +154,7 @@ def test_play_virtual_port_sine_pitches_onsets_and_recording(jack_server, tmp_pa
     out = tmp_path / "out.wav"
     # --no-prewarm: the background prewarm competes for the GIL and, on a loaded 2-core
     # machine, costs xruns (see benchmarks/README.md); this test checks the live path itself.
-    play = Play(["--virtual", "--midi-api", "jack", "--no-prewarm", "--record", str(out)],
+    play = Play(["--virtual", "--no-prewarm", "--record", str(out)],  # MIDO_BACKEND: JACK
                 code=SINE_PLAY)
     try:
         play.wait_ready()
