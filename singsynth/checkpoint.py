@@ -6,23 +6,20 @@ described model expects. Anything else raises `CheckpointError` naming the file.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from singsynth.errors import CheckpointError
 from singsynth.model import SING, SINGConfig
+from singsynth.modelfiles import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  # noqa: F401
 
 FORMAT = "singsynth"
 FORMAT_VERSION = 1
-MODELS_DIR = Path(os.environ.get("SINGSYNTH_MODELS", Path(__file__).resolve().parents[1] / "models"))
-DEFAULT_MODEL = "default"
 # torch.save writes a zip archive of pickles.
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -150,15 +147,6 @@ def load_checkpoint(path, device=None) -> tuple[SING, dict]:
     return model, info
 
 
-def resolve(name_or_path=None) -> Path:
-    """A model name ('default', 'small-gm') in `models/`, or a path to a checkpoint file."""
-    name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
-    candidate = Path(name)
-    if candidate.suffix or os.sep in name or candidate.exists():
-        return candidate
-    return MODELS_DIR / f"{name}.safetensors"
-
-
 def load_model(name_or_path=None, device=None) -> SING:
     """The model for a name or path (None: `models/default.safetensors`); CheckpointError if bad."""
     path = resolve(name_or_path)
@@ -167,11 +155,3 @@ def load_model(name_or_path=None, device=None) -> SING:
     model.provenance = info["provenance"]
     return model
 
-
-def file_hash(path, length: int = 16) -> str:
-    """Hex SHA-256 prefix of a file's bytes: identifies the exact weights for caches."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]

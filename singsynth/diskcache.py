@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from singsynth.engine.source import NoteKey, NoteSource
+from singsynth.modelfiles import file_hash, resolve
 
 log = logging.getLogger(__name__)
 
@@ -123,25 +124,6 @@ class DiskCachedSource:
             yield whole[:, start:start + chunk]
 
 
-def _resolve_checkpoint(name_or_path=None) -> Path:
-    """Mirror of `singsynth.checkpoint.resolve`, which cannot be imported without torch."""
-    name = "default" if name_or_path is None else str(name_or_path)
-    candidate = Path(name)
-    if candidate.suffix or os.sep in name or candidate.exists():
-        return candidate
-    models = os.environ.get("SINGSYNTH_MODELS") or Path(__file__).resolve().parents[1] / "models"
-    return Path(models) / f"{name}.safetensors"
-
-
-def _file_hash(path, length: int = 16) -> str:
-    """Hex SHA-256 prefix of the file: the same identity `ModelSource` gives the checkpoint."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
-
-
 class LazyModelSource:
     """A checkpoint's NoteSource that imports torch and loads the weights only when a note
     has to be generated: a render whose notes are all in the disk cache never pays for it.
@@ -173,14 +155,14 @@ class LazyModelSource:
 
     def identity(self) -> str:
         if self._identity is None:
-            self._identity = _file_hash(self.path)
+            self._identity = file_hash(self.path)
         return self._identity
 
 
 def open_model_source(name_or_path=None):
     """A NoteSource for a checkpoint: lazy when its header reads cleanly, else loaded now
     (so that a bad file raises the loader's own `CheckpointError` at once)."""
-    path = _resolve_checkpoint(name_or_path)
+    path = resolve(name_or_path)
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")

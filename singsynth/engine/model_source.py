@@ -61,7 +61,7 @@ class ModelSource:
         if self._identity is None:
             path = getattr(self.model, "checkpoint_path", None)
             if path:
-                from singsynth.checkpoint import file_hash
+                from singsynth.modelfiles import file_hash
                 self._identity = file_hash(path)
             else:
                 digest = hashlib.sha256()
