@@ -22,8 +22,8 @@ RATE, BLOCK = 48000, 256
 BLOCK_S = BLOCK / RATE
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
+def rss_mb(pid="self") -> float:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -81,7 +81,8 @@ class AudioThread:
 
 
 def cold_latency(synth, count):
-    """note_on -> first non-silent output sample, in ms, for `count` uncached notes."""
+    """note_on -> first non-silent output sample, in ms, for `count` uncached notes; and
+    the seconds each process() call took meanwhile."""
     lat = []
     with AudioThread(synth) as audio:
         for i in range(count):
@@ -102,7 +103,7 @@ def cold_latency(synth, count):
                 time.sleep(0.01)
             synth.note_off(0, pitch)
             time.sleep(0.35)  # release ends: the next note starts from silence
-    return np.array(lat)
+    return np.array(lat), np.array(audio.times)
 
 
 def warm_next_block(synth, count):
@@ -178,14 +179,18 @@ def main(argv=None):
     print(f"model parameters: {model_mb:.0f} MB; process RSS before the synth: {rss_mb():.0f} MB "
           f"(python + torch: {rss0:.0f} MB before loading the model)")
 
-    synth = Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20)
+    # Side by side in one run: the model in a thread of this process, then in a child
+    # process (live play's default).
+    for kind in ("thread", "process"):
+        with Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20, generator=kind) as synth:
+            lat, mix = cold_latency(synth, args.cold_notes)
+        print(f"cold note, {kind} generator, note_on -> first non-silent sample: "
+              f"p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms, "
+              f"max {lat.max():.0f} ms over {len(lat)} notes (target p95 <= 15 ms); "
+              f"process() meanwhile p99 {np.percentile(mix, 99) * 1000:.2f} ms, "
+              f"max {mix.max() * 1000:.2f} ms")
+    synth = Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20, generator="process")
     try:
-        lat = cold_latency(synth, args.cold_notes)
-        gen = synth.generator
-        print(f"cold note, note_on -> first non-silent sample: p50 {np.percentile(lat, 50):.0f} ms, "
-              f"p95 {np.percentile(lat, 95):.0f} ms, max {lat.max():.0f} ms over {len(lat)} notes "
-              f"(target p95 <= 15 ms); generator latencies: "
-              + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in gen.latency.items() if v is not None))
         ok = warm_next_block(synth, 16)
         print(f"warm note audible at sample 0 of the next block: {ok}/16")
         report("idle generator", *mix_cost(synth, args.blocks))
@@ -195,7 +200,7 @@ def main(argv=None):
             started["t"] = time.perf_counter()
             started["keys"] = synth.prewarm()
 
-        report("while the generator thread prewarms", *mix_cost(synth, args.blocks // 2, background=start_prewarm))
+        report("while the generator process prewarms", *mix_cost(synth, args.blocks // 2, background=start_prewarm))
         keys = started["keys"]
         while synth.stats()["generating"] > 0:
             synth.process(BLOCK)
@@ -206,7 +211,9 @@ def main(argv=None):
         print(f"prewarm of one instrument, {hi - lo + 1} keys x {levels} velocity levels "
               f"({len(keys)} distinct notes): {took:.1f} s ({took / len(keys) * 1000:.0f} ms/note)")
         stats = synth.stats()
-        rss = rss_mb()
+        child = rss_mb(synth.generator._proc.pid)
+        rss = rss_mb() + child
+        print(f"generator process RSS: {child:.0f} MB (python, torch and the model, counted below)")
         used = stats["cache_bytes"] / 2**20
         print(f"memory: RSS {rss:.0f} MB; cache {used:.0f} MB ({stats['cache_notes']} notes, budget "
               f"{args.cache_mb} MB, {stats['cache_evictions']} evictions); cache used + model + 300 MB = "

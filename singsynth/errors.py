@@ -26,3 +26,7 @@ class MidiFileError(SingsynthError):
 
 class DeviceError(SingsynthError):
     """An audio or MIDI device is missing or failed."""
+
+
+class EngineError(SingsynthError):
+    """The note engine could not start (e.g. its generator process)."""

@@ -46,6 +46,9 @@ def get_parser():
     parser.add_argument("--model", help="checkpoint file or name (default: models/default)")
     parser.add_argument("--record", help="also write what is sent to the device (.wav float32)")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite --record")
+    parser.add_argument("--generator", choices=("process", "thread"), default="process",
+                        help="where the model runs: a child process (default; torch never "
+                             "holds the audio thread's GIL) or a thread of this one")
     parser.add_argument("--no-prewarm", action="store_true",
                         help="do not pre-generate the preset's prewarm notes at start")
     return parser
@@ -58,15 +61,14 @@ def build_synth(args, sample_rate, source=None):
     if source is None:
         import torch
         if not os.environ.get("OMP_NUM_THREADS"):
-            # Leave a core to the audio thread: with torch's pool on every core, the
-            # generator holds the GIL while descheduled and the callback misses its block
-            # (measured on 2 cores: xruns at each cold note; none with one torch thread).
+            # Leave a core to the audio thread (the process generator does the same in its
+            # child): with torch's pool on every core the callback misses blocks.
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         from singsynth.checkpoint import load_model
         from singsynth.engine.model_source import ModelSource
         source = ModelSource(load_model(args.model))
     preset = load_preset(args.preset, list(source.instruments))
-    return Synth(source, sample_rate=sample_rate, preset=preset)
+    return Synth(source, sample_rate=sample_rate, preset=preset, generator=args.generator)
 
 
 def raise_priority(nice=PRIORITY):

@@ -65,10 +65,9 @@ class _Batch:
         self.total = math.ceil(gen.source.note_samples * gen.sample_rate / gen.source.sample_rate)
         for note in notes:
             note.started = True
+            gen.alloc(note, self.total + 4096)
         if mode == "render":
             return
-        for note in notes:
-            note.data = np.zeros(self.total + 4096, np.float32)
         self.resample = None
         if gen.source.sample_rate != gen.sample_rate:
             if played:  # sound after the first chunk (see resample.py)
@@ -87,9 +86,10 @@ class _Batch:
             whole = gen.source.render([n.key for n in self.notes])
             whole = resample_notes(whole, gen.source.sample_rate, gen.sample_rate, gen.quality)
             for note, data in zip(self.notes, whole):
-                note.data = data
-                note.available = len(data)
-                note.finish()
+                n = min(len(data), len(note.data))
+                note.data[:n] = data[:n]
+                note.available = n
+                gen.finished(note)
             gen.timing("render", time.perf_counter() - self.start)
             return True
         try:
@@ -98,14 +98,12 @@ class _Batch:
             if self.resample is not None:
                 self._publish(self.resample(np.zeros((len(self.notes), 0), np.float32), last=True))
             for note in self.notes:
-                # Drop the spare capacity before the note is cached (voices still reading
-                # the old array keep it alive until they move on to the new one).
-                note.data = note.data[:note.available].copy()
-                note.finish()
+                gen.finished(note)
             return True
         self._publish(self.resample(chunk) if self.resample is not None else chunk.T)
         if self.played and not self.notes[0].playable:
             self._check_playable()
+        gen.published(self.notes)
         return False
 
     def _publish(self, frames: np.ndarray) -> None:
@@ -169,12 +167,14 @@ class Generator:
             model's per-chunk cost makes streaming slower than real time.
         margin: safety factor on the measured generation speed before a streamed note is
             declared playable (see `_Batch._check_playable`).
+        thread: start the background thread (`worker.py` runs the same loop in a process
+            of its own instead).
     """
 
     def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.0,
                  chunk: int = 256, prewarm_chunk: int = 16000, quality: str = "HQ",
                  is_cached: Optional[Callable[[NoteKey], bool]] = None, cold: str = "auto",
-                 margin: float = 2.0):
+                 margin: float = 2.0, thread: bool = True):
         self.source = source
         self.sample_rate = int(sample_rate)
         self.batch_size = max(1, int(batch_size))
@@ -204,10 +204,13 @@ class Generator:
         # While this thread runs Python code between torch ops it holds the GIL, and the
         # audio thread asking for it waits up to the switch interval (5 ms by default: a
         # whole 256-frame block). 1 ms bounds that wait; it is process-wide, and harmless.
-        if sys.getswitchinterval() > 0.001:
-            sys.setswitchinterval(0.001)
-        self._thread = threading.Thread(target=self._run, name="singsynth-generator", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if thread:
+            if sys.getswitchinterval() > 0.001:
+                sys.setswitchinterval(0.001)
+            self._thread = threading.Thread(target=self._run, name="singsynth-generator",
+                                            daemon=True)
+            self._thread.start()
 
     # ---- any thread -------------------------------------------------------------
     def request(self, notes: Sequence[Note]) -> None:
@@ -243,7 +246,27 @@ class Generator:
         """Stop the thread (the batch in progress is abandoned)."""
         self._stop = True
         self._requests.put(None)
-        self._thread.join(timeout=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    # ---- where notes live (worker.py keeps them in shared memory instead) --------
+    def alloc(self, note: Note, capacity: int) -> None:
+        """Give `note` room for `capacity` samples before its batch starts."""
+        note.data = np.zeros(capacity, np.float32)
+
+    def published(self, notes: List[Note]) -> None:
+        """New samples of `notes` were written (and `available`/`playable` raised)."""
+
+    def finished(self, note: Note) -> None:
+        """The whole note is written: trim it and build its loop."""
+        # Drop the spare capacity before the note is cached (voices still reading the old
+        # array keep it alive until they move on to the new one).
+        note.data = note.data[:note.available].copy()
+        note.finish()
+
+    def room(self) -> int:
+        """How many more notes may start now."""
+        return self.batch_size
 
     # ---- generator thread -------------------------------------------------------
     def _take(self, item) -> None:
@@ -283,7 +306,8 @@ class Generator:
 
     def _run(self) -> None:
         while not self._stop:
-            idle = not self._played and self._prewarm is None and not self._prewarm_q
+            waiting = (self._played_q or self._prewarm_q) and self.room() > 0
+            idle = not self._played and self._prewarm is None and not waiting
             self._drain(0.1 if idle else None)
             if self._stop:
                 break
@@ -292,7 +316,7 @@ class Generator:
                 deadline = time.monotonic() + self.wait
                 while len(self._played_q) < self.batch_size and (left := deadline - time.monotonic()) > 0:
                     self._drain(left)
-                notes = self._pop(self._played_q, self.batch_size)
+                notes = self._pop(self._played_q, min(self.batch_size, self.room()))
                 if notes:
                     self._start(notes, self.chunk, played=True, mode=self._cold_mode())
             if self._played:
@@ -302,7 +326,7 @@ class Generator:
                     self._played.remove(batch)
             else:
                 if self._prewarm is None:
-                    notes = self._pop(self._prewarm_q, self.batch_size)
+                    notes = self._pop(self._prewarm_q, min(self.batch_size, self.room()))
                     if notes:
                         self._start(notes, self.prewarm_chunk, played=False, mode="stream")
                 if self._prewarm is not None and self._step(self._prewarm):

@@ -25,6 +25,7 @@ class ModelSource:
                  max_batch: int = 64):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
         self.model = model.to(device).eval()
         self.dtype = dtype
         self.max_batch = max_batch
@@ -32,6 +33,14 @@ class ModelSource:
         self.note_samples = model.config.note_samples
         self.instruments = list(model.instruments)
         self._identity = None
+
+    def __reduce__(self):
+        # A process generator (worker.py) gets the checkpoint's path and loads the same
+        # file itself, rather than a pickle of the weights.
+        path = getattr(self.model, "checkpoint_path", None)
+        if path:
+            return (_from_checkpoint, (str(path), str(self.device), self.dtype, self.max_batch))
+        return (ModelSource, (self.model, self.device, self.dtype, self.max_batch))
 
     def _inputs(self, keys: Sequence[NoteKey]):
         weights = torch.zeros(len(keys), len(self.instruments))
@@ -70,3 +79,8 @@ class ModelSource:
                     digest.update(tensor.detach().cpu().numpy().tobytes())
                 self._identity = digest.hexdigest()[:16]
         return self._identity
+
+
+def _from_checkpoint(path: str, device: str, dtype, max_batch: int) -> ModelSource:
+    from singsynth.checkpoint import load_model
+    return ModelSource(load_model(path), device, dtype, max_batch)

@@ -41,13 +41,17 @@ class Synth:
             batch played notes. chunk: samples (source rate) per streamed chunk.
         cold: how uncached played notes are generated: "stream", "render" or "auto"
             (see `Generator`).
+        generator: "thread" (the model runs in this process; renders and tests) or
+            "process" (in a child process, so torch never holds the audio thread's GIL;
+            live play). Both make the same notes.
     """
 
     def __init__(self, source: NoteSource, sample_rate: int = 48000,
                  preset: Union[Preset, str, None] = None, *, polyphony: int = 128,
                  cache_bytes: int = 1 << 30, velocity_levels: int = 16, batch_size: int = 16,
                  offline: bool = False, steal_fade: float = 0.005, quality: str = "HQ",
-                 wait: float = 0.0, chunk: int = 256, cold: str = "auto"):
+                 wait: float = 0.0, chunk: int = 256, cold: str = "auto",
+                 generator: str = "thread"):
         self.source = source
         self.sample_rate = int(sample_rate)
         if not isinstance(preset, Preset):
@@ -69,11 +73,16 @@ class Synth:
         self._cold: List[Note] = []  # notes to request from the generator after this block
         self._gains = [ch.gains() for ch in self.channels]
         self._order = 0
+        if generator not in ("thread", "process"):
+            raise ValueError(f"generator must be 'thread' or 'process', not {generator!r}")
         self.generator: Optional[Generator] = None
         if not self.offline:
-            self.generator = Generator(source, self.sample_rate, batch_size=batch_size, wait=wait,
-                                       chunk=chunk, quality=quality, is_cached=self.cache.__contains__,
-                                       cold=cold)
+            make = Generator
+            if generator == "process":
+                from .worker import ProcessGenerator as make
+            self.generator = make(source, self.sample_rate, batch_size=batch_size, wait=wait,
+                                  chunk=chunk, quality=quality, is_cached=self.cache.__contains__,
+                                  cold=cold)
 
     # ---- events: any thread, never block ---------------------------------------------
     def note_on(self, channel: int, pitch: int, velocity: int, offset: int = 0) -> None:

@@ -31,6 +31,8 @@ class SineSource:
         chunk_delay: seconds slept before each streamed chunk (a slow model).
         gate: if set, `stream` yields `gate_after` chunks, then waits for this event before
             the rest (tests hold a note mid-generation with it).
+        fail_after: if set, `stream` and `render` raise RuntimeError after this many chunks
+            (a model that breaks).
 
     Attributes:
         calls: list of ("render" | "stream", number of keys), in call order.
@@ -39,7 +41,7 @@ class SineSource:
     def __init__(self, instruments: Sequence[str] = ("piano", "organ", "guitar", "strings"),
                  sample_rate: int = 16000, note_samples: int = 16000, decay: float = 1.0,
                  chunk_delay: float = 0.0, gate: Optional[threading.Event] = None,
-                 gate_after: int = 1):
+                 gate_after: int = 1, fail_after: Optional[int] = None):
         self.instruments = list(instruments)
         self.sample_rate = sample_rate
         self.note_samples = note_samples
@@ -47,6 +49,7 @@ class SineSource:
         self.chunk_delay = chunk_delay
         self.gate = gate
         self.gate_after = gate_after
+        self.fail_after = fail_after
         self.calls: List[tuple] = []
         self.streams_finished = 0
 
@@ -65,6 +68,8 @@ class SineSource:
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
         """Whole notes: float32 (len(keys), note_samples)."""
         self.calls.append(("render", len(keys)))
+        if self.fail_after is not None:
+            raise RuntimeError("SineSource: failing as asked")
         return np.stack([self.note(k) for k in keys]) if keys else np.zeros((0, self.note_samples), np.float32)
 
     def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
@@ -74,6 +79,8 @@ class SineSource:
         for i, start in enumerate(range(0, self.note_samples, chunk)):
             if self.chunk_delay:
                 time.sleep(self.chunk_delay)
+            if i == self.fail_after:
+                raise RuntimeError("SineSource: failing as asked")
             if i == self.gate_after and self.gate is not None:
                 self.gate.wait()
             yield notes[:, start:start + chunk]

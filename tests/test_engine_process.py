@@ -1,0 +1,120 @@
+"""The generator in its own process (live play's) makes exactly the thread's notes."""
+import time
+
+import numpy as np
+import pytest
+
+from singsynth.engine import Synth
+from singsynth.engine.model_source import ModelSource
+from singsynth.engine.testing import SineSource
+from singsynth.engine.worker import QUARANTINE
+
+
+def pump(synth, until, limit=20.0, block=256):
+    """Call process() at about real time until `until(block_out)`; the blocks played."""
+    start, blocks = time.monotonic(), []
+    for i in range(int(limit * synth.sample_rate / block)):
+        out = synth.process(block)
+        blocks.append(out)
+        if until(out):
+            return blocks
+        time.sleep(max(0.0, start + (i + 1) * block / synth.sample_rate - time.monotonic()))
+    raise AssertionError("condition never reached")
+
+
+def cached_note(source, generator, pitch=60, velocity=100):
+    with Synth(source, 48000, generator=generator, cold="stream") as synth:
+        synth.note_on(0, pitch, velocity)
+        key = synth.note_key(0, pitch, velocity)
+        blocks = pump(synth, lambda out: key in synth.cache)
+        return synth.cache.get(key), np.concatenate(blocks)
+
+
+def test_cold_note_from_the_process_equals_the_thread_note_sample_for_sample():
+    src = SineSource(note_samples=16000)
+    by_thread, _ = cached_note(src, "thread")
+    by_process, _ = cached_note(src, "process")
+    assert by_process.length == by_thread.length > 47000
+    np.testing.assert_array_equal(by_process.data, by_thread.data)
+    np.testing.assert_array_equal(by_process.tail, by_thread.tail)
+    assert (by_process.loop_start, by_process.loop_end) == (by_thread.loop_start, by_thread.loop_end)
+
+
+def test_cold_note_sounds_while_the_process_is_still_generating_it():
+    src = SineSource(note_samples=16000, chunk_delay=0.01)  # 1 s of audio in about 0.65 s
+    with Synth(src, 48000, generator="process", cold="stream") as synth:
+        synth.note_on(0, 69, 100)
+        key = synth.note_key(0, 69, 100)
+        pump(synth, lambda out: np.abs(out).max() > 0)
+        assert key not in synth.cache and synth.stats()["generating"] == 1
+        rest = pump(synth, lambda out: key in synth.cache)
+        assert len(rest) > 20  # it sounded for a good part of its generation
+        assert all(np.abs(b).max() > 0 for b in rest)  # without a gap
+        assert synth.stats()["stalls"] == 0
+
+
+def test_prewarm_through_the_process_fills_the_cache_with_the_thread_notes():
+    src = SineSource(note_samples=8000)
+    notes = {}
+    for generator in ("thread", "process"):
+        with Synth(src, 44100, generator=generator) as synth:
+            keys = [synth.note_key(0, p, 90) for p in range(60, 72)]
+            synth.generator.request_prewarm(keys)
+            pump(synth, lambda out: all(k in synth.cache for k in keys))
+            assert synth.stats()["generating"] == 0
+            notes[generator] = [synth.cache.get(k).data for k in keys]
+    for a, b in zip(notes["thread"], notes["process"]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_slots_are_reused_after_quarantine_without_corrupting_finished_notes():
+    src = SineSource(note_samples=4000)
+    with Synth(src, 48000, generator="process", batch_size=2) as synth:
+        synth.generator.close()  # a small pool: 3 slots for 10 notes
+        from singsynth.engine.worker import ProcessGenerator
+        synth.generator = ProcessGenerator(src, 48000, slots=3, batch_size=2,
+                                           is_cached=synth.cache.__contains__)
+        keys = [synth.note_key(0, p, 100) for p in range(50, 60)]
+        synth.generator.request_prewarm(keys)
+        start = time.monotonic()
+        pump(synth, lambda out: all(k in synth.cache for k in keys))
+        # 10 notes through 3 slots: slots were freed and reused, each after its quarantine.
+        assert time.monotonic() - start > 2 * QUARANTINE
+        for key in keys:
+            expected = synth._render([key])[0]
+            np.testing.assert_allclose(synth.cache.get(key).data[:len(expected) - 64],
+                                       expected[:len(expected) - 64], atol=2e-3)
+
+
+def test_a_failing_model_leaves_the_note_silent_and_counts_the_error():
+    src = SineSource(note_samples=8000, fail_after=3)
+    with Synth(src, 48000, generator="process", cold="stream") as synth:
+        synth.note_on(0, 60, 100)
+        key = synth.note_key(0, 60, 100)
+        pump(synth, lambda out: synth.generator.errors > 0 and not synth.inflight)
+        assert key not in synth.cache
+        assert synth.generator.alive  # one bad batch does not end the process
+        synth.note_on(0, 62, 100)
+        pump(synth, lambda out: not synth.inflight)
+        assert synth.generator.errors == 2
+
+
+def test_close_ends_the_child_process():
+    with Synth(SineSource(), 48000, generator="process") as synth:
+        gen = synth.generator
+        assert gen.alive
+    assert not gen.alive
+
+
+def test_checkpoint_source_loads_the_same_file_in_the_child(tiny_checkpoint):
+    from singsynth.checkpoint import load_model
+    src = ModelSource(load_model(tiny_checkpoint), device="cpu")
+    by_thread, _ = cached_note(src, "thread", pitch=57)
+    by_process, _ = cached_note(src, "process", pitch=57)
+    assert np.abs(by_thread.data).max() > 0
+    np.testing.assert_allclose(by_process.data, by_thread.data, atol=1e-5)
+
+
+def test_unknown_generator_kind_is_refused():
+    with pytest.raises(ValueError, match="thread.*process"):
+        Synth(SineSource(), 48000, generator="fiber")
