@@ -25,6 +25,9 @@ class StageConfig:
         crop_end: crops lie within note samples [0, crop_end]; the sounding part trains
             fastest (near silence the spectral loss has almost no gradient).
         loss: 'spectral' or 'mse' (the paper's comparison).
+        eps: epsilon of the spectral loss log(eps + |X|²). The paper's 1 suits NSynth's
+            loud notes; quieter data needs a smaller one for the loss to see more than
+            the loudest bins (0.01 = the same curve 20 dB lower).
         wave_weight: weight of an added waveform MSE term (a warm-up aid), decayed
             linearly to 0 over `wave_steps` steps.
         wave_steps: see `wave_weight`.
@@ -41,6 +44,7 @@ class StageConfig:
     crop: int = 0
     crop_end: int = 64000
     loss: str = "spectral"
+    eps: float = 1.0
     wave_weight: float = 0.0
     wave_steps: int = 0
     tbptt: int = 32
@@ -68,7 +72,7 @@ _CHOICES = {"loss": ("spectral", "mse")}
 # Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
             "wave_steps": 0, "eval_notes": 0, "save_minutes": 0}
-_POSITIVE = ("lr",)
+_POSITIVE = ("lr", "eps")
 
 
 def _fill(cls, values: dict, where: str, source: str):
