@@ -241,3 +241,30 @@ def test_bad_device_is_a_one_line_error(device, pattern, train_dataset, tmp_path
     proc = run_cli("--config", TINY, "--data", str(train_dataset), "--out", str(tmp_path / "o"),
                    "--device", device)
     assert_one_line_error(proc, pattern)
+
+
+def test_autocast_is_bf16_on_cuda_by_default_and_float32_on_cpu():
+    from singsynth.model import build
+    from singsynth.train.trainer import autocast, autocast_dtype
+    decoder = build("tiny", ["a"]).decoder
+    s = torch.randn(1, 16, 20)
+    with autocast("auto", "cpu"):
+        assert decoder(s).dtype == torch.float32
+    with autocast("bf16", "cpu"):
+        assert decoder(s).dtype == torch.bfloat16
+    assert autocast_dtype("auto", "cuda:0") == autocast_dtype("bf16", "cuda") == torch.bfloat16
+    assert autocast_dtype("off", "cuda") is autocast_dtype("auto", "cpu") is None
+
+
+def test_bf16_training_learns_and_keeps_float32_weights(train_dataset, tmp_path):
+    out = tmp_path / "bf16"
+    train(train_dataset, out, "--stage", "ae", *sets("amp=bf16", *RUN))
+    losses = [r["train_loss"] for r in read_log(out)]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    w = weights(out / "ae.safetensors")
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in w.values())
+    # Not the float32 run's weights: autocast really changed the arithmetic.
+    f32 = tmp_path / "f32"
+    train(train_dataset, f32, "--stage", "ae", *sets(*RUN))
+    diff = max((w[k] - t).abs().max().item() for k, t in weights(f32 / "ae.safetensors").items())
+    assert diff > 1e-4

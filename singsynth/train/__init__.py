@@ -92,7 +92,8 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
         for name in stages:
             stage_cfg = getattr(cfg, name)
             task = TASKS[name](model, stage_cfg, train, test, world.device)
-            loop = Loop(task, stage_cfg, model, out, world, cfg.seed, cfg.save_minutes, provenance)
+            loop = Loop(task, stage_cfg, model, out, world, cfg.seed, cfg.save_minutes, provenance,
+                        amp=cfg.amp)
             try:
                 result = loop.run(resume)
             except torch.cuda.OutOfMemoryError:

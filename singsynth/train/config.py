@@ -54,10 +54,16 @@ class StageConfig:
 
 @dataclass
 class TrainConfig:
-    """A whole training run: model size, seed and the three stages."""
+    """A whole training run: model size, seed, precision and the three stages.
+
+    amp: "auto" (bf16 autocast on CUDA, float32 elsewhere), "bf16" (autocast on any
+    device) or "off". Autocast covers the forward pass and loss; weights, optimiser state
+    and evaluation stay float32.
+    """
 
     model: str = "small"
     seed: int = 0
+    amp: str = "auto"
     save_minutes: float = 5.0
     ae: StageConfig = field(default_factory=lambda: StageConfig(epochs=50))
     lstm: StageConfig = field(default_factory=lambda: StageConfig(epochs=50, loss="mse"))
@@ -68,7 +74,7 @@ class TrainConfig:
 
 
 STAGES = ("ae", "lstm", "e2e")
-_CHOICES = {"loss": ("spectral", "mse")}
+_CHOICES = {"loss": ("spectral", "mse"), "amp": ("auto", "bf16", "off")}
 # Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
             "wave_steps": 0, "eval_notes": 0, "save_minutes": 0}

@@ -28,6 +28,20 @@ def generator(*seeds: int) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
+def autocast_dtype(amp: str, device) -> torch.dtype | None:
+    """bf16 on CUDA under "auto" (tensor cores; the loss's STFT still runs in float32),
+    on any device under "bf16"; None = float32."""
+    on = amp == "bf16" or (amp == "auto" and torch.device(device).type == "cuda")
+    return torch.bfloat16 if on else None
+
+
+def autocast(amp: str, device):
+    """The forward pass's precision context (see `autocast_dtype`)."""
+    dtype = autocast_dtype(amp, device)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype or torch.float32,
+                          enabled=dtype is not None)
+
+
 def learning_rate(cfg: StageConfig, step: int, total: int) -> float:
     """Linear warm-up over `warmup_steps`, then cosine decay to `lr * final_lr`."""
     if step < cfg.warmup_steps:
@@ -64,8 +78,9 @@ class Loop:
     """
 
     def __init__(self, task, cfg: StageConfig, model, out: Path, world, seed: int,
-                 save_minutes: float, provenance: dict):
+                 save_minutes: float, provenance: dict, amp: str = "off"):
         self.task, self.cfg, self.model, self.out = task, cfg, model, Path(out)
+        self.amp = amp
         self.world, self.seed, self.save_minutes = world, seed, save_minutes
         self.provenance = provenance
         if cfg.batch % world.size:
@@ -157,7 +172,8 @@ class Loop:
                     step = (epoch * self.batches + batch) * task.steps_per_batch + window
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(cfg, step, self.total)
-                    loss = task.loss(module, indices, gen, window, step, world)
+                    with autocast(self.amp, world.device):
+                        loss = task.loss(module, indices, gen, window, step, world)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.grad_clip:
