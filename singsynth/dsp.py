@@ -20,21 +20,27 @@ def power_spectrogram(x: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> to
     return spec.real.square() + spec.imag.square()
 
 
-def log_spectrogram(x: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """l(x) = log(eps + |STFT x|²), (B, 513, frames). eps = 1 was best in the paper."""
-    return torch.log(eps + power_spectrogram(x))
+def log_spectrogram(x: torch.Tensor, eps: float = 1.0, n_fft: int = N_FFT) -> torch.Tensor:
+    """l(x) = log(eps + |STFT x|²), (B, n_fft // 2 + 1, frames), hop n_fft / 4. eps = 1 was
+    best in the paper."""
+    return torch.log(eps + power_spectrogram(x, n_fft, n_fft // 4))
 
 
-def spectral_loss(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+def spectral_loss(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1.0,
+                  ffts=(N_FFT,)) -> torch.Tensor:
     """Mean absolute difference of log power spectrograms (L1 form of eq. 3.3).
 
     It ignores phase, so a phase-shifted copy of a note costs (almost) nothing.
     Args:
-        estimate, target: (B, L) waveforms, L >= 1024.
+        estimate, target: (B, L) waveforms, L >= max(ffts).
+        ffts: STFT sizes averaged over (hop = size / 4); the paper uses one, 1,024. Several
+            (a multi-resolution loss) also see a note's fine pitch (long windows) and how
+            neighbouring grains join (short ones).
     Returns:
         scalar tensor, differentiable in `estimate`.
     """
-    return (log_spectrogram(estimate, eps) - log_spectrogram(target, eps)).abs().mean()
+    return sum((log_spectrogram(estimate, eps, n) - log_spectrogram(target, eps, n)).abs().mean()
+               for n in ffts) / len(ffts)
 
 
 def waveform_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -37,3 +37,15 @@ def test_losses_are_differentiable_and_batched():
     ta, tb = torch.randn(1, 4096), torch.randn(1, 4096)
     both = spectral_loss(torch.cat([a, b]), torch.cat([ta, tb]))
     assert torch.allclose(both, (spectral_loss(a, ta) + spectral_loss(b, tb)) / 2, atol=1e-6)
+
+
+def test_multi_resolution_loss_is_the_mean_of_single_resolutions():
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 4096), torch.randn(2, 4096)
+    single = {n: spectral_loss(a, b, 0.01, (n,)).item() for n in (2048, 512)}
+    assert spectral_loss(a, b, 0.01).item() == spectral_loss(a, b, 0.01, (1024,)).item()
+    assert abs(spectral_loss(a, b, 0.01, (2048, 512)).item() - sum(single.values()) / 2) < 1e-6
+    assert single[2048] != single[512]
+    # A smaller eps weighs quiet bins: the same quiet error costs more.
+    quiet = 0.01 * a
+    assert spectral_loss(quiet, 0 * a, 0.01).item() > 10 * spectral_loss(quiet, 0 * a, 1.0).item()

@@ -28,6 +28,7 @@ class StageConfig:
         eps: epsilon of the spectral loss log(eps + |X|²). The paper's 1 suits NSynth's
             loud notes; quieter data needs a smaller one for the loss to see more than
             the loudest bins (0.01 = the same curve 20 dB lower).
+        ffts: STFT sizes of the spectral loss (hop = size / 4); the paper's is [1024].
         wave_weight: weight of an added waveform MSE term (a warm-up aid), decayed
             linearly to 0 over `wave_steps` steps.
         wave_steps: see `wave_weight`.
@@ -45,6 +46,7 @@ class StageConfig:
     crop_end: int = 64000
     loss: str = "spectral"
     eps: float = 1.0
+    ffts: list = field(default_factory=lambda: [1024])
     wave_weight: float = 0.0
     wave_steps: int = 0
     tbptt: int = 32
@@ -107,6 +109,10 @@ def _fill(cls, values: dict, where: str, source: str):
                               f"{_MINIMUM[key]} or more")
         if key in _POSITIVE and not value > 0:
             raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: more than 0")
+        if key == "ffts" and not (value and all(isinstance(n, int) and not isinstance(n, bool)
+                                                 and 16 <= n <= 8192 and n % 4 == 0 for n in value)):
+            raise ConfigError(f"{source}: {where}ffts is {value!r}; allowed: a list of STFT "
+                              "sizes, multiples of 4 from 16 to 8192, e.g. [2048, 1024, 512]")
         if key == "crop" and value % 256:
             raise ConfigError(f"{source}: {where}crop {value} must be a multiple of 256")
         setattr(out, key, float(value) if isinstance(default, float) else value)

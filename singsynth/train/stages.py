@@ -48,7 +48,7 @@ def crop_starts(count: int, cfg, gen: torch.Generator, note_samples: int = 64000
 
 def audio_loss(cfg, estimate, target, step: int):
     """The stage's loss plus the decaying waveform-MSE warm-up term."""
-    loss = spectral_loss(estimate, target, cfg.eps) if cfg.loss == "spectral" else waveform_mse(estimate, target)
+    loss = spectral_loss(estimate, target, cfg.eps, cfg.ffts) if cfg.loss == "spectral" else waveform_mse(estimate, target)
     if cfg.wave_weight and step < cfg.wave_steps:
         loss = loss + cfg.wave_weight * (1 - step / cfg.wave_steps) * waveform_mse(estimate, target)
     return loss
