@@ -272,3 +272,19 @@ def test_bf16_training_learns_and_keeps_float32_weights(train_dataset, tmp_path)
     train(train_dataset, f32, "--stage", "ae", *sets(*RUN))
     diff = max((w[k] - t).abs().max().item() for k, t in weights(f32 / "ae.safetensors").items())
     assert diff > 1e-4
+
+
+def test_relative_waveform_term_weighs_quiet_and_loud_notes_alike():
+    from singsynth.train.stages import relative_mse
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 4096), torch.randn(1, 4096)
+    loud = relative_mse(a, b).item()
+    assert abs(relative_mse(0.01 * a, 0.01 * b).item() - loud) < 1e-3 * loud
+    assert relative_mse(b, b).item() == 0.0
+
+
+def test_gain_augmented_wave_weighted_autoencoder_learns(train_dataset, tmp_path):
+    out = tmp_path / "aug"
+    train(train_dataset, out, "--stage", "ae", *sets("ae.gain_db=20", "ae.wave_weight=1.0", *RUN))
+    losses = [r["train_loss"] for r in read_log(out)]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses

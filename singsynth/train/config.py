@@ -29,9 +29,14 @@ class StageConfig:
             loud notes; quieter data needs a smaller one for the loss to see more than
             the loudest bins (0.01 = the same curve 20 dB lower).
         ffts: STFT sizes of the spectral loss (hop = size / 4); the paper's is [1024].
-        wave_weight: weight of an added waveform MSE term (a warm-up aid), decayed
-            linearly to 0 over `wave_steps` steps.
-        wave_steps: see `wave_weight`.
+        wave_weight: weight of an added waveform term: MSE relative to each target's power
+            (so quiet notes count as much as loud ones). It pins the phase the autoencoder
+            can see in its input, which the spectral loss alone leaves to chance: with it
+            partials stop collapsing onto the 62.5 Hz frame-rate comb.
+        wave_steps: decay `wave_weight` linearly to 0 over this many steps; 0 = keep it.
+        gain_db: autoencoder only: scale each crop (input and target) by a random gain
+            within +-gain_db dB, so quiet notes do not fall into units that are dead at
+            their level (without it, velocity-25 notes decoded to silence).
         tbptt: LSTM stage only: truncated back-propagation window in steps.
         grad_clip: max gradient norm (0 = off).
         eval_notes: held-out notes scored at the end of each epoch (whole notes).
@@ -49,6 +54,7 @@ class StageConfig:
     ffts: list = field(default_factory=lambda: [1024])
     wave_weight: float = 0.0
     wave_steps: int = 0
+    gain_db: float = 0.0
     tbptt: int = 32
     grad_clip: float = 0.0
     eval_notes: int = 256
@@ -79,7 +85,7 @@ STAGES = ("ae", "lstm", "e2e")
 _CHOICES = {"loss": ("spectral", "mse"), "amp": ("auto", "bf16", "off")}
 # Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
-            "wave_steps": 0, "eval_notes": 0, "save_minutes": 0}
+            "wave_steps": 0, "eval_notes": 0, "save_minutes": 0, "gain_db": 0, "wave_weight": 0}
 _POSITIVE = ("lr", "eps")
 
 
