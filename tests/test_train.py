@@ -279,7 +279,7 @@ def test_relative_waveform_term_weighs_quiet_and_loud_notes_alike():
     torch.manual_seed(0)
     a, b = torch.randn(1, 4096), torch.randn(1, 4096)
     loud = relative_mse(a, b).item()
-    assert abs(relative_mse(0.01 * a, 0.01 * b).item() - loud) < 1e-3 * loud
+    assert abs(relative_mse(0.01 * a, 0.01 * b).item() - loud) < 0.02 * loud  # (the 1e-6 floor)
     assert relative_mse(b, b).item() == 0.0
 
 
