@@ -34,9 +34,9 @@ class StageConfig:
             can see in its input, which the spectral loss alone leaves to chance: with it
             partials stop collapsing onto the 62.5 Hz frame-rate comb.
         wave_steps: decay `wave_weight` linearly to 0 over this many steps; 0 = keep it.
-        gain_db: autoencoder only: scale each crop (input and target) by a random gain
-            within +-gain_db dB, so quiet notes do not fall into units that are dead at
-            their level (without it, velocity-25 notes decoded to silence).
+        wave_from: optimizer step the waveform term starts at. From step 0 it drives a
+            fresh autoencoder to silence (zeros score exactly 1, any wrong phase more);
+            after the spectral loss has shaped the output it pins the phase.
         tbptt: LSTM stage only: truncated back-propagation window in steps.
         grad_clip: max gradient norm (0 = off).
         eval_notes: held-out notes scored at the end of each epoch (whole notes).
@@ -54,7 +54,7 @@ class StageConfig:
     ffts: list = field(default_factory=lambda: [1024])
     wave_weight: float = 0.0
     wave_steps: int = 0
-    gain_db: float = 0.0
+    wave_from: int = 0
     tbptt: int = 32
     grad_clip: float = 0.0
     eval_notes: int = 256
@@ -85,7 +85,8 @@ STAGES = ("ae", "lstm", "e2e")
 _CHOICES = {"loss": ("spectral", "mse"), "amp": ("auto", "bf16", "off")}
 # Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
-            "wave_steps": 0, "eval_notes": 0, "save_minutes": 0, "gain_db": 0, "wave_weight": 0}
+            "wave_steps": 0, "eval_notes": 0, "save_minutes": 0, "wave_weight": 0,
+            "wave_from": 0}
 _POSITIVE = ("lr", "eps")
 
 

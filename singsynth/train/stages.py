@@ -49,7 +49,7 @@ def crop_starts(count: int, cfg, gen: torch.Generator, note_samples: int = 64000
 def audio_loss(cfg, estimate, target, step: int):
     """The stage's loss plus the decaying waveform-MSE warm-up term."""
     loss = spectral_loss(estimate, target, cfg.eps, cfg.ffts) if cfg.loss == "spectral" else waveform_mse(estimate, target)
-    if cfg.wave_weight and (not cfg.wave_steps or step < cfg.wave_steps):
+    if cfg.wave_weight and step >= cfg.wave_from and (not cfg.wave_steps or step < cfg.wave_steps):
         weight = cfg.wave_weight * (1 - step / cfg.wave_steps if cfg.wave_steps else 1.0)
         loss = loss + weight * relative_mse(estimate, target)
     return loss
@@ -147,11 +147,6 @@ class AETask(Task):
         idx, starts = self.local(indices, gen, world)
         pad = self.model.encoder.padding
         spans = self.train_data.crops(idx, starts, self.length, pad).to(self.device)
-        if self.cfg.gain_db:
-            # Drawn for the global batch and sliced like it: DDP ranks match one process.
-            db = (torch.rand(len(indices), 1, generator=gen) * 2 - 1) * self.cfg.gain_db
-            db = db[world.rank::world.size]
-            spans = spans * (10 ** (db / 20)).to(self.device)
         estimate = module(spans)
         return audio_loss(self.cfg, estimate, spans[:, pad:pad + self.length], step)
 
