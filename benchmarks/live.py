@@ -213,6 +213,8 @@ def main():
     parser.add_argument("--model", help="checkpoint (default: models/default, else random small)")
     parser.add_argument("--storm", type=float, default=60.0, help="storm seconds (default 60)")
     parser.add_argument("--notes", type=int, default=16, help="notes per latency series")
+    parser.add_argument("--generators", default="process,thread",
+                        help="play's --generator values to compare, side by side in one run")
     args = parser.parse_args()
     # The probe is a Python JACK client too: give it the priority `singsynth play` asks
     # for, so that its own lateness does not stand in for singsynth's.
@@ -226,15 +228,17 @@ def main():
         print(f"sine floor (trivial Python synth): {summary(sine['cold'])}")
         print(f"  singsynth reported xruns {sine['xruns']}; {blame_text(sine['jack_xruns'])}")
 
-        res = session(server, ["--model", path, "--no-prewarm"], notes=args.notes,
-                      storm_seconds=args.storm, seconds=60 + args.storm)
-        print(f"model cold (never played, nothing prewarmed): {summary(res['cold'])}")
-        print(f"model warm (same notes again, cached):       {summary(res['warm'])}")
-        print(f"storm {args.storm:.0f} s, 50 note-ons/s over 4 channels: "
-              f"{blame_text(res['storm_jack'])}")
-        print(f"  whole session: singsynth reported xruns {res['xruns']}; "
-              f"{blame_text(res['jack_xruns'])}")
-        print(f"  {res['line']}")
+        for kind in args.generators.split(","):
+            res = session(server, ["--model", path, "--no-prewarm", "--generator", kind],
+                          notes=args.notes, storm_seconds=args.storm, seconds=60 + args.storm)
+            print(f"--generator {kind}:")
+            print(f"  model cold (never played, nothing prewarmed): {summary(res['cold'])}")
+            print(f"  model warm (same notes again, cached):       {summary(res['warm'])}")
+            print(f"  storm {args.storm:.0f} s, 50 note-ons/s over 4 channels: "
+                  f"{blame_text(res['storm_jack'])}")
+            print(f"  whole session: singsynth reported xruns {res['xruns']}; "
+                  f"{blame_text(res['jack_xruns'])}")
+            print(f"  {res['line']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -124,7 +125,7 @@ def _worker(source, shared, shape, sample_rate, options, down, up, threads):
                 os.setpriority(os.PRIO_PROCESS, 0, 0)
         except OSError:
             pass
-    if threads:
+    if threads and "torch" in sys.modules:  # (the source, unpickled, loaded it if it needs it)
         import torch
         torch.set_num_threads(threads)
     slots = np.frombuffer(shared, dtype=np.float32).reshape(shape)
