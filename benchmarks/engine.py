@@ -211,7 +211,7 @@ def main(argv=None):
         print(f"prewarm of one instrument, {hi - lo + 1} keys x {levels} velocity levels "
               f"({len(keys)} distinct notes): {took:.1f} s ({took / len(keys) * 1000:.0f} ms/note)")
         stats = synth.stats()
-        child = rss_mb(synth.generator._proc.pid)
+        child = rss_mb(synth.generator.pid)
         rss = rss_mb() + child
         print(f"generator process RSS: {child:.0f} MB (python, torch and the model, counted below)")
         used = stats["cache_bytes"] / 2**20

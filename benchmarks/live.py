@@ -119,11 +119,7 @@ def latencies(probe, pitches, velocity=100, hold=0.25):
     frames = []
     for pitch in pitches:
         wait_quiet(probe)
-        n = len(probe.sent)
-        probe.send([0x90, pitch, velocity])
-        while len(probe.sent) == n:
-            time.sleep(0.001)
-        frames.append(probe.sent[n][0])
+        frames.append(probe.note_on(pitch, velocity))
         time.sleep(hold)
         probe.send([0x80, pitch, 0])
     time.sleep(0.5)

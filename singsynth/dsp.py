@@ -46,3 +46,10 @@ def spectral_loss(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1.0
 def waveform_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error between waveforms (eq. 3.1, averaged over samples)."""
     return (estimate.float() - target.float()).square().mean()
+
+
+def relative_mse(estimate: torch.Tensor, target: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """Waveform MSE over each target's mean power, averaged over the batch (B, L): quiet
+    notes count as much as loud ones."""
+    error = (estimate.float() - target.float()).square().mean(-1)
+    return (error / (target.float().square().mean(-1) + floor)).mean()

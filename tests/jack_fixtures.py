@@ -239,6 +239,14 @@ class JackProbe:
         """Queue one MIDI message (3 bytes) for the next cycle."""
         self.pending.append(bytes(data))
 
+    def note_on(self, pitch, velocity, channel=0):
+        """Send a note-on and return the JACK frame it went out at (waits for the cycle)."""
+        n = len(self.sent)
+        self.send([0x90 | channel, pitch, velocity])
+        while len(self.sent) == n:
+            time.sleep(0.001)
+        return self.sent[n][0]
+
     def now(self):
         """JACK's current frame time (frames)."""
         return self.client.frame_time

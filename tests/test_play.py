@@ -99,11 +99,7 @@ def play_notes(probe, notes, hold=0.35, gap=0.35, velocity=100):
     """Note-on, hold, note-off, gap, for each pitch; returns the JACK frames of the note-ons."""
     frames = []
     for pitch in notes:
-        n = len(probe.sent)
-        probe.send([0x90, pitch, velocity])
-        while len(probe.sent) == n:
-            time.sleep(0.001)
-        frames.append(probe.sent[n][0])
+        frames.append(probe.note_on(pitch, velocity))
         time.sleep(hold)
         probe.send([0x80, pitch, 0])
         time.sleep(gap)

@@ -163,9 +163,14 @@ def assert_one_line_error(proc, pattern):
     assert pattern in lines[0], lines[0]
 
 
-def test_resume_with_another_vocabulary_is_refused(full_run, tmp_path):
-    other = write_synthetic(tmp_path / "other", ["flute_073", "organ_016", "brass_061"],
-                            range(60, 70))
+@pytest.fixture
+def other(tmp_path):
+    """A dataset whose instrument vocabulary differs from `train_dataset`'s."""
+    return write_synthetic(tmp_path / "other", ["flute_073", "organ_016", "brass_061"],
+                           range(60, 70))
+
+
+def test_resume_with_another_vocabulary_is_refused(full_run, other, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     shutil.copy(full_run / "state-ae.safetensors", out)
@@ -174,9 +179,7 @@ def test_resume_with_another_vocabulary_is_refused(full_run, tmp_path):
     assert "use the same --data" in proc.stderr
 
 
-def test_stage_from_checkpoint_of_another_vocabulary_is_refused(full_run, tmp_path):
-    other = write_synthetic(tmp_path / "other", ["flute_073", "organ_016", "brass_061"],
-                            range(60, 70))
+def test_stage_from_checkpoint_of_another_vocabulary_is_refused(full_run, other, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     shutil.copy(full_run / "ae.safetensors", out)
@@ -275,7 +278,7 @@ def test_bf16_training_learns_and_keeps_float32_weights(train_dataset, tmp_path)
 
 
 def test_relative_waveform_term_weighs_quiet_and_loud_notes_alike():
-    from singsynth.train.stages import relative_mse
+    from singsynth.dsp import relative_mse
     torch.manual_seed(0)
     a, b = torch.randn(1, 4096), torch.randn(1, 4096)
     loud = relative_mse(a, b).item()

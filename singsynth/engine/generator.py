@@ -43,6 +43,16 @@ PREWARM = 1
 log = logging.getLogger(__name__)
 
 
+# Samples of room beyond a note's length at the output rate: the streaming resamplers may
+# deliver a few more than the exact ratio.
+SPARE = 4096
+
+
+def output_samples(source: NoteSource, rate: int) -> int:
+    """A whole note's length at output rate `rate`."""
+    return math.ceil(source.note_samples * rate / source.sample_rate)
+
+
 def resample_notes(notes: np.ndarray, source_rate: int, rate: int, quality: str = "HQ") -> np.ndarray:
     """Whole notes to the output rate: float32 (n, samples at source_rate) -> (n, samples at rate)."""
     notes = np.ascontiguousarray(notes, dtype=np.float32)
@@ -62,10 +72,10 @@ class _Batch:
         self.played = played
         self.start = time.perf_counter()
         self.first = None  # (time, samples available) after the first chunk
-        self.total = math.ceil(gen.source.note_samples * gen.sample_rate / gen.source.sample_rate)
+        self.total = output_samples(gen.source, gen.sample_rate)
         for note in notes:
             note.started = True
-            gen.alloc(note, self.total + 4096)
+            gen.alloc(note, self.total + SPARE)
         if mode == "render":
             return
         self.resample = None

@@ -24,7 +24,6 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
-import math
 import multiprocessing as mp
 import os
 import queue
@@ -39,18 +38,13 @@ import numpy as np
 from singsynth.errors import EngineError
 
 from .cache import Note
-from .generator import PLAYED, PREWARM, Generator
+from .generator import PLAYED, PREWARM, SPARE, Generator, output_samples
 from .source import NoteKey, NoteSource
 
 log = logging.getLogger(__name__)
 
 QUARANTINE = 0.5   # seconds a finished note's slot stays unused (voices may still read it)
 START_TIMEOUT = 120.0
-
-
-def slot_capacity(source: NoteSource, sample_rate: int) -> int:
-    """Samples per slot: a whole note at the output rate plus the resamplers' spare."""
-    return math.ceil(source.note_samples * sample_rate / source.sample_rate) + 4096
 
 
 # ---- child process -------------------------------------------------------------------
@@ -104,12 +98,8 @@ class _SlotGenerator(Generator):
         self.up.send(("done", self.ids[note], note.available))
 
     def _fail(self, notes: List[Note]) -> None:
-        self.errors += 1
-        self.up.send(("failed", [self.ids.pop(n) for n in notes if n in self.ids]))
-        for note in notes:
-            note.failed = note.done = True
-            if self.pending.get(note.key) is note:
-                del self.pending[note.key]
+        self.up.send(("failed", [self.ids[n] for n in notes if n in self.ids]))
+        super()._fail(notes)
 
     def _release(self, note: Note) -> None:
         if self.pending.get(note.key) is note:
@@ -168,7 +158,7 @@ class ProcessGenerator:
         self.sample_rate = int(sample_rate)
         self.is_cached = is_cached or (lambda key: False)
         n_slots = slots or 4 * int(options.get("batch_size", 16))
-        capacity = slot_capacity(source, self.sample_rate)
+        capacity = output_samples(source, self.sample_rate) + SPARE
         ctx = mp.get_context("spawn")  # never fork a process whose torch threads are running
         shared = ctx.RawArray(ctypes.c_float, n_slots * capacity)
         self.slots = np.frombuffer(shared, dtype=np.float32).reshape(n_slots, capacity)
@@ -222,6 +212,11 @@ class ProcessGenerator:
     @property
     def alive(self) -> bool:
         return self._proc.is_alive()
+
+    @property
+    def pid(self) -> int:
+        """The child process's id."""
+        return self._proc.pid
 
     def close(self) -> None:
         """Stop the child process and the message threads."""

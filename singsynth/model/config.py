@@ -59,8 +59,8 @@ CONFIGS = {
     "paper": SINGConfig(name="paper"),
     # For CPU training and live play: trains in about 2 hours on 2 cores.
     "small": SINGConfig(name="small", lstm_hidden=256, lstm_layers=3, latent=128, channels=256),
-    # The default model: small's LSTM, a 512-channel decoder and encoder (finer pitch
-    # resolution in the grains; 2x the cost of small's decoder, still real time on a CPU).
+    # small's LSTM with a 512-channel decoder and encoder (more grains to place partials;
+    # 2x the cost of small's decoder, still real time on a CPU). configs/wide.yaml.
     "wide": SINGConfig(name="wide", lstm_hidden=256, lstm_layers=3, latent=128, channels=512),
     # For tests: a few hundred kilobytes.
     "tiny": SINGConfig(name="tiny", lstm_hidden=32, lstm_layers=2, latent=16, channels=32),

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from singsynth.dsp import spectral_loss, waveform_mse
+from singsynth.dsp import relative_mse, spectral_loss, waveform_mse
 from singsynth.model import SING, samples_to_steps
 
 
@@ -54,11 +54,6 @@ def audio_loss(cfg, estimate, target, step: int):
         loss = loss + weight * relative_mse(estimate, target)
     return loss
 
-
-def relative_mse(estimate, target, floor: float = 1e-6):
-    """Waveform MSE over each target's mean power, averaged over the batch (B, L)."""
-    error = (estimate.float() - target.float()).square().mean(-1)
-    return (error / (target.float().square().mean(-1) + floor)).mean()
 
 
 class AutoEncoder(nn.Module):
