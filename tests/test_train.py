@@ -111,6 +111,14 @@ def test_existing_run_needs_resume_or_force(full_run, train_dataset, tmp_path):
 
 # --- bad input ---------------------------------------------------------------------------
 
+def test_exponent_without_dot_reads_as_float(tmp_path):
+    # YAML 1.1 loads `4e-4` as a string; a learning rate written so must still count.
+    path = tmp_path / "lr.yaml"
+    path.write_text("ae: {lr: 4e-4}\n")
+    assert load_config(path).ae.lr == 4e-4
+    assert load_config(None, ["ae.eps=1e-2"]).ae.eps == 0.01
+
+
 @pytest.mark.parametrize("text, pattern", [
     ("ae: {lr: fast}\n", r"ae\.lr must be float, got 'fast'"),
     ("ae: {learning_rate: 0.001}\n", r"unknown key ae\.learning_rate; allowed: epochs"),

@@ -101,6 +101,12 @@ def _fill(cls, values: dict, where: str, source: str):
         if key not in fields:
             raise ConfigError(f"{source}: unknown key {where}{key}; allowed: {', '.join(fields)}")
         default = getattr(out, key)
+        if isinstance(default, float) and isinstance(value, str):
+            # YAML 1.1 reads `4e-4` (no dot) as a string; a number written so is still meant.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(default, StageConfig):
             value = _fill(StageConfig, value, f"{where}{key}.", source)
         elif isinstance(default, bool) or not isinstance(value, type(default)) and not (
