@@ -10,7 +10,6 @@ no change: it just gets this wrapper as its source.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -20,7 +19,6 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from singsynth.engine.source import NoteKey, NoteSource
-from singsynth.modelfiles import file_hash, resolve
 
 log = logging.getLogger(__name__)
 
@@ -122,59 +120,3 @@ class DiskCachedSource:
         whole = np.stack(notes) if notes else np.zeros((0, self.note_samples), np.float32)
         for start in range(0, self.note_samples, chunk):
             yield whole[:, start:start + chunk]
-
-
-class LazyModelSource:
-    """A checkpoint's NoteSource that imports torch and loads the weights only when a note
-    has to be generated: a render whose notes are all in the disk cache never pays for it.
-
-    Built by `open_model_source`, from the checkpoint's safetensors JSON header (read as
-    JSON, never unpickled); the full load, with all its checks, happens on first use.
-    """
-
-    def __init__(self, path: Path, instruments, sample_rate: int, note_samples: int):
-        self.path = path
-        self.instruments = list(instruments)
-        self.sample_rate = int(sample_rate)
-        self.note_samples = int(note_samples)
-        self._source = None
-        self._identity = None
-
-    def _load(self):
-        if self._source is None:
-            from singsynth.checkpoint import load_model
-            from singsynth.engine.model_source import ModelSource
-            self._source = ModelSource(load_model(self.path))
-        return self._source
-
-    def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
-        return self._load().render(keys)
-
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
-        return self._load().stream(keys, chunk)
-
-    def identity(self) -> str:
-        if self._identity is None:
-            self._identity = file_hash(self.path)
-        return self._identity
-
-
-def open_model_source(name_or_path=None):
-    """A NoteSource for a checkpoint: lazy when its header reads cleanly, else loaded now
-    (so that a bad file raises the loader's own `CheckpointError` at once)."""
-    path = resolve(name_or_path)
-    try:
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 2 <= size <= 100_000_000:
-                raise ValueError("implausible header size")
-            meta = json.loads(f.read(size))["__metadata__"]
-        config = json.loads(meta["config"])
-        instruments = json.loads(meta["instruments"])
-        if meta.get("format") != "singsynth" or not all(isinstance(i, str) for i in instruments):
-            raise ValueError("not a singsynth checkpoint")
-        return LazyModelSource(path, instruments, config["sample_rate"], config["note_samples"])
-    except (OSError, ValueError, KeyError, TypeError):
-        from singsynth.checkpoint import load_model
-        from singsynth.engine.model_source import ModelSource
-        return ModelSource(load_model(name_or_path))

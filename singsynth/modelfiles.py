@@ -1,13 +1,21 @@
 """Where checkpoints live and how they are identified, without importing torch.
 
 `render` reads a checkpoint's header and hash before deciding whether it needs the model
-at all, so these helpers must stay free of torch (see `singsynth.diskcache`).
+at all (see `singsynth.diskcache`), and `play`'s audio process never loads the model (its
+generator process does), so these helpers must stay free of torch.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from singsynth.engine.source import NoteKey
 
 MODELS_DIR = Path(os.environ.get("SINGSYNTH_MODELS", Path(__file__).resolve().parents[1] / "models"))
 DEFAULT_MODEL = "default"
@@ -29,3 +37,60 @@ def file_hash(path, length: int = 16) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:length]
+
+
+class LazyModelSource:
+    """A checkpoint's NoteSource that imports torch and loads the weights only when a note
+    has to be generated: a render whose notes are all in the disk cache never pays for it.
+
+    Built by `open_model_source`, from the checkpoint's safetensors JSON header (read as
+    JSON, never unpickled); the full load, with all its checks, happens on first use.
+    """
+
+    def __init__(self, path: Path, instruments, sample_rate: int, note_samples: int):
+        self.path = path
+        self.instruments = list(instruments)
+        self.sample_rate = int(sample_rate)
+        self.note_samples = int(note_samples)
+        self._source = None
+        self._identity = None
+
+    def load(self):
+        """The loaded `ModelSource` (imports torch; CheckpointError for a bad file)."""
+        if self._source is None:
+            from singsynth.checkpoint import load_model
+            from singsynth.engine.model_source import ModelSource
+            self._source = ModelSource(load_model(self.path))
+        return self._source
+
+    def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
+        return self.load().render(keys)
+
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
+        return self.load().stream(keys, chunk)
+
+    def identity(self) -> str:
+        if self._identity is None:
+            self._identity = file_hash(self.path)
+        return self._identity
+
+
+def open_model_source(name_or_path=None):
+    """A NoteSource for a checkpoint: lazy when its header reads cleanly, else loaded now
+    (so that a bad file raises the loader's own `CheckpointError` at once)."""
+    path = resolve(name_or_path)
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 2 <= size <= 100_000_000:
+                raise ValueError("implausible header size")
+            meta = json.loads(f.read(size))["__metadata__"]
+        config = json.loads(meta["config"])
+        instruments = json.loads(meta["instruments"])
+        if meta.get("format") != "singsynth" or not all(isinstance(i, str) for i in instruments):
+            raise ValueError("not a singsynth checkpoint")
+        return LazyModelSource(path, instruments, config["sample_rate"], config["note_samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        from singsynth.checkpoint import load_model
+        from singsynth.engine.model_source import ModelSource
+        return ModelSource(load_model(name_or_path))

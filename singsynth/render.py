@@ -276,7 +276,8 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         from singsynth.engine import Synth
         from singsynth.presets import load_preset
 
-        from singsynth.diskcache import DiskCachedSource, open_model_source
+        from singsynth.diskcache import DiskCachedSource
+        from singsynth.modelfiles import open_model_source
 
         if source is None:  # lazy: with every note on disk, torch is never even imported
             source = open_model_source(model) if use_cache else None

@@ -1,4 +1,6 @@
 """The generator in its own process (live play's) makes exactly the thread's notes."""
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -113,6 +115,44 @@ def test_checkpoint_source_loads_the_same_file_in_the_child(tiny_checkpoint):
     by_process, _ = cached_note(src, "process", pitch=57)
     assert np.abs(by_thread.data).max() > 0
     np.testing.assert_allclose(by_process.data, by_thread.data, atol=1e-5)
+
+
+def test_the_audio_process_never_imports_torch_with_a_lazy_checkpoint(tiny_checkpoint):
+    # What `play` runs: the header is read here, the weights load only in the child.
+    code = f"""
+import sys
+import time
+import numpy as np
+from singsynth.engine import Synth
+from singsynth.modelfiles import open_model_source
+src = open_model_source({str(tiny_checkpoint)!r})
+with Synth(src, 48000, generator="process", cold="stream") as synth:
+    synth.note_on(0, 57, 100)
+    key = synth.note_key(0, 57, 100)
+    deadline = time.monotonic() + 60
+    while key not in synth.cache and time.monotonic() < deadline:
+        synth.process(256)
+        time.sleep(0.005)
+    note = synth.cache.get(key)
+print("torch" in sys.modules, note.length, float(np.abs(note.data).max()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out[0] == "False"
+    assert int(out[1]) > 190000 and float(out[2]) > 0  # a whole 4 s note at 48 kHz, not silent
+
+
+def test_a_corrupt_checkpoint_fails_in_the_parent_with_the_loader_message(tiny_checkpoint,
+                                                                          tmp_path):
+    from singsynth.errors import CheckpointError
+    from singsynth.modelfiles import LazyModelSource, open_model_source
+    bad = tmp_path / "cut.safetensors"
+    data = tiny_checkpoint.read_bytes()
+    bad.write_bytes(data[:len(data) - 1000])  # header intact, tensors cut short
+    src = open_model_source(bad)
+    assert isinstance(src, LazyModelSource)
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors: not a readable safetensors"):
+        Synth(src, 48000, generator="process")
 
 
 def test_unknown_generator_kind_is_refused():

@@ -432,7 +432,7 @@ def test_cli_renders_with_the_tiny_checkpoint_and_damaged_file_warns(tmp_path, t
 
 
 def test_lazy_model_source_reads_the_header_and_loads_only_to_generate(tiny_checkpoint):
-    from singsynth.diskcache import LazyModelSource, open_model_source
+    from singsynth.modelfiles import LazyModelSource, open_model_source
     from singsynth.engine.model_source import ModelSource
     from singsynth.checkpoint import load_model
     lazy = open_model_source(str(tiny_checkpoint))

@@ -58,7 +58,12 @@ def build_synth(args, sample_rate, source=None):
     """The engine for `args`. `source` replaces the checkpoint (Python API and tests only)."""
     from singsynth.engine import Synth
     from singsynth.presets import load_preset
-    if source is None:
+    if source is None and args.generator == "process":
+        # Only the header is read here: the child loads the weights, so this (audio)
+        # process never imports torch (~360 MB and a GIL-holding thread pool less).
+        from singsynth.modelfiles import open_model_source
+        source = open_model_source(args.model)
+    elif source is None:
         import torch
         if not os.environ.get("OMP_NUM_THREADS"):
             # Leave a core to the audio thread (the process generator does the same in its

@@ -10,7 +10,7 @@ How the halves talk:
   written, so the parent only ever reads written samples (as with `Note.available`);
 - requests go down one pipe, reports come up another (each pipe has one writer):
     down: ("played" | "prewarm", [(id, key), ...]), ("free", slot), None = stop
-    up:   ("ready",), ("start", id, slot), ("data", [(id, available, playable), ...]),
+    up:   ("ready",) or ("error", class name, message), ("start", id, slot), ("data", [(id, available, playable), ...]),
           ("done", id, available), ("failed", [id, ...])
 - the parent keeps one `Note` per id. Its `data` is the slot's row while streaming, and a
   private copy once done; the slot goes back to the child only after `QUARANTINE`
@@ -35,7 +35,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from singsynth.errors import EngineError
+from singsynth import errors
+from singsynth.errors import EngineError, SingsynthError
 
 from .cache import Note
 from .generator import PLAYED, PREWARM, SPARE, Generator, output_samples
@@ -115,7 +116,13 @@ def _worker(source, shared, shape, sample_rate, options, down, up, threads):
                 os.setpriority(os.PRIO_PROCESS, 0, 0)
         except OSError:
             pass
-    if threads and "torch" in sys.modules:  # (the source, unpickled, loaded it if it needs it)
+    if hasattr(source, "load"):  # a lazy checkpoint source: the model loads here, not above
+        try:
+            source = source.load()
+        except SingsynthError as exc:  # a bad checkpoint: the parent raises it as one line
+            up.send(("error", type(exc).__name__, str(exc)))
+            return
+    if threads and "torch" in sys.modules:
         import torch
         torch.set_num_threads(threads)
     slots = np.frombuffer(shared, dtype=np.float32).reshape(shape)
@@ -141,8 +148,10 @@ class ProcessGenerator:
     `busy`, `generated`, `errors`, `close`), with the model in a child process.
 
     Args:
-        source: a picklable `NoteSource` (a `ModelSource` pickles as its checkpoint path,
-            so the child loads the same file).
+        source: a picklable `NoteSource`. A `ModelSource` pickles as its checkpoint path
+            and a `LazyModelSource` (`modelfiles.open_model_source`) loads in the child
+            only, so the audio process never imports torch; a bad checkpoint raises its
+            `CheckpointError` here.
         sample_rate: output rate in Hz.
         slots: notes that may be in flight at once (queued requests wait for a slot);
             default 4 batches. Memory: slots x 4 s of float32 at the output rate.
@@ -173,7 +182,11 @@ class ProcessGenerator:
         self._proc.start()
         down_r.close()
         up_w.close()
-        if not self._up.poll(START_TIMEOUT) or self._recv() != ("ready",):
+        first = self._recv() if self._up.poll(START_TIMEOUT) else None
+        if first and first[0] == "error":
+            self._proc.join(timeout=5.0)
+            raise getattr(errors, first[1], EngineError)(first[2])
+        if first != ("ready",):
             self._proc.kill()
             raise EngineError(f"the note generator process did not start (exit code "
                               f"{self._proc.exitcode}); see the error above, or run with "
