@@ -2,19 +2,19 @@
 
     python benchmarks/engine.py [--model PATH] [--prewarm-pitches 21 108] [--cold-notes 20]
 
-At 48 kHz with 256-frame blocks, with the default model (`models/default.safetensors`), or,
-while none exists, a randomly initialised `small` model (same size and speed as a trained
-one; the output says which). An "audio thread" calls `process(256)` paced at real time, as
+At 48 kHz with 256-frame blocks, with the default model (`models/default.safetensors`).
+An "audio thread" calls `process(256)` paced at real time, as
 a sound card would. Pause other CPU-heavy jobs first: timings are wall-clock.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 import resource
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -30,23 +30,22 @@ def rss_mb(pid="self") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_source(model_arg):
+def header_mb(path) -> float:
+    """Parameter megabytes of a safetensors checkpoint, from its JSON header (no torch)."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return sum(end - begin for name, t in header.items() if name != "__metadata__"
+               for begin, end in [t["data_offsets"]]) / 2**20
+
+
+def thread_source(path):
+    """The model loaded in this process, for the thread generator (imports torch)."""
     import torch
 
+    from singsynth.checkpoint import load_model
     from singsynth.engine.model_source import ModelSource
     torch.set_num_threads(1)  # leave the other core to the audio thread (2-core machine)
-    default = Path("models/default.safetensors")
-    if model_arg or default.exists():
-        from singsynth.checkpoint import load_model
-        model = load_model(model_arg)
-        what = f"checkpoint {model_arg or default}"
-    else:
-        from singsynth.model import build
-        torch.manual_seed(0)
-        model = build("small", ["piano", "organ", "guitar", "strings"], with_encoder=False)
-        what = "randomly initialised 'small' model (no models/default.safetensors yet)"
-    model_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-    return ModelSource(model, device="cpu"), what, model_mb
+    return ModelSource(load_model(path), device="cpu")
 
 
 class AudioThread:
@@ -80,9 +79,10 @@ class AudioThread:
         self._thread.join()
 
 
-def cold_latency(synth, count):
+def cold_latency(synth, count, prefetch=False):
     """note_on -> first non-silent output sample, in ms, for `count` uncached notes; and
-    the seconds each process() call took meanwhile."""
+    the seconds each process() call took meanwhile. `prefetch`: call `Synth.prefetch`
+    right before each note_on, as `play`'s MIDI thread does."""
     lat = []
     with AudioThread(synth) as audio:
         for i in range(count):
@@ -91,6 +91,8 @@ def cold_latency(synth, count):
             assert key not in synth.cache
             mark = len(audio.log)
             t_on = time.perf_counter()
+            if prefetch:
+                synth.prefetch(0, pitch, 33 + (i * 13) % 90)
             synth.note_on(0, pitch, 33 + (i * 13) % 90)
             while True:
                 time.sleep(0.001)
@@ -106,10 +108,19 @@ def cold_latency(synth, count):
     return np.array(lat), np.array(audio.times)
 
 
+def fill(synth, keys):
+    """Have the generator make `keys` and wait until the audio side has cached them all
+    (through the generator, as `play` does: this process never runs the model)."""
+    synth.prewarm(keys)
+    while not all(k in synth.cache for k in keys):
+        synth.process(BLOCK)
+        time.sleep(0.01)
+
+
 def warm_next_block(synth, count):
     """How many of `count` cached notes sound at sample 0 of the block right after note_on."""
     keys = [synth.note_key(1, 60 + i, 100) for i in range(count)]
-    synth.prepare(keys, progress=False)
+    fill(synth, keys)
     synth.process(BLOCK)
     ok = 0
     for i in range(count):
@@ -125,7 +136,7 @@ def warm_next_block(synth, count):
 def mix_cost(synth, blocks, background=None):
     """process(256) wall times (ms) with 128 held voices; optionally while prewarm generates."""
     keys = [(c, 30 + 8 * j + c % 8, 40 + (j * 16 + c) * 11 % 87) for j in range(8) for c in range(16)]
-    synth.prepare([synth.note_key(c, p, v) for c, p, v in keys], progress=False)
+    fill(synth, [synth.note_key(c, p, v) for c, p, v in keys])
     synth.process(BLOCK)
     for c, p, v in keys:
         synth.note_on(c, p, v)
@@ -168,27 +179,33 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from singsynth.engine import Synth
+    from singsynth.modelfiles import open_model_source, resolve
     from singsynth.presets import parse_preset
 
-    rss0 = rss_mb()
-    source, what, model_mb = load_source(args.model)
+    # As `play` does: this (audio) process reads the checkpoint's header only and the
+    # generator process loads the weights, so torch is imported here only at the end,
+    # for the thread generator's side-by-side figure.
+    path = resolve(args.model)
+    source = open_model_source(path)
+    model_mb = header_mb(path)
     lo, hi = args.prewarm_pitches
     preset = parse_preset({"defaults": {"instrument": 0, "prewarm": [lo, hi]}},
                           source.instruments, origin="<benchmark>")
-    print(f"engine benchmark: {what}; {RATE} Hz, {BLOCK}-frame blocks ({BLOCK_S * 1000:.2f} ms)")
-    print(f"model parameters: {model_mb:.0f} MB; process RSS before the synth: {rss_mb():.0f} MB "
-          f"(python + torch: {rss0:.0f} MB before loading the model)")
+    print(f"engine benchmark: checkpoint {path}; {RATE} Hz, {BLOCK}-frame blocks ({BLOCK_S * 1000:.2f} ms)")
+    print(f"model parameters: {model_mb:.0f} MB; audio process RSS before the synth: {rss_mb():.0f} MB")
 
-    # Side by side in one run: the model in a thread of this process, then in a child
-    # process (live play's default).
-    for kind in ("thread", "process"):
+    def cold(kind, source, prefetch=False):
         with Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20, generator=kind) as synth:
-            lat, mix = cold_latency(synth, args.cold_notes)
-        print(f"cold note, {kind} generator, note_on -> first non-silent sample: "
+            lat, mix = cold_latency(synth, args.cold_notes, prefetch)
+        print(f"cold note, {kind} generator{', prefetch + note_on' if prefetch else ''}, "
+              "note_on -> first non-silent sample: "
               f"p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms, "
               f"max {lat.max():.0f} ms over {len(lat)} notes (target p95 <= 15 ms); "
               f"process() meanwhile p99 {np.percentile(mix, 99) * 1000:.2f} ms, "
               f"max {mix.max() * 1000:.2f} ms")
+
+    cold("process", source)
+    cold("process", source, prefetch=True)
     synth = Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20, generator="process")
     try:
         ok = warm_next_block(synth, 16)
@@ -212,8 +229,10 @@ def main(argv=None):
               f"({len(keys)} distinct notes): {took:.1f} s ({took / len(keys) * 1000:.0f} ms/note)")
         stats = synth.stats()
         child = rss_mb(synth.generator.pid)
-        rss = rss_mb() + child
-        print(f"generator process RSS: {child:.0f} MB (python, torch and the model, counted below)")
+        audio = rss_mb()
+        rss = audio + child
+        print(f"RSS: audio process {audio:.0f} MB (torch imported: {'torch' in sys.modules}), "
+              f"generator process {child:.0f} MB (python, torch and the model)")
         used = stats["cache_bytes"] / 2**20
         print(f"memory: RSS {rss:.0f} MB; cache {used:.0f} MB ({stats['cache_notes']} notes, budget "
               f"{args.cache_mb} MB, {stats['cache_evictions']} evictions); cache used + model + 300 MB = "
@@ -223,6 +242,8 @@ def main(argv=None):
         print(f"stats: {stats}")
     finally:
         synth.close()
+    # Side by side in the same run: the model in a thread of this process.
+    cold("thread", thread_source(path))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,17 @@ def test_cold_note_sounds_while_the_process_is_still_generating_it():
         assert synth.stats()["stalls"] == 0
 
 
+def test_a_prefetched_note_is_made_once_by_the_process_and_played():
+    src = SineSource(note_samples=16000)
+    with Synth(src, 48000, generator="process", cold="stream") as synth:
+        synth.prefetch(0, 64, 100)
+        time.sleep(0.05)  # the child is already generating it
+        synth.note_on(0, 64, 100)
+        key = synth.note_key(0, 64, 100)
+        pump(synth, lambda out: key in synth.cache)
+        assert synth.stats()["generated"] == 1 and synth.stats()["voices"] == 1
+
+
 def test_prewarm_through_the_process_fills_the_cache_with_the_thread_notes():
     src = SineSource(note_samples=8000)
     notes = {}

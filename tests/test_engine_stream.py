@@ -49,6 +49,36 @@ def test_cold_note_sounds_before_it_finishes_generating_then_is_cached(gated):
     assert synth.stats()["generating"] == 0
 
 
+def test_prefetch_starts_generating_before_the_note_on_and_the_note_on_reuses_it(gated):
+    synth, src, gate = gated
+    synth.prefetch(0, 60, 100)  # as play's MIDI thread does, before any process() call
+    deadline = time.monotonic() + 5
+    while not src.calls and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert src.calls == [("stream", 1)]
+    synth.prefetch(0, 60, 100)  # twice: still one request
+    synth.note_on(0, 60, 100)
+    pump(synth, lambda out: np.abs(out).max() > 0)
+    gate.set()
+    key = synth.note_key(0, 60, 100)
+    pump(synth, lambda out: key in synth.cache)
+    assert src.calls == [("stream", 1)]  # the note-on played the prefetched note
+    assert synth.stats()["generated"] == 1 and synth._prefetched == {}
+    synth.prefetch(0, 60, 100)  # cached now, and velocity 0 is a note-off: nothing asked
+    synth.prefetch(0, 62, 0)
+    time.sleep(0.05)
+    assert src.calls == [("stream", 1)]
+
+
+def test_an_unclaimed_prefetch_ends_in_the_cache():
+    src = SineSource(note_samples=8000)
+    with Synth(src, 48000) as synth:
+        synth.prefetch(3, 70, 64)
+        key = synth.note_key(3, 70, 64)
+        pump(synth, lambda out: key in synth.cache)
+        assert synth._prefetched == {} and synth.stats()["voices"] == 0
+
+
 def test_warm_note_starts_in_the_very_next_block_at_its_offset():
     src = SineSource(note_samples=8000)
     with Synth(src, 48000) as synth:

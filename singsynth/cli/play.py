@@ -1,7 +1,8 @@
 """`singsynth play`: play live from a MIDI input to an audio device.
 
 MIDI thread -> `EventScheduler` (stamped with the stream clock) -> audio callback, which
-dispatches the events due in its block and calls `Synth.process`. The main thread only
+dispatches the events due in its block and calls `Synth.process`. A cold note-on also
+starts generating from the MIDI thread (`Synth.prefetch`), while its event waits. The main thread only
 shows the status line, follows the MIDI port coming and going, and stops cleanly on
 Ctrl-C or SIGTERM (stream closed, recording finalised).
 """
@@ -76,6 +77,18 @@ def build_synth(args, sample_rate, source=None):
     return Synth(source, sample_rate=sample_rate, preset=preset, generator=args.generator)
 
 
+def arrival(synth, scheduler):
+    """The MIDI thread's handler: a note-on starts its note generating at once (the
+    scheduler holds every event a block, for exact timing), then the event is queued."""
+    prefetch = getattr(synth, "prefetch", None)
+
+    def on_message(stamp, msg):
+        if prefetch is not None and msg.type == "note_on":
+            prefetch(msg.channel, msg.note, msg.velocity)
+        scheduler.push(stamp, msg)
+    return on_message
+
+
 def raise_priority(nice=PRIORITY):
     """Have the OS prefer the threads this thread starts from now on (nice `nice`).
 
@@ -143,7 +156,7 @@ def main(argv=None, *, source=None, make_synth=None):
                                      before_block=scheduler.dispatch, recorder_path=args.record)
         # MIDI opens before the stream starts: on JACK a client joining the graph can cost
         # an xrun, which must not land in the middle of playing.
-        midi.connect_to(scheduler.push, audio.time)
+        midi.connect_to(arrival(synth, scheduler), audio.time)
         port_name = midi.open()
         audio.start()
         if not args.no_prewarm:

@@ -71,6 +71,7 @@ class Synth:
         self.inflight = {}  # key -> Note waited on by a voice (audio thread only)
         self.stalls = 0
         self._cold: List[Note] = []  # notes to request from the generator after this block
+        self._prefetched: dict = {}  # key -> Note requested by `prefetch` (any thread)
         self._gains = [ch.gains() for ch in self.channels]
         self._order = 0
         if generator not in ("thread", "process"):
@@ -119,6 +120,24 @@ class Synth:
         elif t == "pitchwheel":
             self.pitch_bend(msg.channel, msg.pitch, offset)
 
+    def prefetch(self, channel: int, pitch: int, velocity: int) -> None:
+        """Start generating the note a note-on would play, before the note-on is processed.
+
+        For a host whose events wait before they reach `process` (live play holds each
+        MIDI event one block, so that its timing inside the block is exact): call this
+        from the MIDI thread as the event arrives, and a cold note's generation overlaps
+        that wait. Any thread, never blocks; the later `note_on` picks up the same note.
+        A key that no note-on claims (a program change came between) is simply cached.
+        """
+        if self.generator is None or velocity <= 0:
+            return
+        key = self._key(self.channels[int(channel) & 15].patch, int(pitch) & 127, int(velocity))
+        if key in self.cache or key in self.inflight or key in self._prefetched:
+            return
+        note = self.generator.pending.get(key) or Note(key)  # a queued prewarm note moves up
+        self._prefetched[key] = note
+        self.generator.request([note])
+
     # ---- the audio thread ------------------------------------------------------------
     def process(self, frames: int) -> np.ndarray:
         """Render the next block: float32 (frames, 2) at `sample_rate`. Audio thread only.
@@ -159,6 +178,8 @@ class Synth:
             note = done.popleft()
             if self.inflight.get(note.key) is note:
                 del self.inflight[note.key]
+            if self._prefetched.get(note.key) is note:
+                del self._prefetched[note.key]
             if not note.failed:
                 self.cache.put(note)
 
@@ -205,6 +226,10 @@ class Synth:
         if self.offline:
             note = Note.complete(key, self._render([key])[0])
             self.cache.put(note)
+            return note
+        note = self._prefetched.get(key)
+        if note is not None:  # already requested by `prefetch`
+            self.inflight[key] = note
             return note
         gen = self.generator
         note = gen.pending.get(key)  # queued for prewarm (or just requested): move it up
@@ -326,12 +351,13 @@ class Synth:
                 keys.append(NoteKey(patch.instrument, min(max(p + patch.transpose, 0), 127), index))
         return list(dict.fromkeys(keys))
 
-    def prewarm(self) -> List[NoteKey]:
-        """Queue the preset's prewarm keys for background generation at low priority.
+    def prewarm(self, keys: Optional[Sequence[NoteKey]] = None) -> List[NoteKey]:
+        """Queue `keys` (default: the preset's prewarm keys) for background generation at
+        low priority; they reach the cache during later `process` calls.
 
         Offline there is no background: nothing is queued (use `prepare`). Returns the keys.
         """
-        keys = self.prewarm_keys()
+        keys = self.prewarm_keys() if keys is None else list(keys)
         if self.generator is not None:
             self.generator.request_prewarm(keys)
         return keys
