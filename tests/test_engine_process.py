@@ -66,6 +66,16 @@ def test_a_prefetched_note_is_made_once_by_the_process_and_played():
         assert synth.stats()["generated"] == 1 and synth.stats()["voices"] == 1
 
 
+def test_prewarm_with_repeated_keys_makes_each_once_and_finishes():
+    src = SineSource(note_samples=4000)
+    with Synth(src, 48000, generator="process") as synth:
+        keys = [synth.note_key(0, p, 100) for p in (60, 62, 60, 64, 62, 60)]
+        synth.prewarm(keys)
+        pump(synth, lambda out: all(k in synth.cache for k in keys))
+        pump(synth, lambda out: synth.stats()["generating"] == 0, limit=2.0)
+        assert synth.stats()["generated"] == 3
+
+
 def test_prewarm_through_the_process_fills_the_cache_with_the_thread_notes():
     src = SineSource(note_samples=8000)
     notes = {}

@@ -255,7 +255,10 @@ class ProcessGenerator:
                 elif kind == PLAYED:
                     self._down.send(("played", [self._track(n) for n in what if not n.done]))
                 else:
-                    keys = [k for k in what if k not in self.pending and not self.is_cached(k)]
+                    # Once per key: the child skips a key it already has, and a second id
+                    # for it would wait in `pending` forever.
+                    keys = [k for k in dict.fromkeys(what)
+                            if k not in self.pending and not self.is_cached(k)]
                     if keys:
                         self._down.send(("prewarm", [self._track(Note(k)) for k in keys]))
             self._down.send(None)
