@@ -30,6 +30,19 @@ def rss_mb(pid="self") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def pss_mb(pid="self") -> float:
+    """Proportional set size: pages shared between the two processes (the note slots)
+    count half in each, so the two processes' PSS add up to the memory really used."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return rss_mb(pid)
+
+
 def header_mb(path) -> float:
     """Parameter megabytes of a safetensors checkpoint, from its JSON header (no torch)."""
     with open(path, "rb") as f:
@@ -228,13 +241,15 @@ def main(argv=None):
         print(f"prewarm of one instrument, {hi - lo + 1} keys x {levels} velocity levels "
               f"({len(keys)} distinct notes): {took:.1f} s ({took / len(keys) * 1000:.0f} ms/note)")
         stats = synth.stats()
-        child = rss_mb(synth.generator.pid)
-        audio = rss_mb()
-        rss = audio + child
-        print(f"RSS: audio process {audio:.0f} MB (torch imported: {'torch' in sys.modules}), "
-              f"generator process {child:.0f} MB (python, torch and the model)")
+        pid = synth.generator.pid
+        print(f"RSS: audio process {rss_mb():.0f} MB (torch imported: {'torch' in sys.modules}), "
+              f"generator process {rss_mb(pid):.0f} MB (python, torch and the model); "
+              f"both count the {synth.generator.slots.nbytes / 2**20:.0f} MB of shared note slots")
+        rss = pss_mb() + pss_mb(pid)
+        print(f"PSS (shared pages counted once): audio process {pss_mb():.0f} MB, generator "
+              f"process {pss_mb(pid):.0f} MB")
         used = stats["cache_bytes"] / 2**20
-        print(f"memory: RSS {rss:.0f} MB; cache {used:.0f} MB ({stats['cache_notes']} notes, budget "
+        print(f"memory: PSS of both processes {rss:.0f} MB; cache {used:.0f} MB ({stats['cache_notes']} notes, budget "
               f"{args.cache_mb} MB, {stats['cache_evictions']} evictions); cache used + model + 300 MB = "
               f"{used + model_mb + 300:.0f} MB: {'within' if rss <= used + model_mb + 300 else 'OVER'}; "
               f"budget + model + 300 MB = {args.cache_mb + model_mb + 300:.0f} MB: "
