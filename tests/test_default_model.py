@@ -1,7 +1,7 @@
 """The shipped default model loads through the CLI's path and makes sound.
 
 The quality bar of issue 8 (fundamental within 50 cents) is NOT met by the checkpoint
-shipped now (trained ~25 minutes on 2 shared CPU cores; see models/default.md), so that
+shipped now (trained about an hour on 2 CPU cores; see models/default.md), so that
 check is a strict expected failure: it turns into a failure the day a better default
 passes it, so the marker must then be removed.
 """
