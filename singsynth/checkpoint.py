@@ -15,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from singsynth.errors import CheckpointError
+from singsynth.files import make_public
 from singsynth.model import SING, SINGConfig
 from singsynth.modelfiles import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  # noqa: F401
 
@@ -46,9 +47,7 @@ def atomic_save_tensors(path, tensors: dict, metadata: dict) -> None:
                   metadata={k: str(v) for k, v in metadata.items()})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes files private; checkpoints are not
+        make_public(tmp)                    # mkstemp makes files private; checkpoints are not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

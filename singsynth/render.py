@@ -22,6 +22,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from singsynth.errors import SingsynthError
+from singsynth.files import make_public
 from singsynth.midi import Song, TimedEvent, read_midi
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,7 @@ def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int) -> None:
     fmt, subtype = output_format(path)
     try:
         soundfile.write(tmp, audio, sample_rate, format=fmt, subtype=subtype)
+        make_public(tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
         raise SingsynthError(f"cannot write {path}: {exc}") from None

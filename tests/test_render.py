@@ -169,9 +169,15 @@ def test_missing_output_folder_is_made(tmp_path):
     from singsynth.render import render_file
     song = tmp_path / "in.mid"
     song.write_bytes(simple_song())
-    render_file(song, tmp_path / "out" / "x.wav", source=SineSource(), use_cache=False,
-                preset="default", progress=False, tail=0.1)
+    umask = os.umask(0o022)
+    try:
+        render_file(song, tmp_path / "out" / "x.wav", source=SineSource(), use_cache=False,
+                    preset="default", progress=False, tail=0.1)
+    finally:
+        os.umask(umask)
     assert os.listdir(tmp_path / "out") == ["x.wav"]
+    # Renamed from a private temporary file, it still gets a new file's permissions.
+    assert (tmp_path / "out" / "x.wav").stat().st_mode & 0o777 == 0o644
 
 
 def test_missing_input_file_is_one_line(tmp_path, capsys):
