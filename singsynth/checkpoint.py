@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from singsynth.errors import CheckpointError
 from singsynth.files import make_public
@@ -40,12 +40,15 @@ def atomic_save_tensors(path, tensors: dict, metadata: dict) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised here and written through our own temporary file: safetensors' save_file
+    # may stage the file in a temporary of its own, which a kill would leave behind.
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                metadata={k: str(v) for k, v in metadata.items()})
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
-                  metadata={k: str(v) for k, v in metadata.items()})
-        with open(tmp, "rb+") as f:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
             os.fsync(f.fileno())
         make_public(tmp)                    # mkstemp makes files private; checkpoints are not
         os.replace(tmp, path)
