@@ -9,7 +9,6 @@ a sound card would. Pause other CPU-heavy jobs first: timings are wall-clock.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import resource
@@ -45,10 +44,9 @@ def pss_mb(pid="self") -> float:
 
 def header_mb(path) -> float:
     """Parameter megabytes of a safetensors checkpoint, from its JSON header (no torch)."""
-    with open(path, "rb") as f:
-        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    return sum(end - begin for name, t in header.items() if name != "__metadata__"
-               for begin, end in [t["data_offsets"]]) / 2**20
+    from singsynth.modelfiles import read_header
+    return sum(t["data_offsets"][1] - t["data_offsets"][0]
+               for name, t in read_header(path).items() if name != "__metadata__") / 2**20
 
 
 def thread_source(path):

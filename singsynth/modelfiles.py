@@ -75,16 +75,23 @@ class LazyModelSource:
         return self._identity
 
 
+def read_header(path) -> dict:
+    """A safetensors file's JSON header: {tensor name: {dtype, shape, data_offsets}, ...,
+    "__metadata__": {str: str}}. Read as JSON, never unpickled; OSError or ValueError
+    for a file that is not one."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if not 2 <= size <= 100_000_000:
+            raise ValueError("implausible header size")
+        return json.loads(f.read(size))
+
+
 def open_model_source(name_or_path=None):
     """A NoteSource for a checkpoint: lazy when its header reads cleanly, else loaded now
     (so that a bad file raises the loader's own `CheckpointError` at once)."""
     path = resolve(name_or_path)
     try:
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 2 <= size <= 100_000_000:
-                raise ValueError("implausible header size")
-            meta = json.loads(f.read(size))["__metadata__"]
+        meta = read_header(path)["__metadata__"]
         config = json.loads(meta["config"])
         instruments = json.loads(meta["instruments"])
         if meta.get("format") != "singsynth" or not all(isinstance(i, str) for i in instruments):

@@ -10,8 +10,9 @@ How the halves talk:
   written, so the parent only ever reads written samples (as with `Note.available`);
 - requests go down one pipe, reports come up another (each pipe has one writer):
     down: ("played" | "prewarm", [(id, key), ...]), ("free", slot), None = stop
-    up:   ("ready",) or ("error", class name, message), ("start", id, slot), ("data", [(id, available, playable), ...]),
-          ("done", id, available), ("failed", [id, ...])
+    up:   ("ready",) or ("error", class name, message), ("start", id, slot),
+          ("data", [(id, available, playable), ...]), ("done", id, available),
+          ("failed", [id, ...])
 - the parent keeps one `Note` per id. Its `data` is the slot's row while streaming, and a
   private copy once done; the slot goes back to the child only after `QUARANTINE`
   seconds, so a voice that read the old row at the start of a block never sees it reused.
