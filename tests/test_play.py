@@ -184,9 +184,9 @@ def test_play_virtual_port_sine_pitches_onsets_and_recording(jack_server, tmp_pa
     shift = first_rec - first_probe
     n = min(len(audio), len(rec) - shift) - PERIOD_MARGIN
     same = np.all(rec[shift:shift + n] == audio[:n], axis=1)
-    if probe.stalls == 0:
+    if probe.stalls == 0 and probe.xruns == 0:
         assert same.all()
-    else:  # a stalled cycle may reach JACK as silence while the callback still ran
+    else:  # a stalled or xrun cycle may reach JACK as silence while the callback still ran
         assert same.mean() > 0.95
     assert not list(tmp_path.glob(".*part"))
 
