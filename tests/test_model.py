@@ -86,6 +86,28 @@ def test_stream_equals_generate(name, chunk):
     assert (streamed - whole).abs().max() <= 1e-4
 
 
+def test_stream_follows_new_weights_and_restores_onednn():
+    """`stream` caches the windowed grains and turns oneDNN off for short LSTM runs: new
+    weights loaded in place must still be used, and the global flag left as it was."""
+    torch.manual_seed(0)
+    model, other = build("tiny", INSTRUMENTS).eval(), build("tiny", INSTRUMENTS).eval()
+    args = (torch.tensor([1]), torch.tensor([60]), torch.tensor([2]))
+    before = torch.cat(list(model.stream(*args)), dim=-1)
+    model.load_state_dict(other.state_dict())  # copies into the same tensors
+    after = torch.cat(list(model.stream(*args)), dim=-1)
+    expected = other.generate(*args)
+    assert (after - expected).abs().max() <= 1e-4
+    assert (before - expected).abs().max() > 1e-3
+    saved = torch.backends.mkldnn.enabled
+    try:
+        for state in (True, False):
+            torch.backends.mkldnn.enabled = state
+            next(model.stream(*args))
+            assert torch.backends.mkldnn.enabled is state
+    finally:
+        torch.backends.mkldnn.enabled = saved
+
+
 def test_first_chunk_needs_only_the_receptive_field():
     torch.manual_seed(0)
     model = build("tiny", INSTRUMENTS).eval()

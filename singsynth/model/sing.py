@@ -6,6 +6,7 @@ time and overlap-adds only the grains a chunk needs, so the first 256 samples ne
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator, Sequence
 
 import torch
@@ -13,6 +14,24 @@ from torch import nn
 
 from singsynth.model.config import VELOCITIES, SINGConfig, trim_samples
 from singsynth.model.modules import Decoder, Encoder, SequenceGenerator
+
+# A run of at most this many LSTM steps uses PyTorch's native CPU kernel: oneDNN's LSTM
+# primitive costs about 0.7 ms a call to set up, 3x the native kernel for the 1-14 steps a
+# streamed chunk needs (1.16 vs 0.36 ms for one step, 2.66 vs 1.66 ms for the first 14),
+# and wins only beyond about 32 steps (benchmarks/README.md, "first chunk").
+SHORT_RUN_STEPS = 32
+
+
+@contextlib.contextmanager
+def _native_lstm(short: bool):
+    """Turn oneDNN off for a short LSTM run (a process-wide flag, restored on exit)."""
+    before = torch.backends.mkldnn.enabled
+    if short:
+        torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 class SING(nn.Module):
@@ -86,7 +105,7 @@ class SING(nn.Module):
         batch, dev = cond.shape[0], cond.device
         total_steps = cfg.steps
         total_frames = total_steps - (cfg.kernel - 1)
-        weight = self.decoder.grain_weight()                      # (C, window)
+        weight = self.decoder.grain_weight(cached=True)           # (C, window)
         bias = self.decoder.synth.bias
         seq = torch.empty(batch, cfg.latent, total_steps, device=dev)
         ola = torch.zeros(batch, (total_frames - 1) * cfg.stride + cfg.window, device=dev)
@@ -100,7 +119,8 @@ class SING(nn.Module):
             need_frames = min(total_frames, (origin + end - 1) // cfg.stride + 1)
             need_steps = need_frames + cfg.kernel - 1
             if need_steps > steps:
-                s, hidden = self.sequence(cond, steps, need_steps - steps, hidden)
+                with _native_lstm(need_steps - steps <= SHORT_RUN_STEPS):
+                    s, hidden = self.sequence(cond, steps, need_steps - steps, hidden)
                 seq[:, :, steps:need_steps] = s.transpose(1, 2)
                 steps = need_steps
             if need_frames > frames:
