@@ -9,6 +9,7 @@ through soxr. No torch here.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import gcd
 
 import numpy as np
@@ -35,17 +36,9 @@ class SincStream:
         self.p, self.q = int(in_rate) // g, int(out_rate) // g  # input step per output: p / q
         self.channels = channels
         self.w = half_width
-        scale = min(1.0, out_rate / in_rate) * cutoff
-        taps = np.arange(-half_width + 1, half_width + 1)                  # (2W,)
-        frac = np.arange(self.q)[:, None] / self.q                          # (q, 1)
-        t = taps[None, :] - frac                                            # (q, 2W)
-        window = np.kaiser(2 * half_width + 1, beta)
-        # Kaiser window evaluated at fractional positions by interpolating its samples.
-        win = np.interp(t, np.arange(-half_width, half_width + 1), window)
-        table = scale * np.sinc(scale * t) * win
-        # Unit gain at DC for every phase, or slow signals would ripple at the phase rate.
-        self.table = (table / table.sum(axis=1, keepdims=True)).astype(np.float32)  # (q, 2W)
-        self.taps = taps
+        self.table = _table(self.p, self.q, half_width, min(1.0, out_rate / in_rate) * cutoff,
+                            beta)                                           # (q, 2W)
+        self.taps = np.arange(-half_width + 1, half_width + 1)             # (2W,)
         self.buffer = np.zeros((channels, 4096), np.float32)  # W zeros, then the input
         self.received = 0
         self.emitted = 0
@@ -83,3 +76,20 @@ class SincStream:
             self.buffer = grown
         self.buffer[:, self.w + self.received:end] = chunk
         self.received += n
+
+
+@lru_cache(maxsize=8)
+def _table(p: int, q: int, half_width: int, scale: float, beta: float) -> np.ndarray:
+    """Filter taps for each of the q output phases, float32 (q, 2 * half_width); built
+    once per rate pair (0.35 ms, paid otherwise by every cold note's first chunk)."""
+    taps = np.arange(-half_width + 1, half_width + 1)                      # (2W,)
+    frac = np.arange(q)[:, None] / q                                        # (q, 1)
+    t = taps[None, :] - frac                                                # (q, 2W)
+    window = np.kaiser(2 * half_width + 1, beta)
+    # Kaiser window evaluated at fractional positions by interpolating its samples.
+    win = np.interp(t, np.arange(-half_width, half_width + 1), window)
+    table = scale * np.sinc(scale * t) * win
+    # Unit gain at DC for every phase, or slow signals would ripple at the phase rate.
+    table = (table / table.sum(axis=1, keepdims=True)).astype(np.float32)
+    table.flags.writeable = False  # shared by every stream
+    return table
