@@ -14,6 +14,7 @@ import sys
 import resource
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -66,6 +67,8 @@ class AudioThread:
         self.synth = synth
         self.times = []       # wall time each process() call took
         self.log = []         # (wall time at the block's start, first non-zero index or -1)
+        self.inbox = deque()  # note_on arguments to apply just before the next block
+        self.struck = []      # wall time of each note_on made from the inbox
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -74,6 +77,9 @@ class AudioThread:
         i = 0
         while not self._stop:
             t0 = time.perf_counter()
+            if self.inbox:  # a plugin host: events reach the synth at the block's start
+                self.struck.append(t0)
+                self.synth.note_on(*self.inbox.popleft())
             out = self.synth.process(BLOCK)
             self.times.append(time.perf_counter() - t0)
             nz = np.flatnonzero(out[:, 0])
@@ -90,21 +96,30 @@ class AudioThread:
         self._thread.join()
 
 
-def cold_latency(synth, count, prefetch=False):
+def cold_latency(synth, count, host=False):
     """note_on -> first non-silent output sample, in ms, for `count` uncached notes; and
-    the seconds each process() call took meanwhile. `prefetch`: call `Synth.prefetch`
-    right before each note_on, as `play`'s MIDI thread does."""
+    the seconds each process() call took meanwhile.
+
+    host=False: this thread calls note_on as a MIDI thread does, whenever a note comes.
+    host=True: the audio thread calls it just before its next process(), as a plugin host
+    does with the events of a block.
+    """
     lat = []
     with AudioThread(synth) as audio:
         for i in range(count):
-            pitch = 40 + (i * 7) % 48
-            key = synth.note_key(0, pitch, 33 + (i * 13) % 90)
+            pitch, velocity = 40 + (i * 7) % 48, 33 + (i * 13) % 90
+            key = synth.note_key(0, pitch, velocity)
             assert key not in synth.cache
             mark = len(audio.log)
-            t_on = time.perf_counter()
-            if prefetch:
-                synth.prefetch(0, pitch, 33 + (i * 13) % 90)
-            synth.note_on(0, pitch, 33 + (i * 13) % 90)
+            if host:
+                struck = len(audio.struck)
+                audio.inbox.append((0, pitch, velocity))
+                while len(audio.struck) == struck:
+                    time.sleep(0.0005)
+                t_on = audio.struck[-1]
+            else:
+                t_on = time.perf_counter()
+                synth.note_on(0, pitch, velocity)
             while True:
                 time.sleep(0.001)
                 hits = [(t, k) for t, k in audio.log[mark:] if k >= 0 and t >= t_on]
@@ -205,18 +220,18 @@ def main(argv=None):
     print(f"engine benchmark: checkpoint {path}; {RATE} Hz, {BLOCK}-frame blocks ({BLOCK_S * 1000:.2f} ms)")
     print(f"model parameters: {model_mb:.0f} MB; audio process RSS before the synth: {rss_mb():.0f} MB")
 
-    def cold(kind, source, prefetch=False):
+    def cold(kind, source, host=False):
         with Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20, generator=kind) as synth:
-            lat, mix = cold_latency(synth, args.cold_notes, prefetch)
-        print(f"cold note, {kind} generator{', prefetch + note_on' if prefetch else ''}, "
-              "note_on -> first non-silent sample: "
+            lat, mix = cold_latency(synth, args.cold_notes, host)
+        caller = "the audio thread (plugin host)" if host else "a MIDI thread"
+        print(f"cold note, {kind} generator, note_on from {caller} -> first non-silent sample: "
               f"p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms, "
               f"max {lat.max():.0f} ms over {len(lat)} notes (target p95 <= 15 ms); "
               f"process() meanwhile p99 {np.percentile(mix, 99) * 1000:.2f} ms, "
               f"max {mix.max() * 1000:.2f} ms")
 
     cold("process", source)
-    cold("process", source, prefetch=True)
+    cold("process", source, host=True)
     synth = Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20, generator="process")
     try:
         ok = warm_next_block(synth, 16)

@@ -100,6 +100,34 @@ def test_a_chord_is_generated_in_one_batch():
         assert src.calls == [("stream", 4)]
 
 
+def test_a_note_on_from_another_thread_starts_generating_before_the_next_block(gated):
+    synth, src, gate = gated
+    audio = threading.Thread(target=synth.process, args=(256,))
+    audio.start()  # one block from an "audio thread": the synth learns which thread that is
+    audio.join()
+    synth.note_on(0, 60, 100)  # from this (MIDI) thread; no process() call follows
+    deadline = time.monotonic() + 5
+    while not src.calls and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert src.calls == [("stream", 1)]
+    gate.set()
+    key = synth.note_key(0, 60, 100)
+    pump(synth, lambda out: key in synth.cache)  # the note-on plays that same note
+    assert src.calls == [("stream", 1)] and synth.stats()["voices"] == 1
+
+
+def test_a_chord_struck_from_the_audio_thread_is_still_one_batch():
+    src = SineSource(note_samples=8000)
+    with Synth(src, 48000) as synth:
+        synth.process(256)  # this thread is now the audio thread
+        for p in (60, 64, 67):
+            synth.note_on(0, p, 100)
+        time.sleep(0.05)
+        assert src.calls == []  # nothing asked before the block that applies them
+        pump(synth, lambda out: len(synth.cache) == 3)
+        assert src.calls == [("stream", 3)]
+
+
 def test_played_notes_go_before_prewarm():
     src = SineSource(note_samples=4000, chunk_delay=0.002)
     with Synth(src, 48000, batch_size=4) as synth:

@@ -7,6 +7,7 @@ generator), mixes and limits. It never waits on the model, on a lock or on a fil
 """
 from __future__ import annotations
 
+import threading
 from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -72,6 +73,7 @@ class Synth:
         self.stalls = 0
         self._cold: List[Note] = []  # notes to request from the generator after this block
         self._prefetched: dict = {}  # key -> Note requested by `prefetch` (any thread)
+        self._audio_thread: Optional[int] = None  # ident of the thread calling process()
         self._gains = [ch.gains() for ch in self.channels]
         self._order = 0
         if generator not in ("thread", "process"):
@@ -87,7 +89,16 @@ class Synth:
 
     # ---- events: any thread, never block ---------------------------------------------
     def note_on(self, channel: int, pitch: int, velocity: int, offset: int = 0) -> None:
-        """Strike `pitch` (0-127) at MIDI `velocity` (0 = note-off) on `channel` (0-15)."""
+        """Strike `pitch` (0-127) at MIDI `velocity` (0 = note-off) on `channel` (0-15).
+
+        Called from another thread than the one calling `process`, a cold note starts
+        generating at once (`prefetch`) instead of when the next block applies the event:
+        that wait (0-5.3 ms at 256 frames) no longer adds to its latency. Notes struck from
+        the audio thread itself (a plugin host, before its `process` call) still go to the
+        generator together after the block, so a chord is one batch.
+        """
+        if self._audio_thread is not None and threading.get_ident() != self._audio_thread:
+            self.prefetch(channel, pitch, velocity)
         self.events.push(NOTE_ON, int(channel) & 15, int(pitch) & 127, int(velocity), offset)
 
     def note_off(self, channel: int, pitch: int, offset: int = 0) -> None:
@@ -145,6 +156,7 @@ class Synth:
         Events due in the block are applied at their sample offsets; the mix goes through
         the soft limiter, so every sample lies in [-1, 1].
         """
+        self._audio_thread = threading.get_ident()
         out = np.zeros((frames, 2), np.float32)
         self._collect()
         events = self.events.pop_block(frames)
