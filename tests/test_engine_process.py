@@ -179,3 +179,48 @@ def test_a_corrupt_checkpoint_fails_in_the_parent_with_the_loader_message(tiny_c
 def test_unknown_generator_kind_is_refused():
     with pytest.raises(ValueError, match="thread.*process"):
         Synth(SineSource(), 48000, generator="fiber")
+
+
+def rt_allowed() -> bool:
+    """Whether a thread of this process may take SCHED_FIFO (root or an rtprio limit)."""
+    import os
+    import threading
+    result = []
+
+    def probe():
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            result.append(True)
+        except (AttributeError, OSError):
+            result.append(False)
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return result[0]
+
+
+def test_the_message_threads_run_real_time_when_asked_and_the_model_does_not():
+    """`play` asks for SCHED_FIFO 1 on the two threads that take the audio process's GIL
+    for every message; the child running the model must stay an ordinary process."""
+    import os
+    if not rt_allowed():
+        pytest.skip("real-time scheduling is not allowed here (needs root or an rtprio limit)")
+    with Synth(SineSource(note_samples=4000), 48000, generator="process",
+               helper_priority=1) as synth:
+        gen = synth.generator
+        deadline = time.monotonic() + 5
+        while gen.realtime_helpers < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gen.realtime_helpers == 2
+        for thread in gen._threads:
+            assert os.sched_getscheduler(thread.native_id) == os.SCHED_FIFO
+        assert os.sched_getscheduler(gen.pid) == os.SCHED_OTHER
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is untouched
+        synth.note_on(0, 60, 100)  # and notes still flow through those threads
+        key = synth.note_key(0, 60, 100)
+        pump(synth, lambda out: key in synth.cache)
+    with Synth(SineSource(note_samples=4000), 48000, generator="process") as synth:
+        time.sleep(0.1)
+        assert synth.generator.realtime_helpers == 0
+        assert all(os.sched_getscheduler(t.native_id) == os.SCHED_OTHER
+                   for t in synth.generator._threads)

@@ -23,6 +23,7 @@ STALLED = 2.0         # seconds without an audio callback before giving up on th
 # over (CPython's default is 5 ms, about a whole 256-frame block at 48 kHz).
 SWITCH_INTERVAL = 0.0005
 PRIORITY = -10        # nice value asked for the process's threads (see raise_priority)
+HELPER_PRIORITY = 1   # SCHED_FIFO of the process generator's message threads (below JACK's)
 
 
 def get_parser():
@@ -74,7 +75,8 @@ def build_synth(args, sample_rate, source=None):
         from singsynth.engine.model_source import ModelSource
         source = ModelSource(load_model(args.model))
     preset = load_preset(args.preset, list(source.instruments))
-    return Synth(source, sample_rate=sample_rate, preset=preset, generator=args.generator)
+    return Synth(source, sample_rate=sample_rate, preset=preset, generator=args.generator,
+                 helper_priority=HELPER_PRIORITY if args.generator == "process" else None)
 
 
 def arrival(synth, scheduler):

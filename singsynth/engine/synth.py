@@ -45,6 +45,8 @@ class Synth:
         generator: "thread" (the model runs in this process; renders and tests) or
             "process" (in a child process, so torch never holds the audio thread's GIL;
             live play). Both make the same notes.
+        helper_priority: with the process generator, the SCHED_FIFO priority of its two
+            message threads here (see `worker.realtime_thread`); `play` asks for 1.
     """
 
     def __init__(self, source: NoteSource, sample_rate: int = 48000,
@@ -52,7 +54,7 @@ class Synth:
                  cache_bytes: int = 1 << 30, velocity_levels: int = 16, batch_size: int = 16,
                  offline: bool = False, steal_fade: float = 0.005, quality: str = "HQ",
                  wait: float = 0.0, chunk: int = 256, cold: str = "auto",
-                 generator: str = "thread"):
+                 generator: str = "thread", helper_priority: Optional[int] = None):
         self.source = source
         self.sample_rate = int(sample_rate)
         if not isinstance(preset, Preset):
@@ -80,12 +82,13 @@ class Synth:
             raise ValueError(f"generator must be 'thread' or 'process', not {generator!r}")
         self.generator: Optional[Generator] = None
         if not self.offline:
-            make = Generator
+            make, extra = Generator, {}
             if generator == "process":
                 from .worker import ProcessGenerator as make
+                extra = {"helper_priority": helper_priority}
             self.generator = make(source, self.sample_rate, batch_size=batch_size, wait=wait,
                                   chunk=chunk, quality=quality, is_cached=self.cache.__contains__,
-                                  cold=cold)
+                                  cold=cold, **extra)
 
     # ---- events: any thread, never block ---------------------------------------------
     def note_on(self, channel: int, pitch: int, velocity: int, offset: int = 0) -> None:

@@ -49,6 +49,24 @@ QUARANTINE = 0.5   # seconds a finished note's slot stays unused (voices may sti
 START_TIMEOUT = 120.0
 
 
+def realtime_thread(priority: int) -> bool:
+    """Run the calling thread at real-time priority `priority` (SCHED_FIFO), if allowed.
+
+    For the parent's two message threads. The audio callback needs the GIL, which these
+    threads take for every message. Preempted by an ordinary process (the generator
+    child, on 2 cores) while they hold it, the callback waits for a whole time slice and
+    misses its block. At a real-time priority below the audio thread's, they cannot be
+    preempted that way. They block on a pipe or a queue between messages, so they starve
+    nothing. False without the privilege (root, or an rtprio limit such as the `audio`
+    group's).
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
 # ---- child process -------------------------------------------------------------------
 class _SlotGenerator(Generator):
     """`Generator`'s scheduling loop, writing notes into shared slots and reporting up."""
@@ -158,12 +176,14 @@ class ProcessGenerator:
             default 4 batches. Memory: slots x 4 s of float32 at the output rate.
         threads: torch threads in the child (default: all cores but one, which the audio
             thread keeps). The child runs at normal priority even when `play` raised its own.
+        helper_priority: SCHED_FIFO priority for the two message threads in this process
+            (`realtime_thread`); None leaves them at the caller's priority.
         is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
         **options: the `Generator` options (batch_size, wait, chunk, quality, cold, ...).
     """
 
     def __init__(self, source: NoteSource, sample_rate: int, *, slots: Optional[int] = None,
-                 threads: Optional[int] = None,
+                 threads: Optional[int] = None, helper_priority: Optional[int] = None,
                  is_cached: Optional[Callable[[NoteKey], bool]] = None, **options):
         self.sample_rate = int(sample_rate)
         self.is_cached = is_cached or (lambda key: False)
@@ -202,6 +222,8 @@ class ProcessGenerator:
         self._ids = itertools.count()
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
+        self.helper_priority = helper_priority
+        self.realtime_helpers = 0  # how many message threads got the real-time priority
         self._threads = [threading.Thread(target=self._send_loop, daemon=True,
                                           name="singsynth-generator-send"),
                          threading.Thread(target=self._receive_loop, daemon=True,
@@ -247,7 +269,12 @@ class ProcessGenerator:
         self._up.close()
 
     # ---- send thread: requests down ----------------------------------------------------
+    def _helper_start(self) -> None:
+        if self.helper_priority is not None and realtime_thread(self.helper_priority):
+            self.realtime_helpers += 1
+
     def _send_loop(self) -> None:
+        self._helper_start()
         try:
             while (item := self._requests.get()) is not None:
                 kind, what = item
@@ -284,6 +311,7 @@ class ProcessGenerator:
             return None
 
     def _receive_loop(self) -> None:
+        self._helper_start()
         cooling: deque = deque()  # (time freed, slot)
         while True:
             while cooling and time.monotonic() - cooling[0][0] > QUARANTINE:
