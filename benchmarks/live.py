@@ -133,22 +133,18 @@ def latencies(probe, pitches, velocity=100, hold=0.25):
 
 
 def storm(probe, seconds, rate=50, channels=4, seed=1):
-    """`rate` note-ons per second round-robin over `channels`, each released after 0.2 s."""
+    """`rate` note-ons per second round-robin over `channels`, each released after 0.2 s,
+    sent by the probe's JACK callback from a timeline (this thread just waits)."""
     rng = np.random.default_rng(seed)
-    offs = collections.deque()
-    start = time.monotonic()
+    events = []
     for i in range(int(seconds * rate)):
-        due = start + i / rate
-        while time.monotonic() < due:
-            while offs and offs[0][0] <= time.monotonic():
-                probe.send(offs.popleft()[1])
-            time.sleep(0.002)
         ch, pitch = i % channels, int(rng.integers(36, 97))
-        probe.send([0x90 | ch, pitch, int(rng.integers(40, 128))])
-        offs.append((time.monotonic() + 0.2, [0x80 | ch, pitch, 0]))
+        t = i / rate
+        events.append((t, [0x90 | ch, pitch, int(rng.integers(40, 128))]))
+        events.append((t + 0.2, [0x80 | ch, pitch, 0]))
+    events.sort(key=lambda e: e[0])
+    probe.play_timeline(events)
     time.sleep(0.3)
-    while offs:
-        probe.send(offs.popleft()[1])
 
 
 def summary(values):

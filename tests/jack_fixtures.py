@@ -203,6 +203,9 @@ class JackProbe:
         # Precomputed: the process callback should do as little Python as possible.
         self._offsets = np.random.default_rng(seed).integers(0, 1 << 16, 4096)
         self._cycle = 0
+        self._timeline = None      # [(frame from its start, bytes)] played by the callback
+        self._timeline_base = None
+        self._next = 0
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
         self.client.activate()
@@ -226,6 +229,17 @@ class JackProbe:
             data = self.pending.popleft()
             self.midi_out.write_midi_event(offset, data)
             self.sent.append((start + offset, bytes(data)))
+        timeline = self._timeline
+        if timeline is not None:
+            if self._timeline_base is None:
+                self._timeline_base = start
+            end = start + frames
+            while self._next < len(timeline) and self._timeline_base + timeline[self._next][0] < end:
+                at, data = timeline[self._next]
+                pos = max(0, self._timeline_base + at - start)  # late events go out at once
+                self.midi_out.write_midi_event(pos, data)
+                self.sent.append((start + pos, data))
+                self._next += 1
         if self.recording:
             if self.record_start is None:
                 self.record_start = start
@@ -238,6 +252,22 @@ class JackProbe:
     def send(self, data):
         """Queue one MIDI message (3 bytes) for the next cycle."""
         self.pending.append(bytes(data))
+
+    def play_timeline(self, events):
+        """Send `events` [(seconds from now, 3 bytes)], sorted, from the process callback
+        on JACK's frame clock; returns when the last has gone out.
+
+        No Python thread of this process takes the GIL meanwhile (this one sleeps), so the
+        callback never waits for one that the OS preempted: the probe keeps its cycles
+        under load, and a storm's xruns are the program under test's.
+        """
+        self._next, self._timeline_base = 0, None
+        self._timeline = [(int(round(t * self.rate)), bytes(d)) for t, d in events]
+        length = self._timeline[-1][0] / self.rate if self._timeline else 0.0
+        time.sleep(length + 0.1)
+        while self._next < len(self._timeline):
+            time.sleep(0.05)
+        self._timeline = None
 
     def note_on(self, pitch, velocity, channel=0):
         """Send a note-on and return the JACK frame it went out at (waits for the cycle)."""
