@@ -24,7 +24,11 @@ SHORT_RUN_STEPS = 32
 
 @contextlib.contextmanager
 def _native_lstm(short: bool):
-    """Turn oneDNN off for a short LSTM run (a process-wide flag, restored on exit)."""
+    """Turn oneDNN off for a short LSTM run (a process-wide flag, restored on exit).
+
+    Two threads streaming at once could interleave and leave the flag off: only the speed
+    of later long runs would change, never a result.
+    """
     before = torch.backends.mkldnn.enabled
     if short:
         torch.backends.mkldnn.enabled = False
