@@ -10,8 +10,9 @@ finished notes come back through a deque, and streamed samples are published by 
 
 Scheduling: requests from played notes go before prewarm requests. The cold notes struck in
 one audio block (a chord) arrive as one request, and with those arriving within `wait`
-seconds (0 by default) are batched, up to `batch_size`, into one `source.stream` call; several played batches advance round-robin, one chunk each, so a
-new cold note does not wait for an earlier one to finish. Prewarm batches advance only
+seconds (0 by default) are batched, up to `batch_size`, into one `source.stream` call;
+several played batches advance round-robin, one chunk each, so a new cold note does not
+wait for an earlier one to finish. Prewarm batches advance only
 when no played batch is active, and are paused (not thrown away) when one arrives.
 
 A streamed note becomes `playable` only once generation, at the speed measured so far,

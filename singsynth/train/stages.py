@@ -47,13 +47,16 @@ def crop_starts(count: int, cfg, gen: torch.Generator, note_samples: int = 64000
 
 
 def audio_loss(cfg, estimate, target, step: int):
-    """The stage's loss plus the decaying waveform-MSE warm-up term."""
-    loss = spectral_loss(estimate, target, cfg.eps, cfg.ffts) if cfg.loss == "spectral" else waveform_mse(estimate, target)
+    """The stage's loss, plus the waveform term (MSE relative to each note's power) from
+    step `wave_from`, decaying to 0 over `wave_steps` when that is set."""
+    if cfg.loss == "spectral":
+        loss = spectral_loss(estimate, target, cfg.eps, cfg.ffts)
+    else:
+        loss = waveform_mse(estimate, target)
     if cfg.wave_weight and step >= cfg.wave_from and (not cfg.wave_steps or step < cfg.wave_steps):
         weight = cfg.wave_weight * (1 - step / cfg.wave_steps if cfg.wave_steps else 1.0)
         loss = loss + weight * relative_mse(estimate, target)
     return loss
-
 
 
 class AutoEncoder(nn.Module):
