@@ -10,18 +10,7 @@ from singsynth.engine import Synth
 from singsynth.engine.model_source import ModelSource
 from singsynth.engine.testing import SineSource
 from singsynth.engine.worker import QUARANTINE
-
-
-def pump(synth, until, limit=20.0, block=256):
-    """Call process() at about real time until `until(block_out)`; the blocks played."""
-    start, blocks = time.monotonic(), []
-    for i in range(int(limit * synth.sample_rate / block)):
-        out = synth.process(block)
-        blocks.append(out)
-        if until(out):
-            return blocks
-        time.sleep(max(0.0, start + (i + 1) * block / synth.sample_rate - time.monotonic()))
-    raise AssertionError("condition never reached")
+from tests.engine_fixtures import pump
 
 
 def cached_note(source, generator, pitch=60, velocity=100):

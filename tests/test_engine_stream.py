@@ -7,17 +7,7 @@ import pytest
 
 from singsynth.engine import Synth
 from singsynth.engine.testing import SineSource
-
-
-def pump(synth, until, limit=10.0, block=256):
-    """Call process() like an audio callback, paced at real time, until `until(block_out)`."""
-    start = time.monotonic()
-    for i in range(int(limit * synth.sample_rate / block)):
-        out = synth.process(block)
-        if until(out):
-            return out
-        time.sleep(max(0.0, start + (i + 1) * block / synth.sample_rate - time.monotonic()))
-    raise AssertionError("condition never reached")
+from tests.engine_fixtures import pump
 
 
 @pytest.fixture
@@ -34,7 +24,7 @@ def test_cold_note_sounds_before_it_finishes_generating_then_is_cached(gated):
     synth, src, gate = gated
     synth.note_on(0, 60, 100)
     key = synth.note_key(0, 60, 100)
-    out = pump(synth, lambda out: np.abs(out).max() > 0)
+    out = pump(synth, lambda out: np.abs(out).max() > 0)[-1]
     # The source is held after its first chunks: the note is audible mid-generation.
     assert src.streams_finished == 0
     assert key not in synth.cache
