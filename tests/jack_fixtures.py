@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import glob
 import os
 import shutil
@@ -191,6 +192,10 @@ class JackProbe:
         self.inputs = [self.client.inports.register(f"in_{i}") for i in range(channels)]
         self.rate = self.client.samplerate
         self.audio = np.zeros((int(seconds * self.rate), channels), np.float32)
+        # Touch every page now. numpy asks for transparent huge pages on big arrays, and the
+        # first write into each 2 MiB (every 1,024 cycles here) would otherwise fault and
+        # zero a huge page inside the callback: a late probe, an xrun every 5.46 s.
+        self.audio.fill(0.0)
         self.record_start = None
         self.recorded = 0
         self.recording = False
@@ -208,6 +213,12 @@ class JackProbe:
         self._next = 0
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
+        # A full garbage collection in the callback (this process has ~10^5 objects) takes
+        # tens of ms, a late probe that jackd counts as an xrun. The probe lives a few
+        # minutes and builds no cycles worth collecting: freeze what exists, collect no more.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         self.client.activate()
 
     def _xrun(self, delay):
@@ -304,6 +315,8 @@ class JackProbe:
     def close(self):
         self.client.deactivate()
         self.client.close()
+        gc.unfreeze()
+        gc.enable()
 
 
 class Play:

@@ -45,6 +45,10 @@ class Recorder:
         except (sf.LibsndfileError, OSError) as exc:
             raise DeviceError(f"--record {path}: cannot write there ({exc})") from None
         self._ring = np.zeros((int(seconds * sample_rate), channels), np.float32)
+        # Fault every page in here, not on the audio thread's first pass through the ring
+        # (numpy may back a big array with 2 MiB transparent huge pages, each zeroed on its
+        # first write: a missed block).
+        self._ring.fill(0.0)
         self._written = 0   # frames published by the audio thread
         self._read = 0      # frames consumed by the writer
         self.dropped = 0    # frames lost because the writer fell behind
