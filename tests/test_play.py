@@ -88,6 +88,37 @@ def test_recorder_ring_keeps_order_across_wrap_and_counts_drops(tmp_path):
     assert not list(tmp_path.glob(".*part"))
 
 
+def test_recorder_ring_is_paged_in_before_the_audio_thread_writes(tmp_path):
+    # A first write into a never-touched page faults (and, for a 2 MiB transparent huge
+    # page, zeroes it) inside the audio callback. Filling the whole ring must not fault.
+    import resource
+    rec = Recorder(tmp_path / "rec.wav", 48000, channels=2, seconds=10.0)  # 3.8 MB ring
+    block = np.ones((256, 2), np.float32)
+    pages = rec._ring.nbytes // 4096
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(len(rec._ring) // 256):
+        rec.push(block)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    rec.close()
+    assert rec.dropped == 0
+    assert faults < pages // 10, f"{faults} page faults filling a ring of {pages} pages"
+
+
+def test_quiet_gc_leaves_the_collector_only_new_objects():
+    import gc
+    from singsynth.cli.play import quiet_gc
+    try:
+        quiet_gc()
+        frozen, tracked = gc.get_freeze_count(), len(gc.get_objects())
+        garbage = [[] for _ in range(3)]
+        garbage[0].append(garbage)          # a cycle made after start-up is still collected
+        del garbage
+        assert gc.collect() >= 4
+    finally:
+        gc.unfreeze()
+    assert frozen > 10000 and tracked < frozen // 10, (frozen, tracked)
+
+
 # ---- JACK end to end ------------------------------------------------------------------
 def connect(probe, midi_port="singsynth-midi:singsynth"):
     probe.wait_for_ports("^singsynth:out_", 2)
