@@ -15,3 +15,11 @@ def pump(synth, until, limit=20.0, block=256):
             return blocks
         time.sleep(max(0.0, start + (i + 1) * block / synth.sample_rate - time.monotonic()))
     raise AssertionError("condition never reached")
+
+
+def wait_until(condition, timeout=5.0, poll=0.001):
+    """Poll `condition()` (no blocks played) until true or `timeout` seconds; its last value."""
+    deadline = time.monotonic() + timeout
+    while not (ok := condition()) and time.monotonic() < deadline:
+        time.sleep(poll)
+    return ok

@@ -1,11 +1,11 @@
 """The engine driven by a real (random-init) tiny SING checkpoint through ModelSource."""
-import time
 
 import numpy as np
 import pytest
 
 from singsynth.engine import Synth
 from singsynth.engine.model_source import ModelSource
+from tests.engine_fixtures import pump
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +47,8 @@ def test_live_cold_note_streams_from_the_model_then_is_cached(source):
     with Synth(source, 16000, cold="stream", chunk=4000) as synth:
         synth.note_on(0, 65, 90)
         key = synth.note_key(0, 65, 90)
-        deadline = time.monotonic() + 60
-        while key not in synth.cache and time.monotonic() < deadline:
-            synth.process(256)
-            time.sleep(0.004)
-        assert key in synth.cache and synth.stats()["cache_misses"] == 1
+        pump(synth, lambda out: key in synth.cache, limit=60)
+        assert synth.stats()["cache_misses"] == 1
         streamed = synth.cache.get(key).data[:source.note_samples]
         rendered = source.render([key])[0]
         np.testing.assert_allclose(streamed, rendered, atol=1e-4)

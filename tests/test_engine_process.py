@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +10,10 @@ import pytest
 from singsynth.engine import Synth
 from singsynth.engine.model_source import ModelSource
 from singsynth.engine.testing import SineSource
-from singsynth.engine.worker import QUARANTINE
-from tests.engine_fixtures import pump
+from singsynth.engine.worker import QUARANTINE, realtime_thread
+from tests.engine_fixtures import pump, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]  # the child imports `tests` from here
 
 
 def cached_note(source, generator, pitch=60, velocity=100):
@@ -131,23 +134,20 @@ def test_the_audio_process_never_imports_torch_with_a_lazy_checkpoint(tiny_check
     # What `play` runs: the header is read here, the weights load only in the child.
     code = f"""
 import sys
-import time
 import numpy as np
 from singsynth.engine import Synth
 from singsynth.modelfiles import open_model_source
+from tests.engine_fixtures import pump
 src = open_model_source({str(tiny_checkpoint)!r})
 with Synth(src, 48000, generator="process", cold="stream") as synth:
     synth.note_on(0, 57, 100)
     key = synth.note_key(0, 57, 100)
-    deadline = time.monotonic() + 60
-    while key not in synth.cache and time.monotonic() < deadline:
-        synth.process(256)
-        time.sleep(0.005)
+    pump(synth, lambda out: key in synth.cache, limit=60)
     note = synth.cache.get(key)
 print("torch" in sys.modules, note.length, float(np.abs(note.data).max()))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout.split()
+                         cwd=ROOT, timeout=120, check=True).stdout.split()
     assert out[0] == "False"
     assert int(out[1]) > 190000 and float(out[2]) > 0  # a whole 4 s note at 48 kHz, not silent
 
@@ -172,17 +172,9 @@ def test_unknown_generator_kind_is_refused():
 
 def rt_allowed() -> bool:
     """Whether a thread of this process may take SCHED_FIFO (root or an rtprio limit)."""
-    import os
     import threading
     result = []
-
-    def probe():
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-            result.append(True)
-        except (AttributeError, OSError):
-            result.append(False)
-    t = threading.Thread(target=probe)
+    t = threading.Thread(target=lambda: result.append(realtime_thread(1)))
     t.start()
     t.join()
     return result[0]
@@ -197,9 +189,7 @@ def test_the_message_threads_run_real_time_when_asked_and_the_model_does_not():
     with Synth(SineSource(note_samples=4000), 48000, generator="process",
                helper_priority=1) as synth:
         gen = synth.generator
-        deadline = time.monotonic() + 5
-        while gen.realtime_helpers < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: gen.realtime_helpers == 2, poll=0.01)
         assert gen.realtime_helpers == 2
         for thread in gen._threads:
             assert os.sched_getscheduler(thread.native_id) == os.SCHED_FIFO

@@ -7,7 +7,7 @@ import pytest
 
 from singsynth.engine import Synth
 from singsynth.engine.testing import SineSource
-from tests.engine_fixtures import pump
+from tests.engine_fixtures import pump, wait_until
 
 
 @pytest.fixture
@@ -42,9 +42,7 @@ def test_cold_note_sounds_before_it_finishes_generating_then_is_cached(gated):
 def test_prefetch_starts_generating_before_the_note_on_and_the_note_on_reuses_it(gated):
     synth, src, gate = gated
     synth.prefetch(0, 60, 100)  # as play's MIDI thread does, before any process() call
-    deadline = time.monotonic() + 5
-    while not src.calls and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until(lambda: src.calls)
     assert src.calls == [("stream", 1)]
     synth.prefetch(0, 60, 100)  # twice: still one request
     synth.note_on(0, 60, 100)
@@ -96,9 +94,7 @@ def test_a_note_on_from_another_thread_starts_generating_before_the_next_block(g
     audio.start()  # one block from an "audio thread": the synth learns which thread that is
     audio.join()
     synth.note_on(0, 60, 100)  # from this (MIDI) thread; no process() call follows
-    deadline = time.monotonic() + 5
-    while not src.calls and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until(lambda: src.calls)
     assert src.calls == [("stream", 1)]
     gate.set()
     key = synth.note_key(0, 60, 100)

@@ -63,7 +63,8 @@ CONFIGS = {
     # 2x the cost of small's decoder, still real time on a CPU). configs/wide.yaml.
     "wide": SINGConfig(name="wide", lstm_hidden=256, lstm_layers=3, latent=128, channels=512),
     # wide's decoder with a 3 x 512 LSTM: wide's LSTM stalls on the latents (MSE 0.0107
-    # even on training notes, models/default.md). About 4x the LSTM cost. Being trained.
+    # even on training notes, models/default.md). About 3.5x the LSTM cost; tried in
+    # session 5, it learned no faster per epoch (configs/wide512.yaml).
     "wide512": SINGConfig(name="wide512", lstm_hidden=512, lstm_layers=3, latent=128, channels=512),
     # For tests: a few hundred kilobytes.
     "tiny": SINGConfig(name="tiny", lstm_hidden=32, lstm_layers=2, latent=16, channels=32),
