@@ -73,7 +73,8 @@ def test_decoder_last_layer_is_an_overlap_add_of_grains():
     assert torch.allclose(dec(s), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,chunk", [("tiny", 256), ("tiny", 1000), ("small", 256)])
+@pytest.mark.parametrize("name,chunk", [("tiny", 256), ("tiny", 1000), ("small", 256),
+                                        ("tiny-harmonic", 256), ("tiny-harmonic", 1000)])
 def test_stream_equals_generate(name, chunk):
     torch.manual_seed(0)
     model = build(name, INSTRUMENTS).eval()
@@ -142,3 +143,50 @@ def test_generate_range_blends_and_velocity_interpolation():
     high = seq.condition(torch.tensor([0]), torch.tensor([60]), torch.tensor([2]))
     assert torch.allclose(half, (low + high) / 2, atol=1e-6)
     assert not torch.allclose(low, high)
+
+
+def harmonics_only(name="tiny-harmonic"):
+    """A model whose output is its harmonic bank alone (the decoder's grains zeroed)."""
+    torch.manual_seed(0)
+    model = build(name, INSTRUMENTS).eval()
+    with torch.no_grad():
+        model.decoder.synth.weight.zero_()
+        model.decoder.synth.bias.zero_()
+        model.harmonics.amplitude.bias[0] = 0.0      # audible, not the near-silent start
+    return model
+
+
+@pytest.mark.parametrize("pitch", [33, 60, 81, 100])
+def test_harmonics_sound_only_multiples_of_the_pitch_below_the_limit(pitch):
+    f0 = 440 * 2 ** ((pitch - 69) / 12)
+    wave = harmonics_only().generate(torch.tensor([1]), torch.tensor([pitch]), torch.tensor([2]))[0]
+    # One second from the middle of the note, Hann-windowed, zero-padded to 0.25 Hz bins.
+    part = wave[24000:40000] * torch.hann_window(16000, periodic=False)
+    power = torch.fft.rfft(part, n=64000).abs() ** 2
+    freqs = torch.fft.rfftfreq(64000, 1 / 16000)
+    assert power.sum() > 1e-3                          # it sounds
+    harmonic = torch.round(freqs / f0)
+    near = ((freqs - harmonic * f0).abs() <= 3.0) & (harmonic >= 1) & (harmonic <= 8)
+    assert power[near].sum() / power.sum() > 0.999
+    # Nothing at or above 0.45 x the sample rate: no partial folds back as an alias.
+    assert power[freqs >= 0.45 * 16000 + 3].sum() / power.sum() < 1e-6
+
+
+def test_harmonics_keep_one_phase_across_crops_and_stay_finite_above_nyquist():
+    model = harmonics_only()
+    inst, pitch, vel = torch.tensor([0, 1, 2]), torch.tensor([45, 70, 127]), torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        s, _ = model.sequence(model._inputs(inst, pitch, vel))
+        s = s.transpose(1, 2)
+        whole = model.decode(s, pitch)
+        # Crops decoded from their own first step line up with the whole note's samples.
+        first = torch.tensor([3, 40, 100])
+        crops = torch.stack([model.decode(s[i:i + 1, :, f:f + 32 + 15], pitch[i:i + 1], f[None])[0]
+                             for i, f in enumerate(first)])
+        batched = model.decode(torch.stack([s[i, :, f:f + 47] for i, f in enumerate(first)]),
+                               pitch, first)
+    for i, f in enumerate(first.tolist()):
+        assert (crops[i] - whole[i, f * 256:(f + 32) * 256]).abs().max() < 1e-5
+    assert (batched - crops).abs().max() < 1e-5
+    # MIDI 127 (12.5 kHz) has no harmonic below the limit: silence, not NaN.
+    assert torch.isfinite(whole).all() and whole[2].abs().max() == 0

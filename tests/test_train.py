@@ -195,6 +195,34 @@ def test_stage_from_checkpoint_of_another_vocabulary_is_refused(full_run, other,
         train(other, out, "--stage", "lstm", *sets())
 
 
+def test_init_adds_a_harmonic_branch_to_a_trained_model(full_run, train_dataset, tmp_path):
+    """`init` starts a larger model from a checkpoint: the shared tensors are the trained
+    ones, the new harmonic branch trains at harmonics_lr x the stage's rate."""
+    source = load_model(full_run / "lstm.safetensors")
+    out = tmp_path / "harmonic"
+    train(train_dataset, out, "--stage", "e2e",
+          *sets("model=tiny-harmonic", f"init={full_run / 'lstm.safetensors'}",
+                "e2e.epochs=1", "e2e.harmonics_lr=10", "e2e.lr=0.001"))
+    model = load_model(out / "e2e.safetensors")
+    assert model.config.harmonics == 8 and model.harmonics is not None
+    # The shared weights started from the source: one epoch is 2 Adam steps at lr 1e-3,
+    # each moving a weight by about lr at most (a fresh LSTM differs by ~0.3).
+    for name, trained in source.sequence.state_dict().items():
+        assert (model.sequence.state_dict()[name] - trained).abs().max() < 0.01, name
+    # The branch left its near-silent start (total-amplitude bias -5).
+    assert model.harmonics.amplitude.bias[0] != -5.0
+    meta = json.loads(__import__("safetensors").safe_open(
+        str(out / "state-e2e.safetensors"), "pt").metadata()["state"])
+    rates = [g["lr"] for g in meta["param_groups"]]
+    assert len(rates) == 2 and rates[1] == pytest.approx(10 * rates[0])
+
+
+def test_init_from_another_vocabulary_is_refused(full_run, other, tmp_path):
+    with pytest.raises(ConfigError, match="init .*instrument vocabulary"):
+        train(other, tmp_path / "run", "--stage", "e2e",
+              *sets(f"init={full_run / 'lstm.safetensors'}"))
+
+
 def test_dataset_without_test_notes_is_refused(tmp_path):
     # One pitch per instrument: the pitch-completion split has nothing to hold out.
     data = write_synthetic(tmp_path / "one-pitch", ["piano_1_000", "violin_040"], [60])

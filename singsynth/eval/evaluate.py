@@ -120,7 +120,8 @@ def score_split(model, ds, rows, batch: int, device, split: str) -> dict:
 
     def autoencoder(r):
         with torch.no_grad():
-            return model.decoder(model.encoder.encode_note(audio[r].to(device))).clamp(-1, 1)
+            return model.decode(model.encoder.encode_note(audio[r].to(device)),
+                                pitch[r].to(device)).clamp(-1, 1)
 
     keep = split == "test"
     cells = {"sing": score(lambda r: model.generate(inst[r], pitch[r], vel[r]), audio, batch,

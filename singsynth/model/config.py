@@ -34,6 +34,7 @@ class SINGConfig:
     kernel: int = 9            # decoder's first conv
     window: int = 1024         # grain length of the (transposed) strided conv
     stride: int = 256
+    harmonics: int = 0         # sines at multiples of the pitch added to the output (0 = the paper)
     sample_rate: int = SAMPLE_RATE
     note_samples: int = NOTE_SAMPLES
 
@@ -66,8 +67,14 @@ CONFIGS = {
     # even on training notes, models/default.md). About 3.5x the LSTM cost; tried in
     # session 5, it learned no faster per epoch (configs/wide512.yaml).
     "wide512": SINGConfig(name="wide512", lstm_hidden=512, lstm_layers=3, latent=128, channels=512),
+    # wide plus a bank of 64 harmonics of the requested pitch (modules.Harmonics): the
+    # conv decoder alone left the default's pitch at 12/150. configs/harmonic.yaml.
+    "harmonic": SINGConfig(name="harmonic", lstm_hidden=256, lstm_layers=3, latent=128,
+                           channels=512, harmonics=64),
     # For tests: a few hundred kilobytes.
     "tiny": SINGConfig(name="tiny", lstm_hidden=32, lstm_layers=2, latent=16, channels=32),
+    "tiny-harmonic": SINGConfig(name="tiny-harmonic", lstm_hidden=32, lstm_layers=2, latent=16,
+                                channels=32, harmonics=8),
 }
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from singsynth.model.config import SINGConfig, encoder_padding
+from singsynth.model.config import SINGConfig, encoder_padding, trim_samples
 
 
 def squared_hann(window: int, device=None) -> torch.Tensor:
@@ -116,12 +116,98 @@ class Decoder(nn.Module):
         return self._grain
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        h = self.hidden(s)
+        return self.overlap_add(self.hidden(s))
+
+    def overlap_add(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-frame activations (B, C, F) -> waveform (B, (F - 7) * 256)."""
         weight = self.synth.weight * self.window
         wave = F.conv_transpose1d(h, weight, self.synth.bias, stride=self.config.stride,
                                   padding=self.config.window - self.config.stride)
         trim = 2 * self.config.stride
         return wave[:, 0, trim:wave.shape[-1] - trim]
+
+
+def midi_to_hz(pitch: torch.Tensor) -> torch.Tensor:
+    """Equal-tempered frequency in Hz (float64) of MIDI pitches, A4 = 69 = 440 Hz."""
+    return 440.0 * 2.0 ** ((pitch.double() - 69) / 12)
+
+
+class Harmonics(nn.Module):
+    """A bank of sines at exact multiples of the requested pitch, added to the decoder's
+    output. Optional (`SINGConfig.harmonics` > 0); not in the paper.
+
+    Why: the decoder's grains sit on a 62.5 Hz frame grid (16,000 / 256), and the models
+    trained here put their partials on that comb instead of the note's pitch
+    (models/default.md). Here the pitch is exact by construction and the network only
+    chooses loudness and spectrum: per frame, a 1x1 conv reads the decoder's activations
+    h (B, C, F) and gives a total amplitude (softplus) and its split over K harmonics
+    (softmax; those at or above 0.45 x the sample rate get none, so nothing aliases).
+    Amplitudes are interpolated linearly between frame centres, which lie where each
+    grain's window peaks: frame j at sample 256 j - 768 of the decoded span.
+    """
+
+    def __init__(self, config: SINGConfig):
+        super().__init__()
+        self.config = config
+        self.count = config.harmonics
+        self.amplitude = nn.Conv1d(config.channels, self.count + 1, 1)
+        with torch.no_grad():   # start nearly silent: the decoder already sounds
+            self.amplitude.bias[0] = -5.0
+        # Output sample i of a decoded span lies (i + offset) / stride frames after frame 0.
+        self.offset = (config.window - config.stride) + trim_samples(config) - config.window // 2
+        if self.offset % config.stride:
+            raise ValueError("frame centres must fall on a multiple of the stride")
+        self.register_buffer("numbers", torch.arange(1, self.count + 1, dtype=torch.float64),
+                             persistent=False)
+
+    def frames(self, h: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """Harmonic amplitudes per frame: h (B, C, F), f0 (B,) Hz -> (B, K, F)."""
+        x = self.amplitude(h)
+        audible = (self.numbers[None] * f0[:, None] < 0.45 * self.config.sample_rate)
+        # A large negative, not -inf: a pitch with no audible harmonic gets zeros, not NaN.
+        logits = x[:, 1:].masked_fill(~audible[:, :, None], -1e4)
+        return F.softplus(x[:, :1]) * torch.softmax(logits, dim=1) * audible[:, :, None]
+
+    def synthesize(self, amps: torch.Tensor, f0: torch.Tensor, first: int, length: int,
+                   origin=0) -> torch.Tensor:
+        """Samples [first, first + length) of the span whose frame 0 `amps` starts at.
+
+        Args:
+            amps: (B, K, F) from `frames`.
+            f0: (B,) Hz.
+            origin: note sample of the span's sample 0 (int, or (B,) LongTensor), so the
+                sines keep one phase across crops and streamed chunks.
+        Returns:
+            (B, length) float32.
+        """
+        # Work in blocks of one stride: inside block m the amplitudes ramp linearly from
+        # frame j = m + offset / stride to j + 1, and sin(2 pi (c_m + rate r)) splits into
+        # sin c_m cos(rate r) + cos c_m sin(rate r). So the sum over K harmonics becomes
+        # four (M, K) @ (K, stride) matrix products, not K sines per sample.
+        stride, dev = self.config.stride, amps.device
+        m0, m1 = first // stride, -(-(first + length) // stride)
+        blocks = torch.arange(m0, m1, device=dev)
+        j = (blocks + self.offset // stride).clamp(max=amps.shape[-1] - 2)
+        a0, a1 = amps[..., j], amps[..., j + 1]                            # (B, K, M)
+        # Phases in cycles, reduced mod 1 in float64: k f0 n / sr reaches 3e7 cycles, of
+        # which float32 would keep only a tenth of a cycle.
+        rate = self.numbers[None] * f0[:, None] / self.config.sample_rate  # (B, K)
+        start = torch.as_tensor(origin, device=dev).reshape(-1, 1) + blocks * stride
+        block = 2 * torch.pi * torch.frac(rate[:, :, None] * start[:, None, :])
+        r = torch.arange(stride, device=dev, dtype=torch.float64)
+        within = 2 * torch.pi * torch.frac(rate[:, :, None] * r)           # (B, K, stride)
+        dtype = amps.dtype
+        sin_b, cos_b = block.sin().to(dtype), block.cos().to(dtype)
+        sin_r, cos_r = within.sin().to(dtype), within.cos().to(dtype)
+
+        def sum_harmonics(a):   # (B, M, stride): sum_k a_k sin(phase_k)
+            return (torch.bmm((a * sin_b).transpose(1, 2), cos_r)
+                    + torch.bmm((a * cos_b).transpose(1, 2), sin_r))
+
+        w = r.to(dtype) / stride
+        out = sum_harmonics(a0) * (1 - w) + sum_harmonics(a1) * w
+        skip = first - m0 * stride
+        return out.reshape(out.shape[0], -1)[:, skip:skip + length]
 
 
 class Encoder(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from singsynth.model.config import VELOCITIES, SINGConfig, trim_samples
-from singsynth.model.modules import Decoder, Encoder, SequenceGenerator
+from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator, midi_to_hz
 
 # A run of at most this many LSTM steps uses PyTorch's native CPU kernel: oneDNN's LSTM
 # primitive costs about 0.7 ms a call to set up, 3x the native kernel for the 1-14 steps a
@@ -38,8 +38,24 @@ def _native_lstm(short: bool):
         torch.backends.mkldnn.enabled = before
 
 
+def decode(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch,
+           first_step=0) -> torch.Tensor:
+    """Sequence s (B, D, n) from step `first_step` -> note samples [256 first_step, ...),
+    (B, (n - 15) * 256): the decoder plus, when the model has them, the harmonics of
+    `pitch` ((B,) MIDI). `first_step` may be a (B,) LongTensor (one crop per note)."""
+    h = decoder.hidden(s)
+    wave = decoder.overlap_add(h)
+    if harmonics is not None:
+        f0 = midi_to_hz(torch.as_tensor(pitch, device=h.device))
+        origin = torch.as_tensor(first_step, device=h.device) * decoder.config.stride
+        wave = wave + harmonics.synthesize(harmonics.frames(h, f0), f0, 0, wave.shape[-1],
+                                           origin)
+    return wave
+
+
 class SING(nn.Module):
-    """Sequence generator + decoder (+ the encoder, kept for the autoencoder stage).
+    """Sequence generator + decoder (+ optional harmonics, + the encoder, kept for the
+    autoencoder stage).
 
     Attributes:
         config: architecture, see `SINGConfig`.
@@ -59,6 +75,7 @@ class SING(nn.Module):
         self.sequence = SequenceGenerator(config, len(self.instruments), n_pitches,
                                           len(self.velocities))
         self.decoder = Decoder(config)
+        self.harmonics = Harmonics(config) if config.harmonics else None
         self.encoder = Encoder(config) if with_encoder else None
 
     @property
@@ -77,7 +94,11 @@ class SING(nn.Module):
     def forward(self, instrument, pitch, velocity) -> torch.Tensor:
         """Differentiable whole notes, (B, 64000) float32, not clamped (for training)."""
         s, _ = self.sequence(self._inputs(instrument, pitch, velocity))
-        return self.decoder(s.transpose(1, 2))
+        return self.decode(s.transpose(1, 2), pitch)
+
+    def decode(self, s: torch.Tensor, pitch, first_step=0) -> torch.Tensor:
+        """See `decode`."""
+        return decode(self.decoder, self.harmonics, s, pitch, first_step)
 
     @torch.no_grad()
     def generate(self, instrument, pitch, velocity, dtype: torch.dtype | None = None
@@ -113,6 +134,10 @@ class SING(nn.Module):
         bias = self.decoder.synth.bias
         seq = torch.empty(batch, cfg.latent, total_steps, device=dev)
         ola = torch.zeros(batch, (total_frames - 1) * cfg.stride + cfg.window, device=dev)
+        harmonics = self.harmonics
+        if harmonics is not None:
+            f0 = midi_to_hz(torch.as_tensor(pitch, device=dev))
+            amps = torch.zeros(batch, harmonics.count, total_frames, device=dev)
         # Note sample 0 sits at this index of the un-padded transposed-conv output.
         origin = (cfg.window - cfg.stride) + trim_samples(cfg)
         steps = frames = emitted = 0
@@ -130,16 +155,21 @@ class SING(nn.Module):
             if need_frames > frames:
                 h = self.decoder.hidden(seq[:, :, frames:need_frames + cfg.kernel - 1])
                 grains = torch.einsum("bcf,cw->bfw", h, weight)
+                if harmonics is not None:
+                    amps[:, :, frames:need_frames] = harmonics.frames(h, f0)
                 for i, f in enumerate(range(frames, need_frames)):
                     ola[:, f * cfg.stride:f * cfg.stride + cfg.window] += grains[:, i]
                 frames = need_frames
             out = ola[:, origin + emitted:origin + end] + bias
+            if harmonics is not None:
+                out = out + harmonics.synthesize(amps, f0, emitted, end - emitted)
             yield out.clamp(-1, 1)
             emitted = end
 
     def parameter_count(self, part: str = "generator") -> int:
         """Parameters of the 'generator' (LSTM + decoder, what plays), 'encoder' or 'all'."""
-        parts = {"generator": [self.sequence, self.decoder],
+        generator = [self.sequence, self.decoder] + ([self.harmonics] if self.harmonics else [])
+        parts = {"generator": generator,
                  "encoder": [self.encoder] if self.encoder is not None else [],
                  "all": [self]}[part]
         return sum(p.numel() for m in parts for p in m.parameters())

@@ -46,6 +46,23 @@ def forget_stages(out: Path, stages) -> None:
         tmp.replace(log)
 
 
+def init_weights(model, path) -> None:
+    """Start `model` from checkpoint `path`: every tensor with a matching name and shape."""
+    trained, _ = load_checkpoint(path)
+    if trained.instruments != model.instruments:
+        raise ConfigError(f"init {path}: its instrument vocabulary ({len(trained.instruments)} "
+                          f"instruments) does not match the dataset's ({len(model.instruments)})"
+                          "; use the dataset it was trained on")
+    mine, theirs = model.state_dict(), trained.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if not shared:
+        raise ConfigError(f"init {path}: no tensor of it fits a {model.config.name!r} model")
+    model.load_state_dict(shared, strict=False)
+    fresh = sorted(k for k in mine if k not in shared)
+    print(f"init from {path}: {len(shared)} tensors loaded"
+          + (f", {len(fresh)} new ({', '.join(fresh[:4])})" if fresh else ""), file=sys.stderr)
+
+
 def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device="auto",
         force: bool = False, config_path: str | None = None) -> Path:
     """Train `stages` of `cfg` on dataset folder `data`, writing into folder `out`."""
@@ -73,7 +90,10 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
         torch.manual_seed(cfg.seed)
         model = build(cfg.model, instruments).to(world.device)
         first = STAGES.index(stages[0])
-        if first > 0 and not (resume and (out / f"state-{stages[0]}.safetensors").exists()):
+        resuming = resume and (out / f"state-{stages[0]}.safetensors").exists()
+        if cfg.init and not resuming:
+            init_weights(model, cfg.init)
+        elif first > 0 and not resuming:
             previous = out / f"{STAGES[first - 1]}.safetensors"
             if not previous.exists():
                 raise ConfigError(f"stage {stages[0]} starts from {previous}, which does not "

@@ -39,6 +39,8 @@ class StageConfig:
             after the spectral loss has shaped the output it pins the phase.
         tbptt: LSTM stage only: truncated back-propagation window in steps.
         grad_clip: max gradient norm (0 = off).
+        harmonics_lr: learning rate of the harmonic branch (models with `harmonics`) as a
+            multiple of `lr`: it starts from scratch where the rest may be trained already.
         eval_notes: held-out notes scored at the end of each epoch (whole notes).
     """
 
@@ -57,6 +59,7 @@ class StageConfig:
     wave_from: int = 0
     tbptt: int = 32
     grad_clip: float = 0.0
+    harmonics_lr: float = 1.0
     eval_notes: int = 256
 
 
@@ -67,9 +70,15 @@ class TrainConfig:
     amp: "auto" (bf16 autocast on CUDA, float32 elsewhere), "bf16" (autocast on any
     device) or "off". Autocast covers the forward pass and loss; weights, optimiser state
     and evaluation stay float32.
+
+    init: a checkpoint whose weights start the run (every tensor whose name and shape
+    the model shares; the rest keep their fresh initialisation), e.g. to add a harmonic
+    branch to a trained model. Used when the first stage has no state to resume; with it
+    a run may start at a later stage without the earlier stage's checkpoint.
     """
 
     model: str = "small"
+    init: str = ""
     seed: int = 0
     amp: str = "auto"
     save_minutes: float = 5.0
@@ -87,7 +96,7 @@ _CHOICES = {"loss": ("spectral", "mse"), "amp": ("auto", "bf16", "off")}
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
             "wave_steps": 0, "eval_notes": 0, "save_minutes": 0, "wave_weight": 0,
             "wave_from": 0}
-_POSITIVE = ("lr", "eps")
+_POSITIVE = ("lr", "eps", "harmonics_lr")
 
 
 def _fill(cls, values: dict, where: str, source: str):

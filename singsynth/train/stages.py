@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from singsynth.dsp import relative_mse, spectral_loss, waveform_mse
 from singsynth.model import SING, samples_to_steps
+from singsynth.model.sing import decode
 
 
 class TrainData:
@@ -62,10 +63,10 @@ def audio_loss(cfg, estimate, target, step: int):
 class AutoEncoder(nn.Module):
     def __init__(self, model: SING):
         super().__init__()
-        self.encoder, self.decoder = model.encoder, model.decoder
+        self.encoder, self.decoder, self.harmonics = model.encoder, model.decoder, model.harmonics
 
-    def forward(self, padded):
-        return self.decoder(self.encoder(padded))
+    def forward(self, padded, pitch, first_step):
+        return decode(self.decoder, self.harmonics, self.encoder(padded), pitch, first_step)
 
 
 class Sequence(nn.Module):
@@ -81,12 +82,13 @@ class Sequence(nn.Module):
 class EndToEnd(nn.Module):
     def __init__(self, model: SING):
         super().__init__()
-        self.sequence, self.decoder = model.sequence, model.decoder
+        self.sequence, self.decoder, self.harmonics = model.sequence, model.decoder, model.harmonics
 
     def forward(self, instrument, pitch, velocity, first_step, steps):
         cond = self.sequence.condition(instrument, pitch, velocity)
         s, _ = self.sequence(cond, 0, first_step + steps)
-        return self.decoder(s[:, first_step:].transpose(1, 2))
+        return decode(self.decoder, self.harmonics, s[:, first_step:].transpose(1, 2), pitch,
+                      first_step)
 
 
 class Task:
@@ -105,6 +107,17 @@ class Task:
 
     def parameters(self):
         return [p for p in self.module.parameters() if p.requires_grad]
+
+    def param_groups(self) -> list[dict]:
+        """The optimiser's groups: the harmonic branch, when trained here, learns at
+        `harmonics_lr` x the stage's rate (it starts from scratch beside trained weights)."""
+        head = {id(p) for p in self.model.harmonics.parameters()} if self.model.harmonics else set()
+        params = self.parameters()
+        groups = [{"params": [p for p in params if id(p) not in head], "lr_scale": 1.0}]
+        new = [p for p in params if id(p) in head]
+        if new:
+            groups.append({"params": new, "lr_scale": self.cfg.harmonics_lr})
+        return groups
 
     def train(self):
         self.module.train()
@@ -145,12 +158,13 @@ class AETask(Task):
         idx, starts = self.local(indices, gen, world)
         pad = self.model.encoder.padding
         spans = self.train_data.crops(idx, starts, self.length, pad).to(self.device)
-        estimate = module(spans)
+        estimate = module(spans, self.train_data.pitch[idx].to(self.device),
+                          (starts // 256).to(self.device))
         return audio_loss(self.cfg, estimate, spans[:, pad:pad + self.length], step)
 
     def whole_notes(self, idx):
-        return self.model.decoder(self.model.encoder.encode_note(
-            self.test_data.audio[idx].to(self.device)))
+        return self.model.decode(self.model.encoder.encode_note(
+            self.test_data.audio[idx].to(self.device)), self.test_data.pitch[idx].to(self.device))
 
 
 class LSTMTask(Task):
@@ -195,8 +209,9 @@ class LSTMTask(Task):
         return F.mse_loss(s, target)
 
     def whole_notes(self, idx):
-        s, _ = self.module(*self.labels(self.test_data, idx), 0, self.steps)
-        return self.model.decoder(s.transpose(1, 2))
+        instrument, pitch, velocity = self.labels(self.test_data, idx)
+        s, _ = self.module(instrument, pitch, velocity, 0, self.steps)
+        return self.model.decode(s.transpose(1, 2), pitch)
 
 
 class E2ETask(Task):

@@ -148,7 +148,7 @@ class Loop:
     # --- the loop --------------------------------------------------------------------
     def run(self, resume: bool) -> dict:
         cfg, task, world = self.cfg, self.task, self.world
-        optimizer = torch.optim.Adam(task.parameters(), lr=cfg.lr)
+        optimizer = torch.optim.Adam(task.param_groups(), lr=cfg.lr)
         epoch = batch = 0
         if resume and self.state_path.exists():
             epoch, batch, finished = self.load_state(optimizer)
@@ -171,7 +171,7 @@ class Loop:
                 for window in range(task.steps_per_batch):
                     step = (epoch * self.batches + batch) * task.steps_per_batch + window
                     for group in optimizer.param_groups:
-                        group["lr"] = learning_rate(cfg, step, self.total)
+                        group["lr"] = learning_rate(cfg, step, self.total) * group.get("lr_scale", 1.0)
                     with autocast(self.amp, world.device):
                         loss = task.loss(module, indices, gen, window, step, world)
                     optimizer.zero_grad(set_to_none=True)
