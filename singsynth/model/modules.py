@@ -168,8 +168,17 @@ class Harmonics(nn.Module):
         logits = x[:, 1:].masked_fill(~audible[:, :, None], -1e4)
         return F.softplus(x[:, :1]) * torch.softmax(logits, dim=1) * audible[:, :, None]
 
+    def oscillators(self, f0: torch.Tensor, dtype=torch.float32):
+        """What `synthesize` needs of f0 alone (computed once per note when streaming):
+        rate (B, K) cycles per sample (float64), and sin and cos of the phase advance over
+        one block's first 0..stride-1 samples, (B, K, stride) each."""
+        rate = self.numbers[None] * f0[:, None] / self.config.sample_rate
+        r = torch.arange(self.config.stride, device=f0.device, dtype=torch.float64)
+        within = 2 * torch.pi * torch.frac(rate[:, :, None] * r)
+        return rate, within.sin().to(dtype), within.cos().to(dtype)
+
     def synthesize(self, amps: torch.Tensor, f0: torch.Tensor, first: int, length: int,
-                   origin=0) -> torch.Tensor:
+                   origin=0, oscillators=None) -> torch.Tensor:
         """Samples [first, first + length) of the span whose frame 0 `amps` starts at.
 
         Args:
@@ -177,6 +186,7 @@ class Harmonics(nn.Module):
             f0: (B,) Hz.
             origin: note sample of the span's sample 0 (int, or (B,) LongTensor), so the
                 sines keep one phase across crops and streamed chunks.
+            oscillators: `oscillators(f0)`, if already computed.
         Returns:
             (B, length) float32.
         """
@@ -189,22 +199,19 @@ class Harmonics(nn.Module):
         blocks = torch.arange(m0, m1, device=dev)
         j = (blocks + self.offset // stride).clamp(max=amps.shape[-1] - 2)
         a0, a1 = amps[..., j], amps[..., j + 1]                            # (B, K, M)
+        dtype = amps.dtype
+        rate, sin_r, cos_r = oscillators or self.oscillators(f0, dtype)
         # Phases in cycles, reduced mod 1 in float64: k f0 n / sr reaches 3e7 cycles, of
         # which float32 would keep only a tenth of a cycle.
-        rate = self.numbers[None] * f0[:, None] / self.config.sample_rate  # (B, K)
         start = torch.as_tensor(origin, device=dev).reshape(-1, 1) + blocks * stride
-        block = 2 * torch.pi * torch.frac(rate[:, :, None] * start[:, None, :])
-        r = torch.arange(stride, device=dev, dtype=torch.float64)
-        within = 2 * torch.pi * torch.frac(rate[:, :, None] * r)           # (B, K, stride)
-        dtype = amps.dtype
+        block = 2 * torch.pi * torch.frac(rate[:, :, None] * start[:, None, :])   # (B, K, M)
         sin_b, cos_b = block.sin().to(dtype), block.cos().to(dtype)
-        sin_r, cos_r = within.sin().to(dtype), within.cos().to(dtype)
 
         def sum_harmonics(a):   # (B, M, stride): sum_k a_k sin(phase_k)
             return (torch.bmm((a * sin_b).transpose(1, 2), cos_r)
                     + torch.bmm((a * cos_b).transpose(1, 2), sin_r))
 
-        w = r.to(dtype) / stride
+        w = torch.arange(stride, device=dev, dtype=dtype) / stride
         out = sum_harmonics(a0) * (1 - w) + sum_harmonics(a1) * w
         skip = first - m0 * stride
         return out.reshape(out.shape[0], -1)[:, skip:skip + length]

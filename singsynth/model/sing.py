@@ -138,6 +138,7 @@ class SING(nn.Module):
         if harmonics is not None:
             f0 = midi_to_hz(torch.as_tensor(pitch, device=dev))
             amps = torch.zeros(batch, harmonics.count, total_frames, device=dev)
+            oscillators = harmonics.oscillators(f0)
         # Note sample 0 sits at this index of the un-padded transposed-conv output.
         origin = (cfg.window - cfg.stride) + trim_samples(cfg)
         steps = frames = emitted = 0
@@ -162,7 +163,8 @@ class SING(nn.Module):
                 frames = need_frames
             out = ola[:, origin + emitted:origin + end] + bias
             if harmonics is not None:
-                out = out + harmonics.synthesize(amps, f0, emitted, end - emitted)
+                out = out + harmonics.synthesize(amps, f0, emitted, end - emitted,
+                                                 oscillators=oscillators)
             yield out.clamp(-1, 1)
             emitted = end
 
