@@ -11,7 +11,8 @@ import torch
 from singsynth.checkpoint import load_model
 from singsynth.cli.train import main
 from singsynth.errors import ConfigError
-from singsynth.train.config import load_config
+from singsynth.train.config import StageConfig, load_config
+from singsynth.train.stages import crop_starts
 from tests.train_fixtures import (REPO, TINY, assert_same_weights, cli_env, sets,  # noqa: F401
                                   train_dataset, weights, write_synthetic)
 
@@ -221,6 +222,22 @@ def test_init_from_another_vocabulary_is_refused(full_run, other, tmp_path):
     with pytest.raises(ConfigError, match="init .*instrument vocabulary"):
         train(other, tmp_path / "run", "--stage", "e2e",
               *sets(f"init={full_run / 'lstm.safetensors'}"))
+
+
+def test_start_share_puts_that_share_of_crops_at_the_attack():
+    def starts(share):
+        cfg = StageConfig(crop=8192, crop_end=48000, start_share=share)
+        return crop_starts(4000, cfg, torch.Generator().manual_seed(0))
+    uniform, quarter = starts(0.0), starts(0.25)
+    assert (uniform % 256 == 0).all() and uniform.max() <= 48000 - 8192
+    assert (uniform == 0).float().mean() < 0.02                # 1 in 156 positions
+    assert 0.22 < (quarter == 0).float().mean() < 0.28
+    assert (starts(1.0) == 0).all()
+
+
+def test_start_share_above_one_is_refused():
+    with pytest.raises(ConfigError, match="start_share is 1.5; allowed: 0 to 1"):
+        load_config(None, ["e2e.start_share=1.5"])
 
 
 def test_dataset_without_test_notes_is_refused(tmp_path):

@@ -40,11 +40,15 @@ class TrainData:
 
 
 def crop_starts(count: int, cfg, gen: torch.Generator, note_samples: int = 64000):
-    """Start samples (multiples of 256) of `count` crops inside [0, crop_end]."""
+    """Start samples (multiples of 256) of `count` crops inside [0, crop_end]; a share
+    `start_share` of them at sample 0, so that the attack is trained too."""
     if not cfg.crop:
         return torch.zeros(count, dtype=torch.long)
     last = (min(cfg.crop_end, note_samples) - cfg.crop) // 256
-    return torch.randint(0, max(0, last) + 1, (count,), generator=gen) * 256
+    starts = torch.randint(0, max(0, last) + 1, (count,), generator=gen) * 256
+    if cfg.start_share:
+        starts[torch.rand(count, generator=gen) < cfg.start_share] = 0
+    return starts
 
 
 def audio_loss(cfg, estimate, target, step: int):
