@@ -350,3 +350,16 @@ def test_waveform_term_starts_at_wave_from():
     assert abs(audio_loss(cfg, a, b, 100).item() - spectral - 2.0) < 0.1  # E(a-b)²/E b² = 2
     decaying = StageConfig(wave_weight=1.0, wave_steps=200)
     assert audio_loss(decaying, a, b, 200).item() == spectral
+
+
+def test_peak_term_penalises_only_samples_past_full_scale():
+    from singsynth.train.stages import audio_loss
+    torch.manual_seed(0)
+    target = 0.5 * torch.rand(2, 4096) - 0.25
+    inside = target * 2                                     # loud, but within +-0.5
+    cfg = StageConfig(peak_weight=0.01)
+    assert audio_loss(cfg, inside, target, 0).item() == audio_loss(StageConfig(), inside, target, 0).item()
+    over = inside.clone()
+    over[0, :100] = 1.49                                    # 100 samples 0.5 past 0.99
+    extra = audio_loss(cfg, over, target, 0) - audio_loss(StageConfig(), over, target, 0)
+    assert extra.item() == pytest.approx(0.01 * 100 * 0.5 ** 2 / 2, rel=1e-4)   # mean over 2 notes

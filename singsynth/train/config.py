@@ -40,6 +40,9 @@ class StageConfig:
         wave_from: optimizer step the waveform term starts at. From step 0 it drives a
             fresh autoencoder to silence (zeros score exactly 1, any wrong phase more);
             after the spectral loss has shaped the output it pins the phase.
+        peak_weight: weight of a penalty on samples past full scale (0.99), squared and
+            summed over each note. The spectral loss barely notices an attack 4x too loud;
+            the harmonic model's loud low notes clipped without this.
         tbptt: LSTM stage only: truncated back-propagation window in steps.
         grad_clip: max gradient norm (0 = off).
         harmonics_lr: learning rate of the harmonic branch (models with `harmonics`) as a
@@ -61,6 +64,7 @@ class StageConfig:
     wave_weight: float = 0.0
     wave_steps: int = 0
     wave_from: int = 0
+    peak_weight: float = 0.0
     tbptt: int = 32
     grad_clip: float = 0.0
     harmonics_lr: float = 1.0
@@ -99,7 +103,7 @@ _CHOICES = {"loss": ("spectral", "mse"), "amp": ("auto", "bf16", "off")}
 # Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
             "wave_steps": 0, "eval_notes": 0, "save_minutes": 0, "wave_weight": 0,
-            "wave_from": 0, "start_share": 0}
+            "wave_from": 0, "start_share": 0, "peak_weight": 0}
 _POSITIVE = ("lr", "eps", "harmonics_lr")
 
 

@@ -51,9 +51,13 @@ def crop_starts(count: int, cfg, gen: torch.Generator, note_samples: int = 64000
     return starts
 
 
+PEAK = 0.99   # the datasets' loudest notes peak here
+
+
 def audio_loss(cfg, estimate, target, step: int):
     """The stage's loss, plus the waveform term (MSE relative to each note's power) from
-    step `wave_from`, decaying to 0 over `wave_steps` when that is set."""
+    step `wave_from`, decaying to 0 over `wave_steps` when that is set, plus the
+    overshoot term when `peak_weight` is set."""
     if cfg.loss == "spectral":
         loss = spectral_loss(estimate, target, cfg.eps, cfg.ffts)
     else:
@@ -61,6 +65,10 @@ def audio_loss(cfg, estimate, target, step: int):
     if cfg.wave_weight and step >= cfg.wave_from and (not cfg.wave_steps or step < cfg.wave_steps):
         weight = cfg.wave_weight * (1 - step / cfg.wave_steps if cfg.wave_steps else 1.0)
         loss = loss + weight * relative_mse(estimate, target)
+    if cfg.peak_weight:
+        # No recording exceeds full scale; penalise what the model puts past it (per note,
+        # summed over samples: a few milliseconds of overshoot at an attack count).
+        loss = loss + cfg.peak_weight * F.relu(estimate.abs() - PEAK).pow(2).sum(-1).mean()
     return loss
 
 
