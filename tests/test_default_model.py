@@ -1,9 +1,7 @@
-"""The shipped default model loads through the CLI's path and makes sound.
-
-The quality bar of issue 8 (fundamental within 50 cents) is NOT met by the checkpoint
-shipped now (trained about an hour on 2 CPU cores; see models/default.md), so that
-check is a strict expected failure: it turns into a failure the day a better default
-passes it, so the marker must then be removed.
+"""The shipped default model loads through the CLI's path and makes sound: not silent,
+not clipped, and at the pitch asked for (issue 8's test). The dataset-wide quality bar
+(95 % of held-out notes in tune) is measured by `singsynth eval` and reported in
+models/default.md, not here: scoring hundreds of notes with pyin would slow `make test`.
 """
 import subprocess
 import sys
@@ -47,8 +45,6 @@ def test_instruments_differ(notes):
     assert np.abs(a - b).mean() > 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped default model does not reach the pitch "
-                   "bar of issue 8 yet (see models/default.md)")
 def test_fundamental_within_50_cents(notes):
     from singsynth.eval.metrics import cents, track_pitch
     for wave, pitch in zip(notes, PITCHES):
