@@ -125,7 +125,7 @@ def test_exponent_without_dot_reads_as_float(tmp_path):
     ("ae: {learning_rate: 0.001}\n", r"unknown key ae\.learning_rate; allowed: epochs"),
     ("ae:\n", r"ae must be a mapping"),
     ("ae: {loss: l2}\n", r"ae\.loss is 'l2'; allowed"),
-    ("model: huge\n", r"model is 'huge'; allowed: paper, small, wide, wide512, tiny"),
+    ("model: huge\n", r"model is 'huge'; allowed: paper, small, wide, wide512, harmonic, tiny"),
     ("ae: {ffts: [1000, 7]}\n", r"ae\.ffts is \[1000, 7\]; allowed: a list of STFT sizes"),
     ("ae: {ffts: []}\n", r"ae\.ffts is \[\]; allowed"),
     ("ae: {ffts: 1024}\n", r"ae\.ffts must be list, got 1024"),
