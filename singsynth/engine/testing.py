@@ -12,12 +12,9 @@ from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from singsynth.midi import midi_to_hz as pitch_hz
+
 from .source import NoteKey
-
-
-def pitch_hz(pitch: float) -> float:
-    """MIDI pitch -> frequency in Hz (69 -> 440)."""
-    return 440.0 * 2.0 ** ((pitch - 69) / 12.0)
 
 
 class SineSource:

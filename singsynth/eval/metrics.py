@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from singsynth.dsp import log_spectrogram
+from singsynth.midi import midi_to_hz
 
 SAMPLE_RATE = 16000
 # The sustained part of an NSynth note (key held 0-3 s): skip the attack, stop before
@@ -75,11 +76,6 @@ def score(produce: Callable[[torch.Tensor], torch.Tensor], targets: torch.Tensor
     if keep:
         out["estimates"] = torch.cat(kept) if kept else torch.zeros(0, targets.shape[-1])
     return out
-
-
-def midi_to_hz(pitch: float) -> float:
-    """Equal-tempered frequency of a MIDI pitch, A4 = 69 = 440 Hz."""
-    return 440.0 * 2.0 ** ((pitch - 69) / 12)
 
 
 def cents(f0: float, pitch: float) -> float:

@@ -127,11 +127,6 @@ class Decoder(nn.Module):
         return wave[:, 0, trim:wave.shape[-1] - trim]
 
 
-def midi_to_hz(pitch: torch.Tensor) -> torch.Tensor:
-    """Equal-tempered frequency in Hz (float64) of MIDI pitches, A4 = 69 = 440 Hz."""
-    return 440.0 * 2.0 ** ((pitch.double() - 69) / 12)
-
-
 class Harmonics(nn.Module):
     """A bank of sines at exact multiples of the requested pitch, added to the decoder's
     output. Optional (`SINGConfig.harmonics` > 0); not in the paper.

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from singsynth.model.config import VELOCITIES, SINGConfig, trim_samples
-from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator, midi_to_hz
+from singsynth.midi import midi_to_hz
+from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator
 
 # A run of at most this many LSTM steps uses PyTorch's native CPU kernel: oneDNN's LSTM
 # primitive costs about 0.7 ms a call to set up, 3x the native kernel for the 1-14 steps a
@@ -46,7 +47,7 @@ def decode(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch
     h = decoder.hidden(s)
     wave = decoder.overlap_add(h)
     if harmonics is not None:
-        f0 = midi_to_hz(torch.as_tensor(pitch, device=h.device))
+        f0 = midi_to_hz(torch.as_tensor(pitch, device=h.device).double())
         origin = torch.as_tensor(first_step, device=h.device) * decoder.config.stride
         wave = wave + harmonics.synthesize(harmonics.frames(h, f0), f0, 0, wave.shape[-1],
                                            origin)
@@ -136,7 +137,7 @@ class SING(nn.Module):
         ola = torch.zeros(batch, (total_frames - 1) * cfg.stride + cfg.window, device=dev)
         harmonics = self.harmonics
         if harmonics is not None:
-            f0 = midi_to_hz(torch.as_tensor(pitch, device=dev))
+            f0 = midi_to_hz(torch.as_tensor(pitch, device=dev).double())
             amps = torch.zeros(batch, harmonics.count, total_frames, device=dev)
             oscillators = harmonics.oscillators(f0)
         # Note sample 0 sits at this index of the un-padded transposed-conv output.

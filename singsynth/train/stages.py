@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from singsynth.data.soundfont import PEAK_MAX
 from singsynth.dsp import relative_mse, spectral_loss, waveform_mse
 from singsynth.model import SING, samples_to_steps
 from singsynth.model.sing import decode
@@ -51,9 +52,6 @@ def crop_starts(count: int, cfg, gen: torch.Generator, note_samples: int = 64000
     return starts
 
 
-PEAK = 0.99   # the datasets' loudest notes peak here
-
-
 def audio_loss(cfg, estimate, target, step: int):
     """The stage's loss, plus the waveform term (MSE relative to each note's power) from
     step `wave_from`, decaying to 0 over `wave_steps` when that is set, plus the
@@ -66,9 +64,9 @@ def audio_loss(cfg, estimate, target, step: int):
         weight = cfg.wave_weight * (1 - step / cfg.wave_steps if cfg.wave_steps else 1.0)
         loss = loss + weight * relative_mse(estimate, target)
     if cfg.peak_weight:
-        # No recording exceeds full scale; penalise what the model puts past it (per note,
+        # No training note exceeds PEAK_MAX (the dataset builder's cap); penalise what the model puts past it (per note,
         # summed over samples: a few milliseconds of overshoot at an attack count).
-        loss = loss + cfg.peak_weight * F.relu(estimate.abs() - PEAK).pow(2).sum(-1).mean()
+        loss = loss + cfg.peak_weight * F.relu(estimate.abs() - PEAK_MAX).pow(2).sum(-1).mean()
     return loss
 
 
