@@ -111,6 +111,16 @@ def test_pitch_tracker_on_harmonic_tones():
     assert math.isnan(acc["f0"][2])
 
 
+@pytest.mark.parametrize("pitch", [92, 94, 102, 106, 108])
+def test_pitch_tracker_on_high_notes(pitch):
+    # At 16 kHz these periods are 3.8-9.6 samples; tracked there without upsampling, a
+    # pure 2,960 Hz sine read an octave down and 3,729 Hz read 50 cents sharp.
+    from singsynth.midi import midi_to_hz
+    for harmonics in ((1.0,), (1.0, 0.5, 0.25, 0.12)):
+        tone = harmonic_note(midi_to_hz(pitch), harmonics)
+        assert abs(cents(track_pitch(tone, pitch), pitch)) <= 15, harmonics
+
+
 def test_shift_pitch_resamples_like_a_sampler():
     low = harmonic_note(220.0)
     up = shift_pitch(low, 12)

@@ -29,6 +29,10 @@ IN_TUNE_CENTS = 50.0
 # octave errors, narrow enough to be ~10x faster than a search over all of MIDI 21-108.
 SEARCH_SEMITONES = 13
 FRAME_LENGTH = 2048
+# pyin (YIN) compares the note with itself shifted by whole samples: at 16 kHz a 3 kHz
+# period is 5.3 samples, and a pure 2,960 Hz sine reads an octave down. High notes are
+# upsampled first so that the shortest period searched spans at least this many samples.
+MIN_PERIOD_SAMPLES = 16
 # Fewer voiced frames than this share of the window = "no pitch found".
 MIN_VOICED = 0.1
 
@@ -95,18 +99,24 @@ def track_pitch(wave, pitch: int, sample_rate: int = SAMPLE_RATE,
         10% of the frames are voiced (silence, noise, an unpitched sound).
     """
     import librosa
+    import soxr
 
     y = np.asarray(wave, dtype=np.float32)[int(start_s * sample_rate):int(end_s * sample_rate)]
     if len(y) < FRAME_LENGTH or not np.any(y):
         return math.nan
     f = midi_to_hz(pitch)
-    lowest = 2.0 * sample_rate / FRAME_LENGTH           # two periods must fit in a frame
-    highest = 0.95 * sample_rate / 2
-    fmin = min(max(f * 2 ** (-SEARCH_SEMITONES / 12), lowest), highest / 2)
-    fmax = max(min(f * 2 ** (SEARCH_SEMITONES / 12), highest), fmin * 2)
+    highest = 0.95 * sample_rate / 2                     # the content stops at Nyquist
+    fmax = min(f * 2 ** (SEARCH_SEMITONES / 12), highest)
+    factor = max(1, math.ceil(MIN_PERIOD_SAMPLES * fmax / sample_rate))
+    if factor > 1:
+        y = soxr.resample(y, sample_rate, sample_rate * factor, quality="VHQ")
+    rate = sample_rate * factor
+    lowest = 2.0 * rate / FRAME_LENGTH                   # two periods must fit in a frame
+    fmin = min(max(f * 2 ** (-SEARCH_SEMITONES / 12), lowest), fmax / 2)
+    fmax = max(fmax, fmin * 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f0, voiced, _ = librosa.pyin(y, fmin=fmin, fmax=fmax, sr=sample_rate,
+        f0, voiced, _ = librosa.pyin(y, fmin=fmin, fmax=fmax, sr=rate,
                                      frame_length=FRAME_LENGTH)
     if voiced.mean() < MIN_VOICED:
         return math.nan

@@ -99,7 +99,8 @@ def markdown(results: dict, figures: dict) -> str:
     p = r["pitch"]
     lines += ["## Pitch accuracy (held-out notes)", "",
               "Median fundamental by librosa's pyin over 0.2–2.5 s of each note (the held part), "
-              "searched ±13 semitones around the requested pitch; a note with less than 10% "
+              "searched ±13 semitones around the requested pitch (high notes upsampled first, so "
+              "that its shortest period spans 16 samples); a note with less than 10% "
               "voiced frames counts as \"no pitch\" and as out of tune.", "",
               "| Notes | Within 50 cents | Share | Within 50 cents, any octave | No pitch found "
               "| Median abs. error (cents) |", "|---|---:|---:|---:|---:|---:|"]
