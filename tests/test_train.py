@@ -203,7 +203,8 @@ def test_init_adds_a_harmonic_branch_to_a_trained_model(full_run, train_dataset,
     out = tmp_path / "harmonic"
     train(train_dataset, out, "--stage", "e2e",
           *sets("model=tiny-harmonic", f"init={full_run / 'lstm.safetensors'}",
-                "e2e.epochs=1", "e2e.harmonics_lr=10", "e2e.lr=0.001"))
+                "e2e.epochs=1", "e2e.harmonics_lr=10", "e2e.lr=0.001",
+                "e2e.residual_weight=0.1"))
     model = load_model(out / "e2e.safetensors")
     assert model.config.harmonics == 8 and model.harmonics is not None
     # The shared weights started from the source: one epoch is 2 Adam steps at lr 1e-3,
@@ -221,6 +222,27 @@ def test_init_from_another_vocabulary_is_refused(full_run, other, tmp_path):
     with pytest.raises(ConfigError, match="init .*instrument vocabulary"):
         train(other, tmp_path / "run", "--stage", "e2e",
               *sets(f"init={full_run / 'lstm.safetensors'}"))
+
+
+def test_residual_share_measures_the_decoder_inside_the_harmonic_band():
+    from singsynth.train.stages import residual_share
+    t = torch.arange(8192) / 16000
+    low, high = torch.sin(2 * torch.pi * 110 * t), 0.5 * torch.sin(2 * torch.pi * 6000 * t)
+    target = (low + high)[None]
+    a1 = torch.tensor([21])                                # 27.5 Hz: 64 harmonics end at 1.77 kHz
+    assert residual_share(low[None], target, a1, 64, 16000).item() == pytest.approx(1, abs=0.01)
+    assert residual_share(high[None], target, a1, 64, 16000).item() < 0.01
+    a4 = torch.tensor([69])                                # 440 Hz: the band reaches 7.2 kHz
+    assert residual_share(high[None], target, a4, 64, 16000).item() == pytest.approx(0.25 / 1.25, abs=0.01)
+    # A silent crop: the floor (mean square 1e-6) keeps the share finite.
+    quiet = residual_share(1e-4 * low[None], torch.zeros(1, 8192), a4, 64, 16000).item()
+    assert quiet == pytest.approx(1e-8 / 2 / 1e-6, rel=0.05)
+
+
+def test_residual_weight_needs_a_harmonic_model(full_run, train_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="residual_weight needs a model with harmonics"):
+        train(train_dataset, tmp_path / "run", "--stage", "e2e",
+              *sets(f"init={full_run / 'lstm.safetensors'}", "e2e.residual_weight=0.1"))
 
 
 def test_start_share_puts_that_share_of_crops_at_the_attack():

@@ -39,19 +39,31 @@ def _native_lstm(short: bool):
         torch.backends.mkldnn.enabled = before
 
 
-def decode(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch,
-           first_step=0) -> torch.Tensor:
-    """Sequence s (B, D, n) from step `first_step` -> note samples [256 first_step, ...),
-    (B, (n - 15) * 256): the decoder plus, when the model has them, the harmonics of
-    `pitch` ((B,) MIDI). `first_step` may be a (B,) LongTensor (one crop per note)."""
+def decode_parts(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch,
+                 first_step=0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sequence s (B, D, n) from step `first_step` -> the decoder's output and, when the
+    model has them, the harmonics of `pitch` ((B,) MIDI), each (B, (n - 15) * 256): note
+    samples [256 first_step, ...). `first_step` may be a (B,) LongTensor (one crop per
+    note). Kept apart for training, which can penalise the decoder's share."""
     h = decoder.hidden(s)
     wave = decoder.overlap_add(h)
-    if harmonics is not None:
-        f0 = midi_to_hz(torch.as_tensor(pitch, device=h.device).double())
-        origin = torch.as_tensor(first_step, device=h.device) * decoder.config.stride
-        wave = wave + harmonics.synthesize(harmonics.frames(h, f0), f0, 0, wave.shape[-1],
-                                           origin)
-    return wave
+    if harmonics is None:
+        return wave, None
+    f0 = midi_to_hz(torch.as_tensor(pitch, device=h.device).double())
+    origin = torch.as_tensor(first_step, device=h.device) * decoder.config.stride
+    return wave, harmonics.synthesize(harmonics.frames(h, f0), f0, 0, wave.shape[-1], origin)
+
+
+def decode(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch,
+           first_step=0) -> torch.Tensor:
+    """The note: the sum of `decode_parts`, (B, (n - 15) * 256)."""
+    return mix(decode_parts(decoder, harmonics, s, pitch, first_step))
+
+
+def mix(parts: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+    """(decoder output, harmonics or None) -> their sum."""
+    wave, harm = parts
+    return wave if harm is None else wave + harm
 
 
 class SING(nn.Module):

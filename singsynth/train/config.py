@@ -43,6 +43,11 @@ class StageConfig:
         peak_weight: weight of a penalty on samples past full scale (0.99), squared and
             summed over each note. The spectral loss barely notices an attack 4x too loud;
             the harmonic model's loud low notes clipped without this.
+        residual_weight: weight of a penalty on the decoder's own output where a harmonic
+            model's bank plays (below min((K + 0.5) f0, 7.2 kHz)), as a share of the
+            target's power there (`stages.residual_share`); ae and e2e stages. The
+            spectral loss cannot tell a partial from the bank (at the pitch) from one the
+            decoder puts on its frame grid; this makes the bank carry the partials.
         tbptt: LSTM stage only: truncated back-propagation window in steps.
         grad_clip: max gradient norm (0 = off).
         harmonics_lr: learning rate of the harmonic branch (models with `harmonics`) as a
@@ -65,6 +70,7 @@ class StageConfig:
     wave_steps: int = 0
     wave_from: int = 0
     peak_weight: float = 0.0
+    residual_weight: float = 0.0
     tbptt: int = 32
     grad_clip: float = 0.0
     harmonics_lr: float = 1.0
@@ -103,7 +109,7 @@ _CHOICES = {"loss": ("spectral", "mse"), "amp": ("auto", "bf16", "off")}
 # Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
             "wave_steps": 0, "eval_notes": 0, "save_minutes": 0, "wave_weight": 0,
-            "wave_from": 0, "start_share": 0, "peak_weight": 0}
+            "wave_from": 0, "start_share": 0, "peak_weight": 0, "residual_weight": 0}
 _POSITIVE = ("lr", "eps", "harmonics_lr")
 
 

@@ -17,9 +17,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from singsynth.data.soundfont import PEAK_MAX
-from singsynth.dsp import relative_mse, spectral_loss, waveform_mse
+from singsynth.dsp import N_FFT, power_spectrogram, relative_mse, spectral_loss, waveform_mse
+from singsynth.errors import ConfigError
+from singsynth.midi import midi_to_hz
 from singsynth.model import SING, samples_to_steps
-from singsynth.model.sing import decode
+from singsynth.model.sing import decode_parts, mix
 
 
 class TrainData:
@@ -70,13 +72,40 @@ def audio_loss(cfg, estimate, target, step: int):
     return loss
 
 
+def residual_share(residual, target, pitch, harmonics: int, sample_rate: int,
+                   floor: float = 1e-6) -> torch.Tensor:
+    """How much the decoder's own output puts where the harmonic bank plays: its power
+    below min((K + 0.5) f0, 0.45 sr) over the target's power there, per note, averaged.
+
+    Why: each partial inside that band can come from the bank, exactly at the note's pitch,
+    or from the decoder, on its 62.5 Hz frame grid; the spectral loss cannot tell them
+    apart. Decoder partials that miss the pitch are what pyin still heard on the first
+    harmonic default's low and quiet notes (models/default.md).
+    Args:
+        residual, target: (B, L) waveforms, L >= 1,024; pitch: (B,) MIDI.
+        harmonics: K, the bank's size; floor: mean-square level (per sample) added to
+            the target's, so near-silent crops do not divide by zero.
+    Returns:
+        scalar tensor, differentiable in `residual`.
+    """
+    power_r, power_t = power_spectrogram(residual), power_spectrogram(target)   # (B, F, T)
+    bins = torch.arange(power_r.shape[1], device=power_r.device) * sample_rate / N_FFT
+    f0 = midi_to_hz(pitch.to(power_r.device).float())
+    top = torch.clamp((harmonics + 0.5) * f0, max=0.45 * sample_rate)
+    band = (bins[None] < top[:, None]).float()[:, :, None]                    # (B, F, 1)
+    # Parseval: a signal of mean square 1 gives N_FFT * sum(window²) / 2 per frame here.
+    unit = N_FFT * 0.375 * N_FFT / 2 * power_r.shape[-1]
+    share = (power_r * band).sum((1, 2)) / ((power_t * band).sum((1, 2)) + floor * unit)
+    return share.mean()
+
+
 class AutoEncoder(nn.Module):
     def __init__(self, model: SING):
         super().__init__()
         self.encoder, self.decoder, self.harmonics = model.encoder, model.decoder, model.harmonics
 
     def forward(self, padded, pitch, first_step):
-        return decode(self.decoder, self.harmonics, self.encoder(padded), pitch, first_step)
+        return decode_parts(self.decoder, self.harmonics, self.encoder(padded), pitch, first_step)
 
 
 class Sequence(nn.Module):
@@ -97,8 +126,8 @@ class EndToEnd(nn.Module):
     def forward(self, instrument, pitch, velocity, first_step, steps):
         cond = self.sequence.condition(instrument, pitch, velocity)
         s, _ = self.sequence(cond, 0, first_step + steps)
-        return decode(self.decoder, self.harmonics, s[:, first_step:].transpose(1, 2), pitch,
-                      first_step)
+        return decode_parts(self.decoder, self.harmonics, s[:, first_step:].transpose(1, 2), pitch,
+                            first_step)
 
 
 class Task:
@@ -114,6 +143,19 @@ class Task:
         self.length = cfg.crop or model.config.note_samples
         self.eval_index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)
                                          )[:cfg.eval_notes]
+        if cfg.residual_weight and model.harmonics is None:
+            raise ConfigError(f"{self.name}.residual_weight needs a model with harmonics "
+                              f"(e.g. model: harmonic); this one is {model.config.name!r}")
+
+    def decoded_loss(self, parts, target, pitch, step):
+        """`audio_loss` of the decoded crops (decoder output, harmonics or None), plus the
+        decoder's share of the harmonic band when `residual_weight` is set."""
+        loss = audio_loss(self.cfg, mix(parts), target, step)
+        if self.cfg.residual_weight:
+            cfg = self.model.config
+            loss = loss + self.cfg.residual_weight * residual_share(
+                parts[0], target, pitch, cfg.harmonics, cfg.sample_rate)
+        return loss
 
     def parameters(self):
         return [p for p in self.module.parameters() if p.requires_grad]
@@ -168,9 +210,9 @@ class AETask(Task):
         idx, starts = self.local(indices, gen, world)
         pad = self.model.encoder.padding
         spans = self.train_data.crops(idx, starts, self.length, pad).to(self.device)
-        estimate = module(spans, self.train_data.pitch[idx].to(self.device),
-                          (starts // 256).to(self.device))
-        return audio_loss(self.cfg, estimate, spans[:, pad:pad + self.length], step)
+        pitch = self.train_data.pitch[idx].to(self.device)
+        parts = module(spans, pitch, (starts // 256).to(self.device))
+        return self.decoded_loss(parts, spans[:, pad:pad + self.length], pitch, step)
 
     def whole_notes(self, idx):
         return self.model.decode(self.model.encoder.encode_note(
@@ -238,12 +280,13 @@ class E2ETask(Task):
         start = int(starts[0]) if len(starts) else 0
         idx = indices[world.rank::world.size]
         steps = samples_to_steps(self.length, self.model.config)
-        estimate = module(*self.labels(self.train_data, idx), start // 256, steps)
+        labels = self.labels(self.train_data, idx)
+        parts = module(*labels, start // 256, steps)
         target = self.train_data.crops(idx, torch.full((len(idx),), start), self.length)
-        return audio_loss(self.cfg, estimate, target.to(self.device), step)
+        return self.decoded_loss(parts, target.to(self.device), labels[1], step)
 
     def whole_notes(self, idx):
-        return self.module(*self.labels(self.test_data, idx), 0, self.model.config.steps)
+        return mix(self.module(*self.labels(self.test_data, idx), 0, self.model.config.steps))
 
 
 TASKS = {"ae": AETask, "lstm": LSTMTask, "e2e": E2ETask}
