@@ -19,6 +19,12 @@ import mido
 
 from singsynth.errors import MidiFileError
 
+DEFAULT_TEMPO = 500_000  # microseconds per quarter note (120 BPM)
+SMPTE_RATES = {24: (24, 1), 25: (25, 1), 29: (30000, 1001), 30: (30, 1)}  # fps as a fraction
+# Bytes of data after the status byte, by the status byte's high nibble.
+DATA_LENGTH = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
+
+
 def midi_to_hz(pitch):
     """Equal-tempered frequency in Hz of a MIDI pitch, A4 = 69 = 440 Hz.
 
@@ -26,12 +32,6 @@ def midi_to_hz(pitch):
     model passes float64 tensors).
     """
     return 440.0 * 2.0 ** ((pitch - 69) / 12)
-
-
-DEFAULT_TEMPO = 500_000  # microseconds per quarter note (120 BPM)
-SMPTE_RATES = {24: (24, 1), 25: (25, 1), 29: (30000, 1001), 30: (30, 1)}  # fps as a fraction
-# Bytes of data after the status byte, by the status byte's high nibble.
-DATA_LENGTH = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ def describe(model, source: str) -> str:
         f"config: {cfg.name} (LSTM {cfg.lstm_layers}x{cfg.lstm_hidden}, latent {cfg.latent}, "
         f"channels {cfg.channels}, kernel {cfg.kernel}, window {cfg.window}, stride {cfg.stride}"
         + (f", {cfg.harmonics} harmonics of the pitch" if cfg.harmonics else "") + ")",
-        f"generator (LSTM + decoder{' + harmonics' if cfg.harmonics else ''}): {gen:,} parameters, {gen * 4 / MIB:.1f} MB float32",
+        f"generator (LSTM + decoder{' + harmonics' if cfg.harmonics else ''}): {gen:,} "
+        f"parameters, {gen * 4 / MIB:.1f} MB float32",
         f"encoder (autoencoder stage): {enc:,} parameters, {enc * 4 / MIB:.1f} MB float32",
         f"output: {cfg.note_samples} samples at {cfg.sample_rate} Hz "
         f"({cfg.note_samples / cfg.sample_rate:.1f} s) from {cfg.steps} steps",

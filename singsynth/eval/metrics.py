@@ -113,7 +113,6 @@ def track_pitch(wave, pitch: int, sample_rate: int = SAMPLE_RATE,
     rate = sample_rate * factor
     lowest = 2.0 * rate / FRAME_LENGTH                   # two periods must fit in a frame
     fmin = min(max(f * 2 ** (-SEARCH_SEMITONES / 12), lowest), fmax / 2)
-    fmax = max(fmax, fmin * 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         f0, voiced, _ = librosa.pyin(y, fmin=fmin, fmax=fmax, sr=rate,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from singsynth.midi import midi_to_hz
 from singsynth.model.config import SINGConfig, encoder_padding, trim_samples
 
 
@@ -154,6 +155,11 @@ class Harmonics(nn.Module):
             raise ValueError("frame centres must fall on a multiple of the stride")
         self.register_buffer("numbers", torch.arange(1, self.count + 1, dtype=torch.float64),
                              persistent=False)
+
+    @staticmethod
+    def pitch_hz(pitch, device) -> torch.Tensor:
+        """MIDI pitches (B,) -> f0 (B,) in Hz, float64: the phases are reduced mod 1 in it."""
+        return midi_to_hz(torch.as_tensor(pitch, device=device).double())
 
     def frames(self, h: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
         """Harmonic amplitudes per frame: h (B, C, F), f0 (B,) Hz -> (B, K, F)."""

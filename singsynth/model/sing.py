@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from singsynth.model.config import VELOCITIES, SINGConfig, trim_samples
-from singsynth.midi import midi_to_hz
 from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator
 
 # A run of at most this many LSTM steps uses PyTorch's native CPU kernel: oneDNN's LSTM
@@ -49,7 +48,7 @@ def decode_parts(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor,
     wave = decoder.overlap_add(h)
     if harmonics is None:
         return wave, None
-    f0 = midi_to_hz(torch.as_tensor(pitch, device=h.device).double())
+    f0 = harmonics.pitch_hz(pitch, h.device)
     origin = torch.as_tensor(first_step, device=h.device) * decoder.config.stride
     return wave, harmonics.synthesize(harmonics.frames(h, f0), f0, 0, wave.shape[-1], origin)
 
@@ -149,7 +148,7 @@ class SING(nn.Module):
         ola = torch.zeros(batch, (total_frames - 1) * cfg.stride + cfg.window, device=dev)
         harmonics = self.harmonics
         if harmonics is not None:
-            f0 = midi_to_hz(torch.as_tensor(pitch, device=dev).double())
+            f0 = harmonics.pitch_hz(pitch, dev)
             amps = torch.zeros(batch, harmonics.count, total_frames, device=dev)
             oscillators = harmonics.oscillators(f0)
         # Note sample 0 sits at this index of the un-padded transposed-conv output.

@@ -66,8 +66,9 @@ def audio_loss(cfg, estimate, target, step: int):
         weight = cfg.wave_weight * (1 - step / cfg.wave_steps if cfg.wave_steps else 1.0)
         loss = loss + weight * relative_mse(estimate, target)
     if cfg.peak_weight:
-        # No training note exceeds PEAK_MAX (the dataset builder's cap); penalise what the model puts past it (per note,
-        # summed over samples: a few milliseconds of overshoot at an attack count).
+        # No training note exceeds PEAK_MAX (the dataset builder's cap); penalise what the
+        # model puts past it (per note, summed over samples: a few milliseconds of
+        # overshoot at an attack count).
         loss = loss + cfg.peak_weight * F.relu(estimate.abs() - PEAK_MAX).pow(2).sum(-1).mean()
     return loss
 
