@@ -17,6 +17,7 @@ import collections
 import contextlib
 import gc
 import glob
+import json
 import os
 import shutil
 import signal
@@ -317,6 +318,23 @@ class JackProbe:
         self.client.close()
         gc.unfreeze()
         gc.enable()
+
+
+class StallMonitor:
+    """`tests/stall_monitor.py` in a subprocess: when did the machine itself stall?
+
+    `stop()` returns [(time.monotonic() s, milliseconds)] of the stalls seen since start.
+    """
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.stall_monitor"], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True)
+        self.proc.stdout.readline()  # "ready": it is watching
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return [tuple(s) for s in json.loads(out or "[]")]
 
 
 class Play:
