@@ -11,6 +11,8 @@ Runs, each a fresh `singsynth play`:
   1. sine floor: a trivial Python sine synth in place of the engine (same path);
   2. model, nothing prewarmed: cold notes (never played), then the same notes warm;
      then a storm of 50 note-ons/s over 4 channels, counting xruns.
+Each xrun is attributed twice: by jackd's log (which client was late) and by time, against
+the stalls of the whole machine that a SCHED_FIFO 20 sleeper saw (`tests/stall_monitor.py`).
 
 Usage: .venv/bin/python benchmarks/live.py [--model FILE] [--storm 60] [--notes 16]
 Without --model, models/default.safetensors, else a random-init `small` checkpoint (the
@@ -28,7 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.jack_fixtures import JackProbe, Play, late_clients, start_jack  # noqa: E402
+from tests.jack_fixtures import (JackProbe, Play, StallMonitor, late_clients,  # noqa: E402
+                                 not_at_stalls, start_jack, xrun_times)
 
 RATE = 48000
 THRESHOLD = 1e-3  # -60 dBFS
@@ -158,9 +161,11 @@ def summary(values):
 def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
     """One `singsynth play` process: latencies (cold, then warm) and an optional storm."""
     logged_before = len(late_clients(server))
+    monitor = StallMonitor()
     probe = JackProbe(seconds=seconds)
     play = Play(["--virtual", "--midi-api", "jack", *args], code=code)
     result = {}
+    stalls = []
     try:
         play.wait_ready(timeout=300)
         probe.wait_for_ports("^singsynth:out_", 2)
@@ -175,25 +180,39 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
             time.sleep(0.5)
             before = len(late_clients(server))
             storm(probe, storm_seconds)
-            storm_logged = late_clients(server)[before:]
-            result["storm_jack"] = storm_logged
+            result["storm_jack"] = late_clients(server)[before:]
+            result["storm_times"] = xrun_times(server)[before:]
     finally:
         play.stop()
         probe.close()
+        stalls = monitor.stop()
+    result["stalls"] = stalls
     result["xruns"] = play.xruns()
     result["line"] = [line for line in play.out if "stopped after" in line][-1]
-    logged = late_clients(server)[logged_before:]
-    result["blamed"] = [x for x in logged
-                        if "Running" in (x.get("singsynth"), x.get("singsynth-midi"))]
-    result["jack_xruns"] = logged
+    result["jack_xruns"] = late_clients(server)[logged_before:]
+    result["jack_times"] = xrun_times(server)[logged_before:]
     return result
+
+
+def mine(late):
+    return "Running" in (late.get("singsynth"), late.get("singsynth-midi"))
+
+
+def stall_text(logged, times, stalls):
+    """How many xruns (all, and those with singsynth late) jackd logged at a machine stall."""
+    at = len(times) - len(not_at_stalls(times, stalls))
+    ours = [t for t, late in zip(times, logged) if mine(late)]
+    ours_at = len(ours) - len(not_at_stalls(ours, stalls))
+    worst = max((ms for _, ms in stalls), default=0.0)
+    return (f"within 50 ms of a machine stall: {at} of {len(times)} xruns, {ours_at} of the "
+            f"{len(ours)} with singsynth late ({len(stalls)} stalls of >= 4 ms in the "
+            f"session, longest {worst:.0f} ms)")
 
 
 def blame_text(logged):
     """Who jackd found late at each xrun: singsynth's own work, the probe, or nobody running."""
-    mine = ["Running" in (x.get("singsynth"), x.get("singsynth-midi")) for x in logged]
-    ours = sum(mine)
-    probe = sum(not m and x.get("singsynth-probe") == "Running" for m, x in zip(mine, logged))
+    ours = sum(mine(x) for x in logged)
+    probe = sum(not mine(x) and x.get("singsynth-probe") == "Running" for x in logged)
     idle = len(logged) - ours - probe
     return (f"{len(logged)} JACK xruns: {ours} with a singsynth client late in its own work, "
             f"{probe} with only the probe late, {idle} with no client running (machine busy)")
@@ -219,6 +238,7 @@ def main():
         sine = session(server, [], code=SINE_PLAY, notes=args.notes)
         print(f"sine floor (trivial Python synth): {summary(sine['cold'])}")
         print(f"  singsynth reported xruns {sine['xruns']}; {blame_text(sine['jack_xruns'])}")
+        print(f"  {stall_text(sine['jack_xruns'], sine['jack_times'], sine['stalls'])}")
 
         for kind in args.generators.split(","):
             res = session(server, ["--model", path, "--no-prewarm", "--generator", kind],
@@ -228,6 +248,7 @@ def main():
             print(f"  model warm (same notes again, cached):       {summary(res['warm'])}")
             print(f"  storm {args.storm:.0f} s, 50 note-ons/s over 4 channels: "
                   f"{blame_text(res['storm_jack'])}")
+            print(f"    {stall_text(res['storm_jack'], res['storm_times'], res['stalls'])}")
             print(f"  whole session: singsynth reported xruns {res['xruns']}; "
                   f"{blame_text(res['jack_xruns'])}")
             print(f"  {res['line']}", flush=True)

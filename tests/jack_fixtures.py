@@ -83,7 +83,11 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
     proc = None
     for realtime in (["--realtime"], ["--no-realtime"]):
         cmd = ["jackd", *realtime, "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # A process of its own stamps each line (a thread here would take this GIL).
+        subprocess.Popen([sys.executable, "-u", "-c", STAMP_LINES], stdin=proc.stdout,
+                         stdout=log)
+        proc.stdout.close()
         if _wait_until_up(name, proc):
             break
         _stop(proc)
@@ -127,6 +131,30 @@ def kill_jack(name):
     a few such slots no new server can start on the machine.
     """
     _stop(SERVERS[name])
+
+
+# Copies jackd's output to its log, each line prefixed with time.monotonic() on arrival;
+# SCHED_FIFO 15 (above jackd's clients, where allowed) so a busy machine does not delay it.
+STAMP_LINES = """
+import os, sys, time
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(15))
+except OSError:
+    pass
+for line in sys.stdin:
+    sys.stdout.write(f"{time.monotonic():.4f} {line}")
+"""
+
+
+def xrun_times(name):
+    """time.monotonic() (s) at which jackd `name` logged each xrun, in `late_clients` order."""
+    times = []
+    with open(LOGS[name], errors="replace") as f:
+        for line in f:
+            if "Process error" in line or "XRun =" in line:
+                stamp = line.split(" ", 1)[0]
+                times.append(float(stamp) if stamp.replace(".", "", 1).isdigit() else None)
+    return times
 
 
 def late_clients(name):
@@ -335,6 +363,17 @@ class StallMonitor:
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=30)
         return [tuple(s) for s in json.loads(out or "[]")]
+
+
+# An xrun this close (s) to a stall of the whole machine is the machine's: jackd notices at
+# the end of the cycle the stall broke, and tells its clients soon after.
+STALL_WINDOW = 0.05
+
+
+def not_at_stalls(xrun_times, stalls, window=STALL_WINDOW):
+    """The xrun times (time.monotonic() s) that no machine stall [(s, ms)] explains."""
+    return [t for t in xrun_times if t is None
+            or not any(at - window <= t <= at + ms / 1000 + window for at, ms in stalls)]
 
 
 class Play:
