@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from singsynth.io.midi_in import MidiInput
 from singsynth.io.record import Recorder
 from singsynth.io.timing import EventScheduler
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, jack_server,  # noqa: F401
@@ -71,68 +70,6 @@ def test_scheduler_follows_larger_host_blocks():
     assert s.latency_frames == 1024 and got == []
     s.dispatch(1.0 + 1024 / 48000, 1024)
     assert got == [0]
-
-
-class RtQueue:
-    """Stands in for an open rtmidi.MidiIn: its queue of (bytes, delta seconds)."""
-
-    def __init__(self):
-        self.items, self.closed, self.deleted = [], False, False
-
-    def get_message(self):
-        return self.items.pop(0) if self.items else None
-
-    def close_port(self):
-        self.closed = True
-
-    def delete(self):
-        self.deleted = True
-
-
-def test_midi_read_keeps_rtmidi_spacing_inside_each_block_window():
-    midi = MidiInput(virtual=True, api="jack")
-    midi._port = queue = RtQueue()
-    block = 256 / 48000
-    got = []
-    s = EventScheduler(lambda msg, off: got.append((msg.type, off)), 48000, 256)
-
-    def step(now):
-        midi.read(now, s.push)
-        s.dispatch(now, 256)
-
-    step(1.0)
-    # A burst 1 ms and 3 ms apart, read in the next block: the first message of a port
-    # goes to the window's start, the rest keep their spacing (48 and 144 samples).
-    queue.items = [([0x90, 60, 100], 0.0), ([0x90, 64, 100], 0.001), ([0xFA], 0.0005),
-                   ([0x80, 60, 0], 0.0015)]
-    step(1.0 + block)
-    assert got == [("note_on", 0), ("note_on", 48), ("note_off", 144)]
-    # 4 ms after the last: inside the next window, at its true place.
-    queue.items = [([0x90, 67, 100], 0.004)]
-    step(1.0 + 2 * block)
-    assert got[3] == ("note_on", round((0.003 + 0.004 - block) * 48000))
-    # A delta that leaves the window (rtmidi's clock drifted, or a long silence misread)
-    # is kept inside it: never later than the block being read, never before the last.
-    queue.items = [([0x90, 69, 100], 10.0), ([0x90, 71, 100], 0.0), ([0x99, 200, 1], 0.0)]
-    step(1.0 + 3 * block)
-    step(1.0 + 4 * block)
-    assert got[4:] == [("note_on", 0), ("note_on", 0)]
-    assert s.late == 0
-
-
-def test_midi_closed_port_is_deleted_only_after_a_read_has_finished():
-    midi = MidiInput(virtual=True, api="jack")
-    midi._port = old = RtQueue()
-    midi._close_port()                       # the keyboard went away
-    assert old.closed and not old.deleted and not midi.connected
-    midi.check()                             # the audio thread may still be reading it
-    assert not old.deleted
-    midi.read(1.0, None)
-    midi.check()
-    assert old.deleted                       # python-rtmidi keeps the client otherwise
-    midi._port = last = RtQueue()
-    midi.close()                             # after the stream stopped: at once
-    assert last.closed and last.deleted
 
 
 def test_recorder_ring_keeps_order_across_wrap_and_counts_drops(tmp_path):

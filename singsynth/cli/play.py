@@ -1,11 +1,10 @@
 """`singsynth play`: play live from a MIDI input to an audio device.
 
-Everything playing needs happens in the audio callback, each block: read the MIDI that
-arrived since the last block (rtmidi's queue, stamped with the stream clock), start each
-cold note-on generating at once (`Synth.prefetch`), dispatch the events due in the block
-(`EventScheduler`) and call `Synth.process`. The main thread only shows the status line,
-follows the MIDI port coming and going, and stops cleanly on Ctrl-C or SIGTERM (stream
-closed, recording finalised).
+MIDI thread -> `EventScheduler` (stamped with the stream clock) -> audio callback, which
+dispatches the events due in its block and calls `Synth.process`. A cold note-on also
+starts generating from the MIDI thread (`Synth.prefetch`) while its event waits. The
+main thread only shows the status line, follows the MIDI port coming and going, and
+stops cleanly on Ctrl-C or SIGTERM (stream closed, recording finalised).
 """
 import argparse
 import os
@@ -80,21 +79,16 @@ def build_synth(args, sample_rate, source=None):
                  helper_priority=HELPER_PRIORITY if args.generator == "process" else None)
 
 
-def before_block(midi, synth, scheduler):
-    """The audio callback's first step, `f(block_time, frames)`: read the MIDI input,
-    start each cold note-on generating at once (its event waits up to a block in the
-    scheduler, for exact timing), then dispatch the events due in this block."""
+def arrival(synth, scheduler):
+    """The MIDI thread's handler: a note-on starts its note generating at once (the
+    scheduler holds every event a block, for exact timing), then the event is queued."""
     prefetch = getattr(synth, "prefetch", None)
 
     def on_message(stamp, msg):
         if prefetch is not None and msg.type == "note_on":
             prefetch(msg.channel, msg.note, msg.velocity)
         scheduler.push(stamp, msg)
-
-    def step(block_time, frames):
-        midi.read(block_time, on_message)
-        scheduler.dispatch(block_time, frames)
-    return step
+    return on_message
 
 
 def quiet_gc():
@@ -161,7 +155,7 @@ def main(argv=None, *, source=None, make_synth=None):
     device = audio_io.find_device(args.device)
     latency = audio_io.parse_latency(args.latency)
     sample_rate = int(args.sample_rate or device["default_samplerate"])
-    midi = MidiInput(port=args.port, virtual=args.virtual, api=args.midi_api)
+    midi = MidiInput(None, port=args.port, virtual=args.virtual, api=args.midi_api)
     midi.resolve()
     synth = make_synth(sample_rate) if make_synth else build_synth(args, sample_rate, source)
     sys.setswitchinterval(SWITCH_INTERVAL)
@@ -175,10 +169,10 @@ def main(argv=None, *, source=None, make_synth=None):
     try:
         audio = audio_io.AudioOutput(synth.process, device, sample_rate=sample_rate,
                                      blocksize=args.blocksize, latency=latency,
-                                     before_block=before_block(midi, synth, scheduler),
-                                     recorder_path=args.record)
+                                     before_block=scheduler.dispatch, recorder_path=args.record)
         # MIDI opens before the stream starts: on JACK a client joining the graph can cost
         # an xrun, which must not land in the middle of playing.
+        midi.connect_to(arrival(synth, scheduler), audio.time)
         port_name = midi.open()
         quiet_gc()
         audio.start()

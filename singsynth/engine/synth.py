@@ -139,7 +139,7 @@ class Synth:
 
         For a host whose events wait before they reach `process` (live play holds each
         MIDI event one block, so that its timing inside the block is exact): call this
-        from the thread reading MIDI as the event arrives, and a cold note's generation overlaps
+        from the MIDI thread as the event arrives, and a cold note's generation overlaps
         that wait. Any thread, never blocks; the later `note_on` picks up the same note.
         A key that no note-on claims (a program change came between) is simply cached.
         """

@@ -3,8 +3,8 @@
 `AudioOutput` opens an output stream at the device's own sample rate (PortAudio does not
 resample; the engine does) and pulls every block from a `process(frames) -> (frames, 2)`
 function, FluidSynth-driver style. The callback follows sounddevice's rule: nothing that
-allocates much, touches a file or may block. It reads MIDI and dispatches the events due
-in this block (`before_block`), calls `process`, copies into the device buffer, counts PortAudio's
+allocates much, touches a file or may block. It dispatches the MIDI events due in this
+block (`before_block`), calls `process`, copies into the device buffer, counts PortAudio's
 underflow flags and hands a copy to the `Recorder` through a preallocated ring.
 """
 from __future__ import annotations
@@ -111,8 +111,8 @@ class AudioOutput:
         blocksize: frames per callback (0 lets the host choose, as JACK does anyway).
         latency: 'low', 'high' or seconds.
         before_block: optional `f(block_time, frames)` called first in each callback, with
-            the stream-clock time (seconds) at which the block is computed; it reads
-            MIDI and dispatches the events due in the block.
+            the stream-clock time (seconds) at which the block is computed; it dispatches
+            the MIDI events due in the block.
         recorder_path: if given, a `Recorder` writes exactly what goes to the device there.
     """
 

@@ -1,19 +1,15 @@
-"""MIDI input ports (python-rtmidi, named as mido backends): the only module opening them.
+"""MIDI input ports (mido over python-rtmidi): the only module opening MIDI ports.
 
-No Python runs on the MIDI driver's thread. python-rtmidi queues each incoming message in
-C++ with its delta time, and the audio callback drains that queue at the start of every
-block (`MidiInput.read`). A Python callback would have to take the GIL inside the driver's
-thread, and under JACK that thread is a real-time client of its own: a GIL wait there
-costs an xrun (measured, benchmarks/README.md). The delta times keep each message's
-arrival moment, so events keep their spacing to the sample (`EventScheduler`).
-
-The main thread calls `MidiInput.check()` about once a second: when the port disappears
-(keyboard unplugged, JACK client gone) sound keeps going and the port is reopened as soon
-as it comes back.
+The port callback runs on the MIDI driver's thread; it only stamps each message with the
+audio stream's clock and hands it on (to an `EventScheduler`), so events keep their timing
+to the sample. The main thread calls `MidiInput.check()` about once a second: when the port
+disappears (keyboard unplugged, JACK client gone) sound keeps going and the port is
+reopened as soon as it comes back.
 """
 from __future__ import annotations
 
 import os
+import time
 
 import mido
 
@@ -77,83 +73,44 @@ def match_port(pattern, names):
                       + "; ".join(repr(n) for n in hits))
 
 
-def parse(data):
-    """A mido.Message from raw MIDI bytes; None for what the synth ignores or cannot read."""
-    try:
-        msg = mido.Message.from_bytes(data)
-    except (ValueError, TypeError, KeyError, IndexError):
-        return None
-    return None if msg.type in IGNORED else msg
-
-
 class MidiInput:
-    """One MIDI input port, read by the audio callback.
+    """An open MIDI input that forwards each message as `on_message(timestamp, msg)`.
 
     Args:
+        on_message: called on the MIDI thread with (clock() seconds, mido.Message).
         port: substring of the input port name; ignored when `virtual`.
         virtual: open a virtual input named `virtual_name` for other programs to connect to.
-        api: `--midi-api` key or None (MIDO_BACKEND, else mido's default rtmidi API).
+        api: `--midi-api` key or None.
+        clock: the audio stream's clock (`AudioOutput.time`), so stamps and blocks agree.
     """
 
-    def __init__(self, *, port=None, virtual=False, api=None, virtual_name="singsynth"):
+    def __init__(self, on_message, *, port=None, virtual=False, api=None, clock=time.monotonic,
+                 virtual_name="singsynth"):
         if not virtual and not port:
             raise DeviceError("give --port NAME (see `singsynth ports`) or --virtual")
+        self._on_message = on_message
+        self._clock = clock
         self.backend = get_backend(api)
-        if self.backend.name != DEFAULT_BACKEND:
-            raise DeviceError(f"singsynth play reads MIDI through python-rtmidi, not "
-                              f"{backend_label(self.backend)}; set MIDO_BACKEND to "
-                              f"{DEFAULT_BACKEND}[/API] or use --midi-api")
-        import rtmidi
-        self._rtmidi = rtmidi
-        self._api = getattr(rtmidi, f"API_{self.backend.api}", rtmidi.API_UNSPECIFIED)
         self.pattern = port
         self.virtual = virtual
         self.virtual_name = virtual_name
         self.name = None     # the port currently open (or last open)
-        self._port = None    # the open rtmidi.MidiIn; read by the audio thread
+        self._port = None
         self._lister = None
-        self._last = None    # stream-clock time (s) of the last message read
-        self._prev = None    # stream-clock time (s) of the previous `read`
-        self._reads = 0      # `read` calls finished (see _close_port)
-        self._retired = []   # (closed port, _reads when closed), deleted by a later check
+        self.received = 0
 
-    # ---- the audio thread ------------------------------------------------------------
-    def read(self, now, on_message):
-        """Audio thread: hand on every message that arrived since the previous call.
+    def connect_to(self, on_message, clock):
+        """Set where messages go and the clock that stamps them (before `open`)."""
+        self._on_message = on_message
+        self._clock = clock
 
-        Each goes to `on_message(stamp, msg)` with `stamp` its arrival on the stream clock:
-        the previous message's stamp plus rtmidi's delta time, kept inside the window it
-        must lie in (after the previous `read`, not after `now`). Inside a burst that is
-        the spacing the player gave; the window absorbs any drift between rtmidi's clock
-        and the sound card's. The first message of a port has no previous one and is put
-        at the window's start, so the burst it begins keeps its spacing too.
+    def _callback(self, msg):
+        """MIDI thread: stamp and forward; nothing else."""
+        if msg.type in IGNORED:
+            return
+        self.received += 1
+        self._on_message(self._clock(), msg)
 
-        Args:
-            now: stream-clock time (s) of the block about to be computed.
-            on_message: `f(stamp, mido.Message)`.
-        """
-        start = now if self._prev is None else self._prev
-        self._prev = now
-        port = self._port  # one read: the main thread may swap it meanwhile
-        if port is not None:
-            self._drain(port, start, now, on_message)
-        self._reads += 1
-
-    def _drain(self, port, start, now, on_message):
-        last = self._last
-        while True:
-            item = port.get_message()
-            if item is None:
-                break
-            data, delta = item
-            stamp = start if last is None else min(max(last + delta, start), now)
-            last = stamp
-            msg = parse(data)
-            if msg is not None:
-                on_message(stamp, msg)
-        self._last = last
-
-    # ---- the main thread -------------------------------------------------------------
     def resolve(self):
         """The port name `open` will use; DeviceError (listing the inputs) if none matches."""
         if self.virtual:
@@ -168,10 +125,14 @@ class MidiInput:
         The lister is made by the first call (`resolve`, before the stream starts).
         """
         if self._lister is None:
-            try:
-                self._lister = self._rtmidi.MidiIn(rtapi=self._api, name="singsynth-ports")
-            except Exception:  # noqa: BLE001 - rtmidi raises several types; mido's below
-                self._lister = False
+            self._lister = False
+            if self.backend.name == DEFAULT_BACKEND:
+                import rtmidi
+                api = getattr(rtmidi, f"API_{self.backend.api}", rtmidi.API_UNSPECIFIED)
+                try:
+                    self._lister = rtmidi.MidiIn(rtapi=api, name="singsynth-ports")
+                except Exception:  # noqa: BLE001 - fall back to mido's listing below
+                    self._lister = False
         if self._lister:
             try:
                 return list(self._lister.get_ports())
@@ -179,43 +140,26 @@ class MidiInput:
                 raise DeviceError(f"cannot list MIDI inputs: {exc}") from None
         return input_names(self.backend)
 
-    def _open_rtmidi(self, name=None):
-        """A new rtmidi.MidiIn on port `name`, or on our virtual port when `name` is None.
-
-        The queue holds what arrives between two audio blocks; 1024 messages is seconds
-        of the densest playing, where rtmidi's default of 100 could drop a chord storm.
-        """
-        port = self._rtmidi.MidiIn(rtapi=self._api, name=VIRTUAL_CLIENT, queue_size_limit=1024)
-        try:
-            port.ignore_types(sysex=True, timing=True, active_sense=True)
-            if name is None:
-                port.open_virtual_port(self.virtual_name)
-            else:
-                port.open_port(port.get_ports().index(name), name=self.virtual_name)
-        except BaseException:
-            port.delete()
-            raise
-        return port
-
     def open(self):
         """Open the port; DeviceError if it does not exist or cannot be opened."""
         if self.virtual:
             try:
-                port = self._open_rtmidi()
+                self._port = self.backend.open_input(self.virtual_name, virtual=True,
+                                                     client_name=VIRTUAL_CLIENT,
+                                                     callback=self._callback)
             except Exception as exc:  # noqa: BLE001
                 raise DeviceError(f"cannot open a virtual MIDI port with "
                                   f"{backend_label(self.backend)} ({exc}); this MIDI API may "
                                   "not support virtual ports") from None
             self.name = self.resolve()
-        else:
-            self.name = self.resolve()
-            try:
-                port = self._open_rtmidi(self.name)
-            except Exception as exc:  # noqa: BLE001
-                raise DeviceError(f"cannot open MIDI input {self.name!r}: {exc}") from None
-        self._last = None
-        self._port = port
-        return self.name
+            return self.name
+        name = self.resolve()
+        try:
+            self._port = self.backend.open_input(name, callback=self._callback)
+        except Exception as exc:  # noqa: BLE001
+            raise DeviceError(f"cannot open MIDI input {name!r}: {exc}") from None
+        self.name = name
+        return name
 
     @property
     def connected(self):
@@ -226,7 +170,6 @@ class MidiInput:
 
         Returns a one-line message when something changed, else None.
         """
-        self._delete_retired()
         if self.virtual:
             return None
         try:
@@ -246,42 +189,22 @@ class MidiInput:
                 return None
             name = hits[0]
         try:
-            port = self._open_rtmidi(name)
+            self._port = self.backend.open_input(name, callback=self._callback)
         except Exception:  # noqa: BLE001 - not back yet; try again at the next check
             return None
-        self.name, self._last, self._port = name, None, port
+        self.name = name
         return f"MIDI input {name!r} reconnected"
 
     def _close_port(self):
-        """Take the port from the audio thread and close it; its client goes later.
-
-        The audio thread may be inside `read` with the old object. Reading a closed port is
-        safe (its queue lives as long as the object), reading a deleted one is not, so the
-        object is deleted only once a `read` has finished since (`_delete_retired`).
-        Dropping it is not enough: python-rtmidi keeps the client, which would stay in the
-        JACK graph (measured) and take the next port's name.
-        """
         port, self._port = self._port, None
         try:
-            port.close_port()
+            port.close()
         except Exception:  # noqa: BLE001 - the device is gone; closing is best effort
             pass
-        self._retired.append((port, self._reads))
-
-    def _delete_retired(self, stream_stopped=False):
-        keep = []
-        for port, reads in self._retired:
-            if stream_stopped or self._reads != reads:
-                port.delete()
-            else:
-                keep.append((port, reads))
-        self._retired = keep
 
     def close(self):
-        """Close the port and its client; call after the audio stream has stopped."""
         if self._port is not None:
             self._close_port()
-        self._delete_retired(stream_stopped=True)
         if self._lister:
             self._lister.delete()
             self._lister = None

@@ -1,14 +1,14 @@
 """Timestamped MIDI events -> sample offsets in the audio block that plays them.
 
-MIDI arrives at any moment; audio is produced a block at a time. Playing each event at the
-start of the next block would round its timing to the block size and make fast runs
-jitter. Instead each event carries its arrival time on the audio stream's clock and is
-played exactly `latency` after that instant: the audio callback, which knows the stream
-time of its first sample, turns the stamp into an offset inside its block. With `latency`
-= one block every event lands in the block after it arrived, at the position that keeps
-the spacing the player gave it. `singsynth play` pushes from the audio callback itself
-(`MidiInput.read`); any thread may push, as the queue is a deque (append and popleft are
-atomic in CPython) and nobody waits on it.
+MIDI arrives on its own thread at any moment; audio is produced a block at a time. Playing
+each event at the start of the next block would round its timing to the block size and make
+fast runs jitter. Instead each event is stamped on arrival with the audio stream's clock
+and played exactly `latency` after that instant: the audio callback, which knows the
+stream time of its first sample, turns the stamp into an offset inside its block. With
+`latency` = one block every event lands in the block after it arrived, at the position
+that keeps the spacing the player gave it, whatever order the MIDI and audio threads run
+in. The hand-off is a deque (append and popleft are atomic in CPython): the MIDI thread
+never waits for the audio thread or the other way round.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import collections
 
 
 class EventScheduler:
-    """Carry (time, message) pairs from MIDI input to sample offsets in the audio thread.
+    """Carry (time, message) pairs from the MIDI thread to sample offsets in the audio thread.
 
     Args:
         handle: `handle(msg, offset)` called from the audio thread for each due event, with
@@ -38,7 +38,7 @@ class EventScheduler:
         self.events = 0    # events dispatched
 
     def push(self, timestamp, msg):
-        """Any thread: queue `msg` stamped with the stream clock time `timestamp` (s)."""
+        """MIDI thread: queue `msg` stamped with the stream clock time `timestamp` (s)."""
         self._queue.append((timestamp, msg))
 
     def dispatch(self, block_time, frames):
