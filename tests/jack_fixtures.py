@@ -84,13 +84,15 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
     for realtime in (["--realtime"], ["--no-realtime"]):
         cmd = ["jackd", *realtime, "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        # A process of its own stamps each line (a thread here would take this GIL).
-        subprocess.Popen([sys.executable, "-u", "-c", STAMP_LINES], stdin=proc.stdout,
-                         stdout=log)
+        # A process of its own stamps each line (a thread here would take this GIL); it
+        # ends when jackd does.
+        stamper = subprocess.Popen([sys.executable, "-u", "-c", STAMP_LINES],
+                                   stdin=proc.stdout, stdout=log)
         proc.stdout.close()
         if _wait_until_up(name, proc):
             break
         _stop(proc)
+        stamper.wait(timeout=10)
         proc = None
     if proc is None:
         log.close()
@@ -109,6 +111,7 @@ def start_jack(name=None, rate=RATE, period=PERIOD):
             else:
                 os.environ[key] = value
         _stop(proc)
+        stamper.wait(timeout=10)
         log.close()
         # Clients still registered when the server stopped leave semaphores behind.
         for leftover in glob.glob(f"/dev/shm/jack_sem.*_{name}_*"):
