@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, late_clients,  # noqa: E402
-                                 not_at_stalls, start_jack, xrun_times)
+                                 not_at_stalls, singsynth_late, start_jack, xrun_times)
 
 RATE = 48000
 THRESHOLD = 1e-3  # -60 dBFS
@@ -165,7 +165,6 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
     probe = JackProbe(seconds=seconds)
     play = Play(["--virtual", "--midi-api", "jack", *args], code=code)
     result = {}
-    stalls = []
     try:
         play.wait_ready(timeout=300)
         probe.wait_for_ports("^singsynth:out_", 2)
@@ -185,8 +184,7 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
     finally:
         play.stop()
         probe.close()
-        stalls = monitor.stop()
-    result["stalls"] = stalls
+        result["stalls"] = monitor.stop()
     result["xruns"] = play.xruns()
     result["line"] = [line for line in play.out if "stopped after" in line][-1]
     result["jack_xruns"] = late_clients(server)[logged_before:]
@@ -194,14 +192,10 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
     return result
 
 
-def mine(late):
-    return "Running" in (late.get("singsynth"), late.get("singsynth-midi"))
-
-
 def stall_text(logged, times, stalls):
     """How many xruns (all, and those with singsynth late) jackd logged at a machine stall."""
     at = len(times) - len(not_at_stalls(times, stalls))
-    ours = [t for t, late in zip(times, logged) if mine(late)]
+    ours = [t for t, late in zip(times, logged) if singsynth_late(late)]
     ours_at = len(ours) - len(not_at_stalls(ours, stalls))
     worst = max((ms for _, ms in stalls), default=0.0)
     return (f"within 50 ms of a machine stall: {at} of {len(times)} xruns, {ours_at} of the "
@@ -211,8 +205,8 @@ def stall_text(logged, times, stalls):
 
 def blame_text(logged):
     """Who jackd found late at each xrun: singsynth's own work, the probe, or nobody running."""
-    ours = sum(mine(x) for x in logged)
-    probe = sum(not mine(x) and x.get("singsynth-probe") == "Running" for x in logged)
+    ours = sum(singsynth_late(x) for x in logged)
+    probe = sum(not singsynth_late(x) and x.get("singsynth-probe") == "Running" for x in logged)
     idle = len(logged) - ours - probe
     return (f"{len(logged)} JACK xruns: {ours} with a singsynth client late in its own work, "
             f"{probe} with only the probe late, {idle} with no client running (machine busy)")

@@ -160,6 +160,11 @@ def xrun_times(name):
     return times
 
 
+def singsynth_late(late):
+    """Whether a `late_clients` entry found a singsynth client (audio or MIDI) Running."""
+    return "Running" in (late.get("singsynth"), late.get("singsynth-midi"))
+
+
 def late_clients(name):
     """For each xrun jackd `name` logged so far, {client: state} of the unfinished clients.
 

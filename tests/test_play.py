@@ -21,8 +21,8 @@ import soundfile as sf
 from singsynth.io.record import Recorder
 from singsynth.io.timing import EventScheduler
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, jack_server,  # noqa: F401
-                                 kill_jack, late_clients, not_at_stalls, start_jack,
-                                 xrun_times)
+                                 kill_jack, late_clients, not_at_stalls, singsynth_late,
+                                 start_jack, xrun_times)
 
 RATE = 48000
 THRESHOLD = 1e-3          # "audible": -60 dBFS
@@ -156,8 +156,9 @@ def frequency(x, rate=RATE):
     return np.argmax(spec) * rate / (1 << 17)
 
 
-def check_xruns(play, probe, server, logged_before, strict=True, stalls=()):
-    """singsynth reported xruns truthfully, and (`strict`) JACK blames none on singsynth.
+def check_xruns(play, probe, server, logged_before, stalls=()):
+    """singsynth reported xruns truthfully; returns those JACK blames on singsynth at no
+    stall of the machine (their log times).
 
     jackd logs, for each xrun, the clients that had not finished and their state. A client
     in state Running was late in its own work; one left Triggered never got a CPU (the
@@ -173,20 +174,15 @@ def check_xruns(play, probe, server, logged_before, strict=True, stalls=()):
     """
     logged = late_clients(server)[logged_before:]
     times = xrun_times(server)[logged_before:]
-    blamed = [late for late in logged
-              if "Running" in (late.get("singsynth"), late.get("singsynth-midi"))]
-    blamed_at = [t for t, late in zip(times, logged) if late in blamed]
+    blamed = [t for t, late in zip(times, logged) if singsynth_late(late)]
     xruns = play.xruns()
     assert xruns <= max(probe.xruns, len(logged)), "singsynth reported xruns JACK never had"
     if not logged:
         assert xruns == 0
-    unexplained = not_at_stalls(blamed_at, stalls)
+    unexplained = not_at_stalls(blamed, stalls)
     print(f"xruns: singsynth {xruns}, JACK {len(logged)}, blamed on singsynth {len(blamed)}, "
           f"not at a machine stall {len(unexplained)}; machine stalls {len(stalls)} "
           f"(max {max((ms for _, ms in stalls), default=0)} ms)")
-    if strict:
-        assert not unexplained, (f"JACK blames {len(unexplained)} xruns on singsynth away from "
-                                 f"any stall of the machine: {blamed}; {play.out}")
     return unexplained
 
 
@@ -235,8 +231,7 @@ def sine_session(jack_server, tmp_path):
         seg = audio[f - start + lat:f - start + lat + int(0.3 * RATE), 0]
         expected = 440.0 * 2 ** ((pitch - 69) / 12)
         assert abs(frequency(seg) / expected - 1) < 0.01, (pitch, frequency(seg))
-    unexplained = check_xruns(play, probe, jack_server, logged_before, strict=False,
-                              stalls=stalls)
+    unexplained = check_xruns(play, probe, jack_server, logged_before, stalls=stalls)
 
     # --record holds exactly what JACK received from singsynth's ports.
     rec, sr = sf.read(out, dtype="float32")
@@ -285,7 +280,7 @@ def test_play_tiny_checkpoint_cli_end_to_end(jack_server, tiny_checkpoint, tmp_p
     # Not strict: torch's conv ops hold the GIL for stretches of 3-4 ms (measured with a
     # ticker thread), so a cold note of a real model can make the callback miss a block on
     # a loaded 2-core machine; see benchmarks/README.md. The sine test asserts zero.
-    check_xruns(play, probe, jack_server, logged_before, strict=False)
+    check_xruns(play, probe, jack_server, logged_before)
     rec, sr = sf.read(out, dtype="float32")
     assert sr == RATE and len(rec) > RATE and np.abs(rec).max() > THRESHOLD
 
