@@ -7,8 +7,10 @@ is counted in JACK frames from the frame the note-on was written at to the first
 above -60 dBFS. That includes JACK MIDI delivery, rtmidi, the event scheduler's fixed
 one-block latency, the engine starting the note and PortAudio's JACK output.
 
-Runs, each a fresh `singsynth play`:
-  1. sine floor: a trivial Python sine synth in place of the engine (same path);
+Runs, each a fresh `singsynth play`, in one sitting so that they share the machine's mood:
+  0. the storm with no synth at all: the xruns of the harness and the machine alone;
+  1. sine floor: a trivial Python sine synth in place of the engine (same path), its
+     latency and then the same storm;
   2. model, nothing prewarmed: cold notes (never played), then the same notes warm;
      then a storm of 50 note-ons/s over 4 channels, counting xruns.
 Each xrun is attributed twice: by jackd's log (which client was late) and by time, against
@@ -159,48 +161,89 @@ def summary(values):
 
 
 def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
-    """One `singsynth play` process: latencies (cold, then warm) and an optional storm."""
+    """One `singsynth play` process: latencies (cold, then warm) and an optional storm.
+
+    With `args` None, no synth at all: only the storm, into the probe's unconnected port.
+    """
     logged_before = len(late_clients(server))
     monitor = StallMonitor()
     probe = JackProbe(seconds=seconds)
-    play = Play(["--virtual", "--midi-api", "jack", *args], code=code)
-    result = {}
+    play = None if args is None else Play(["--virtual", "--midi-api", "jack", *args], code=code)
+    result = {"phases": [("start-up", time.monotonic())]}
     try:
-        play.wait_ready(timeout=300)
-        probe.wait_for_ports("^singsynth:out_", 2)
-        probe.wait_for_ports("^singsynth-midi:", 1, is_midi=True)
-        probe.connect_to("singsynth-midi:singsynth", ["singsynth:out_0", "singsynth:out_1"])
+        if play:
+            play.wait_ready(timeout=300)
+            probe.wait_for_ports("^singsynth:out_", 2)
+            probe.wait_for_ports("^singsynth-midi:", 1, is_midi=True)
+            probe.connect_to("singsynth-midi:singsynth", ["singsynth:out_0", "singsynth:out_1"])
         probe.recording = True
         time.sleep(0.5)
-        pitches = list(range(48, 48 + 2 * notes, 2))  # distinct keys, never played before
-        result["cold"] = latencies(probe, pitches)
-        result["warm"] = latencies(probe, pitches)
+        if play:
+            pitches = list(range(48, 48 + 2 * notes, 2))  # distinct keys, never played before
+            result["phases"].append(("cold", time.monotonic()))
+            result["cold"] = latencies(probe, pitches)
+            result["phases"].append(("warm", time.monotonic()))
+            result["warm"] = latencies(probe, pitches)
         if storm_seconds:
             time.sleep(0.5)
             before = len(late_clients(server))
+            start = time.monotonic()
+            result["phases"].append(("storm", start))
             storm(probe, storm_seconds)
+            result["storm_window"] = (start, time.monotonic())
             result["storm_jack"] = late_clients(server)[before:]
             result["storm_times"] = xrun_times(server)[before:]
     finally:
-        play.stop()
+        result["phases"].append(("stop", time.monotonic()))
+        if play:
+            play.stop()
         probe.close()
         result["stalls"] = monitor.stop()
-    result["xruns"] = play.xruns()
-    result["line"] = [line for line in play.out if "stopped after" in line][-1]
+    if play:
+        result["xruns"] = play.xruns()
+        result["line"] = [line for line in play.out if "stopped after" in line][-1]
     result["jack_xruns"] = late_clients(server)[logged_before:]
     result["jack_times"] = xrun_times(server)[logged_before:]
     return result
 
 
-def stall_text(logged, times, stalls):
-    """How many xruns (all, and those with singsynth late) jackd logged at a machine stall."""
+def stall_text(logged, times, stalls, window=None):
+    """How many xruns (all, and those with singsynth late) jackd logged at a machine stall.
+
+    With `window` (start, end) in time.monotonic() s, stalls are counted inside it only.
+    """
+    if window:
+        stalls = [(at, ms) for at, ms in stalls if window[0] <= at <= window[1]]
     at = len(times) - len(not_at_stalls(times, stalls))
     ours = [t for t, late in zip(times, logged) if singsynth_late(late)]
     ours_at = len(ours) - len(not_at_stalls(ours, stalls))
     worst = max((ms for _, ms in stalls), default=0.0)
     return (f"within 50 ms of a machine stall: {at} of {len(times)} xruns, {ours_at} of the "
             f"{len(ours)} with singsynth late ({len(stalls)} stalls of >= 4 ms in the "
-            f"session, longest {worst:.0f} ms)")
+            f"{'storm' if window else 'session'}, longest {worst:.0f} ms)")
+
+
+def storm_report(res, seconds):
+    """Print a session's storm xruns: who jackd blamed, and how many came at machine stalls."""
+    if not seconds:
+        return
+    print(f"  storm {seconds:.0f} s, 50 note-ons/s over 4 channels: "
+          f"{blame_text(res['storm_jack'])}")
+    stalls = stall_text(res["storm_jack"], res["storm_times"], res["stalls"], res["storm_window"])
+    print(f"    {stalls}")
+
+
+def phase_text(res):
+    """JACK xruns and machine stalls counted per phase of a session (start-up, cold, ...)."""
+    edges = [t for _, t in res["phases"][1:]]
+
+    def counts(times):
+        idx = np.searchsorted(edges, [t for t in times if t is not None])
+        return [int((idx == i).sum()) for i in range(len(res["phases"]))]
+    xruns = counts(res["jack_times"])
+    stalls = counts([at for at, _ in res["stalls"]])
+    return "per phase, JACK xruns / machine stalls: " + ", ".join(
+        f"{name} {x}/{s}" for (name, _), x, s in zip(res["phases"], xruns, stalls))
 
 
 def blame_text(logged):
@@ -229,22 +272,30 @@ def main():
         path, about = model_path(args.model, tmp)
         print(f"JACK dummy 48000 Hz / 256 frames; model: {about}", flush=True)
 
-        sine = session(server, [], code=SINE_PLAY, notes=args.notes)
+        if args.storm:
+            alone = session(server, None, storm_seconds=args.storm, seconds=10 + args.storm)
+            print("no synth at all (the harness and the machine alone):")
+            storm_report(alone, args.storm)
+
+        sine = session(server, [], code=SINE_PLAY, notes=args.notes, storm_seconds=args.storm,
+                       seconds=60 + args.storm)
         print(f"sine floor (trivial Python synth): {summary(sine['cold'])}")
-        print(f"  singsynth reported xruns {sine['xruns']}; {blame_text(sine['jack_xruns'])}")
-        print(f"  {stall_text(sine['jack_xruns'], sine['jack_times'], sine['stalls'])}")
+        storm_report(sine, args.storm)
+        print(f"  whole session: singsynth reported xruns {sine['xruns']}; "
+              f"{blame_text(sine['jack_xruns'])}")
+        print(f"  {phase_text(sine)}", flush=True)
 
         for kind in args.generators.split(","):
             res = session(server, ["--model", path, "--no-prewarm", "--generator", kind],
                           notes=args.notes, storm_seconds=args.storm, seconds=60 + args.storm)
             print(f"--generator {kind}:")
             print(f"  model cold (never played, nothing prewarmed): {summary(res['cold'])}")
+            print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res['cold'])} ms")
             print(f"  model warm (same notes again, cached):       {summary(res['warm'])}")
-            print(f"  storm {args.storm:.0f} s, 50 note-ons/s over 4 channels: "
-                  f"{blame_text(res['storm_jack'])}")
-            print(f"    {stall_text(res['storm_jack'], res['storm_times'], res['stalls'])}")
+            storm_report(res, args.storm)
             print(f"  whole session: singsynth reported xruns {res['xruns']}; "
                   f"{blame_text(res['jack_xruns'])}")
+            print(f"  {phase_text(res)}")
             print(f"  {res['line']}", flush=True)
 
 

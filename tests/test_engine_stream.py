@@ -39,6 +39,20 @@ def test_cold_note_sounds_before_it_finishes_generating_then_is_cached(gated):
     assert synth.stats()["generating"] == 0
 
 
+def test_the_generator_warms_the_source_up_both_ways_before_any_note_and_keeps_nothing():
+    src = SineSource(note_samples=8000)
+    with Synth(src, 48000) as synth:
+        wait_until(lambda: len(src.warm_ups) == 2)
+        assert src.warm_ups == [("stream", 1), ("render", 1)]  # the cold paths, each once
+        assert src.calls == [] and len(synth.cache) == 0
+        assert synth.stats()["generated"] == 0 and synth.generator.latency["stream"] is None
+        synth.note_on(0, 60, 100)
+        key = synth.note_key(0, 60, 100)
+        pump(synth, lambda out: key in synth.cache)
+        assert src.calls == [("stream", 1)] and len(src.warm_ups) == 2
+        assert len(synth.cache) == 1 and synth.stats()["generated"] == 1
+
+
 def test_prefetch_starts_generating_before_the_note_on_and_the_note_on_reuses_it(gated):
     synth, src, gate = gated
     synth.prefetch(0, 60, 100)  # as play's MIDI thread does, before any process() call

@@ -14,6 +14,7 @@ import numpy as np
 
 from singsynth.midi import midi_to_hz as pitch_hz
 
+from .generator import WARM_UP_KEY
 from .source import NoteKey
 
 
@@ -32,7 +33,9 @@ class SineSource:
             (a model that breaks).
 
     Attributes:
-        calls: list of ("render" | "stream", number of keys), in call order.
+        calls: list of ("render" | "stream", number of keys), in call order, leaving out
+            the generator's warm-up (`generator.WARM_UP_KEY` alone).
+        warm_ups: list of the calls that were the warm-up.
     """
 
     def __init__(self, instruments: Sequence[str] = ("piano", "organ", "guitar", "strings"),
@@ -48,6 +51,7 @@ class SineSource:
         self.gate_after = gate_after
         self.fail_after = fail_after
         self.calls: List[tuple] = []
+        self.warm_ups: List[tuple] = []
         self.streams_finished = 0
 
     def note(self, key: NoteKey) -> np.ndarray:
@@ -62,16 +66,19 @@ class SineSource:
         amp = 0.1 + 0.1 * key.velocity  # 0.1 at velocity 25 .. 0.5 at 127
         return (amp * np.exp(-self.decay * t) * wave).astype(np.float32)
 
+    def _record(self, kind: str, keys: Sequence[NoteKey]) -> None:
+        (self.warm_ups if list(keys) == [WARM_UP_KEY] else self.calls).append((kind, len(keys)))
+
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
         """Whole notes: float32 (len(keys), note_samples)."""
-        self.calls.append(("render", len(keys)))
+        self._record("render", keys)
         if self.fail_after is not None:
             raise RuntimeError("SineSource: failing as asked")
         return np.stack([self.note(k) for k in keys]) if keys else np.zeros((0, self.note_samples), np.float32)
 
     def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
         """The same notes in chunks of `chunk` samples (the last may be shorter)."""
-        self.calls.append(("stream", len(keys)))
+        self._record("stream", keys)
         notes = np.stack([self.note(k) for k in keys])
         for i, start in enumerate(range(0, self.note_samples, chunk)):
             if self.chunk_delay:

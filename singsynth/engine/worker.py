@@ -157,6 +157,7 @@ def _worker(source, shared, shape, sample_rate, options, down, up, threads):
         gen._requests.put(None)
 
     threading.Thread(target=read, daemon=True).start()
+    gen.warm_up()  # before "ready": the first note must not pay the model's first call
     up.send(("ready",))
     gen._run()
 
