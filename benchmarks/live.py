@@ -14,7 +14,7 @@ Runs, each a fresh `singsynth play`, in one sitting so that they share the machi
   2. model, nothing prewarmed: cold notes (never played), then the same notes warm;
      then a storm of 50 note-ons/s over 4 channels, counting xruns.
 Each xrun is attributed twice: by jackd's log (which client was late) and by time, against
-the stalls of the whole machine that a SCHED_FIFO 20 sleeper saw (`tests/stall_monitor.py`).
+the stalls of each CPU that a SCHED_FIFO 20 sleeper pinned to it saw (`tests/stall_monitor.py`).
 
 Usage: .venv/bin/python benchmarks/live.py [--model FILE] [--storm 60] [--notes 16]
 Without --model, models/default.safetensors, else a random-init `small` checkpoint (the
@@ -208,23 +208,27 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
 
 
 def stall_text(logged, times, stalls, window=None):
-    """How many xruns (all, and those with singsynth late) jackd logged at a machine stall.
+    """How many xruns (all, and those with singsynth late) jackd logged at a CPU stall.
 
-    With `window` (start, end) in time.monotonic() s, stalls are counted inside it only.
+    `stalls`: [(time.monotonic() s, ms, cpu)] from `StallMonitor`. With `window` (start,
+    end) in time.monotonic() s, stalls are counted inside it only.
     """
     if window:
-        stalls = [(at, ms) for at, ms in stalls if window[0] <= at <= window[1]]
+        stalls = [s for s in stalls if window[0] <= s[0] <= window[1]]
     at = len(times) - len(not_at_stalls(times, stalls))
     ours = [t for t, late in zip(times, logged) if singsynth_late(late)]
     ours_at = len(ours) - len(not_at_stalls(ours, stalls))
-    worst = max((ms for _, ms in stalls), default=0.0)
-    return (f"within 50 ms of a machine stall: {at} of {len(times)} xruns, {ours_at} of the "
-            f"{len(ours)} with singsynth late ({len(stalls)} stalls of >= 4 ms in the "
-            f"{'storm' if window else 'session'}, longest {worst:.0f} ms)")
+    worst = max((s[1] for s in stalls), default=0.0)
+    per_cpu = collections.Counter(s[2] for s in stalls)
+    return (f"within 50 ms of a CPU stall: {at} of {len(times)} xruns, {ours_at} of the "
+            f"{len(ours)} with singsynth late (stalls of >= 4 ms in the "
+            f"{'storm' if window else 'session'}: "
+            + ", ".join(f"cpu{cpu} {n}" for cpu, n in sorted(per_cpu.items()))
+            + f"; longest {worst:.0f} ms)")
 
 
 def storm_report(res, seconds):
-    """Print a session's storm xruns: who jackd blamed, and how many came at machine stalls."""
+    """Print a session's storm xruns: who jackd blamed, and how many came at CPU stalls."""
     if not seconds:
         return
     print(f"  storm {seconds:.0f} s, 50 note-ons/s over 4 channels: "
@@ -234,15 +238,15 @@ def storm_report(res, seconds):
 
 
 def phase_text(res):
-    """JACK xruns and machine stalls counted per phase of a session (start-up, cold, ...)."""
+    """JACK xruns and CPU stalls counted per phase of a session (start-up, cold, ...)."""
     edges = [t for _, t in res["phases"][1:]]
 
     def counts(times):
         idx = np.searchsorted(edges, [t for t in times if t is not None])
         return [int((idx == i).sum()) for i in range(len(res["phases"]))]
     xruns = counts(res["jack_times"])
-    stalls = counts([at for at, _ in res["stalls"]])
-    return "per phase, JACK xruns / machine stalls: " + ", ".join(
+    stalls = counts([s[0] for s in res["stalls"]])
+    return "per phase, JACK xruns / CPU stalls: " + ", ".join(
         f"{name} {x}/{s}" for (name, _), x, s in zip(res["phases"], xruns, stalls))
 
 

@@ -357,31 +357,40 @@ class JackProbe:
 
 
 class StallMonitor:
-    """`tests/stall_monitor.py` in a subprocess: when did the machine itself stall?
+    """`tests/stall_monitor.py`, one subprocess pinned to each CPU: when did a CPU stall?
 
-    `stop()` returns [(time.monotonic() s, milliseconds)] of the stalls seen since start.
+    `stop()` returns [(time.monotonic() s, milliseconds, cpu)] of the stalls seen since
+    start, in time order.
     """
 
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.stall_monitor"], cwd=ROOT,
-                                     stdout=subprocess.PIPE, text=True)
-        self.proc.stdout.readline()  # "ready": it is watching
+        self.cpus = sorted(os.sched_getaffinity(0))
+        self.procs = [subprocess.Popen([sys.executable, "-m", "tests.stall_monitor", str(cpu)],
+                                       cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                      for cpu in self.cpus]
+        for proc in self.procs:
+            proc.stdout.readline()  # "ready": it is watching
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return [tuple(s) for s in json.loads(out or "[]")]
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        stalls = []
+        for cpu, proc in zip(self.cpus, self.procs):
+            out, _ = proc.communicate(timeout=30)
+            stalls += [(at, ms, cpu) for at, ms in json.loads(out or "[]")]
+        return sorted(stalls)
 
 
-# An xrun this close (s) to a stall of the whole machine is the machine's: jackd notices at
-# the end of the cycle the stall broke, and tells its clients soon after.
+# An xrun this close (s) to a stall of a CPU is the machine's: jackd notices at the end of
+# the cycle the stall broke, and tells its clients soon after. With 2 CPUs, a stalled one
+# holds part of every cycle's work (jackd, a client, or the thread with the GIL).
 STALL_WINDOW = 0.05
 
 
 def not_at_stalls(xrun_times, stalls, window=STALL_WINDOW):
-    """The xrun times (time.monotonic() s) that no machine stall [(s, ms)] explains."""
+    """The xrun times (time.monotonic() s) that no CPU stall [(s, ms, ...)] explains."""
     return [t for t in xrun_times if t is None
-            or not any(at - window <= t <= at + ms / 1000 + window for at, ms in stalls)]
+            or not any(s[0] - window <= t <= s[0] + s[1] / 1000 + window for s in stalls)]
 
 
 class Play:
