@@ -1,6 +1,4 @@
 """Checkpoints round-trip exactly; every bad or unsafe file is refused, nothing executed."""
-import json
-import os
 import pickle
 import subprocess
 import sys

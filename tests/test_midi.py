@@ -44,7 +44,7 @@ def test_tempo_changes_place_events_at_the_exact_sample():
     tempo_at = [(0, 500_000), (192, 333_333), (288, 1_234_567)]
 
     def exact(tick):
-        t, sec = 0, Fraction(0)
+        sec = Fraction(0)
         for i, (start, tempo) in enumerate(tempo_at):
             stop = tempo_at[i + 1][0] if i + 1 < len(tempo_at) else None
             span = (min(tick, stop) if stop is not None else tick) - start

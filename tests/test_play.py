@@ -15,7 +15,6 @@ import signal
 import time
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from singsynth.io.record import Recorder
