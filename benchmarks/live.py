@@ -109,18 +109,30 @@ def model_path(arg, tmp):
 
 
 def wait_quiet(probe, seconds=0.05, timeout=3.0):
-    """Wait until the last `seconds` recorded are below the threshold."""
+    """Wait until the last `seconds` recorded are below the threshold.
+
+    A note-off can be lost at an xrun (JACK drops a cycle's MIDI when its reader misses
+    that cycle), and a SING note sustains until released: after `timeout`, send all sound
+    off (CC 120) on every channel and wait once more.
+    """
     n = int(seconds * RATE)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        end = probe.recorded
-        if end > n and np.abs(probe.audio[end - n:end]).max() < THRESHOLD:
-            return
-        time.sleep(0.02)
+    for attempt in range(2):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            end = probe.recorded
+            if end > n and np.abs(probe.audio[end - n:end]).max() < THRESHOLD:
+                return
+            time.sleep(0.02)
+        for channel in range(16):
+            probe.send([0xB0 | channel, 120, 0])
 
 
 def latencies(probe, pitches, velocity=100, hold=0.25):
-    """Play each pitch alone; ms from the note-on's JACK frame to the first audible sample."""
+    """Play each pitch alone; ms from the note-on's JACK frame to the first audible sample.
+
+    NaN where nothing was heard within 1 s, or where the 10 ms before the note-on were not
+    silent (a note left sounding: that note's onset cannot be measured).
+    """
     frames = []
     for pitch in pitches:
         wait_quiet(probe)
@@ -129,11 +141,14 @@ def latencies(probe, pitches, velocity=100, hold=0.25):
         probe.send([0x80, pitch, 0])
     time.sleep(0.5)
     audio = np.abs(probe.audio).max(axis=1)
+    before = int(0.01 * RATE)
     result = []
     for f in frames:
-        seg = audio[f - probe.record_start:f - probe.record_start + RATE]
+        at = f - probe.record_start
+        seg = audio[at:at + RATE]
         hits = np.flatnonzero(seg > THRESHOLD)
-        result.append(1000.0 * hits[0] / RATE if len(hits) else float("nan"))
+        quiet = audio[max(0, at - before):at].max(initial=0.0) <= THRESHOLD
+        result.append(1000.0 * hits[0] / RATE if len(hits) and quiet else float("nan"))
     return np.array(result)
 
 
@@ -157,7 +172,8 @@ def summary(values):
     missing = len(values) - len(v)
     text = f"median {np.median(v):5.1f} ms, p95 {np.percentile(v, 95):5.1f} ms, " \
            f"max {v.max():5.1f} ms (n={len(v)})" if len(v) else "no onsets"
-    return text + (f", {missing} not heard within 1 s" if missing else "")
+    return text + (f", {missing} not measured (not heard within 1 s, or sound before the "
+                   "note-on)" if missing else "")
 
 
 def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
@@ -296,6 +312,7 @@ def main():
             print(f"  model cold (never played, nothing prewarmed): {summary(res['cold'])}")
             print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res['cold'])} ms")
             print(f"  model warm (same notes again, cached):       {summary(res['warm'])}")
+            print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res['warm'])} ms")
             storm_report(res, args.storm)
             print(f"  whole session: singsynth reported xruns {res['xruns']}; "
                   f"{blame_text(res['jack_xruns'])}")
