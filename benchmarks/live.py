@@ -16,7 +16,11 @@ Runs, each a fresh `singsynth play`, in one sitting so that they share the machi
 Each xrun is attributed twice: by jackd's log (which client was late) and by time, against
 the stalls of each CPU that a SCHED_FIFO 20 sleeper pinned to it saw (`tests/stall_monitor.py`).
 
+With --cpu-sleep-pairs N, then N pairs of storms alone, the model's `play` holding the CPUs
+out of sleep (its default) and with --cpu-sleep, alternating, side by side.
+
 Usage: .venv/bin/python benchmarks/live.py [--model FILE] [--storm 60] [--notes 16]
+                                           [--cpu-sleep-pairs N]
 Without --model, models/default.safetensors, else a random-init `small` checkpoint (the
 same compute per note as a trained one).
 """
@@ -32,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from singsynth.io.cpu_awake import CpuAwake  # noqa: E402
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, late_clients,  # noqa: E402
                                  not_at_stalls, singsynth_late, start_jack, xrun_times)
 
@@ -179,12 +184,14 @@ def summary(values):
 def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
     """One `singsynth play` process: latencies (cold, then warm) and an optional storm.
 
-    With `args` None, no synth at all: only the storm, into the probe's unconnected port.
+    With `args` None, no synth at all: only the storm, into the probe's unconnected port,
+    with the CPUs held out of sleep as `play` holds them (`singsynth.io.cpu_awake`).
     """
     logged_before = len(late_clients(server))
     monitor = StallMonitor()
     probe = JackProbe(seconds=seconds)
     play = None if args is None else Play(["--virtual", "--midi-api", "jack", *args], code=code)
+    awake = CpuAwake() if play is None else None
     result = {"phases": [("start-up", time.monotonic())]}
     try:
         if play:
@@ -194,7 +201,7 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
             probe.connect_to("singsynth-midi:singsynth", ["singsynth:out_0", "singsynth:out_1"])
         probe.recording = True
         time.sleep(0.5)
-        if play:
+        if play and notes:
             pitches = list(range(48, 48 + 2 * notes, 2))  # distinct keys, never played before
             result["phases"].append(("cold", time.monotonic()))
             result["cold"] = latencies(probe, pitches)
@@ -213,6 +220,8 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
         result["phases"].append(("stop", time.monotonic()))
         if play:
             play.stop()
+        if awake:
+            awake.close()
         probe.close()
         result["stalls"] = monitor.stop()
     if play:
@@ -281,6 +290,8 @@ def main():
     parser.add_argument("--model", help="checkpoint (default: models/default, else random small)")
     parser.add_argument("--storm", type=float, default=60.0, help="storm seconds (default 60)")
     parser.add_argument("--notes", type=int, default=16, help="notes per latency series")
+    parser.add_argument("--cpu-sleep-pairs", type=int, default=0,
+                        help="then N pairs of model storms: CPUs held awake, then --cpu-sleep")
     parser.add_argument("--generators", default="process,thread",
                         help="play's --generator values to compare, side by side in one run")
     args = parser.parse_args()
@@ -318,6 +329,14 @@ def main():
                   f"{blame_text(res['jack_xruns'])}")
             print(f"  {phase_text(res)}")
             print(f"  {res['line']}", flush=True)
+
+        model = ["--model", path, "--no-prewarm", "--generator", "process"]
+        for _ in range(args.cpu_sleep_pairs):
+            for extra in ([], ["--cpu-sleep"]):
+                res = session(server, model + extra, notes=0, storm_seconds=args.storm,
+                              seconds=30 + args.storm)
+                print("model, " + ("--cpu-sleep" if extra else "CPUs held out of sleep") + ":")
+                storm_report(res, args.storm)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ import signal
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 
+from singsynth.io import cpu_awake
 from singsynth.io.record import Recorder
 from singsynth.io.timing import EventScheduler
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, jack_server,  # noqa: F401
@@ -254,6 +256,24 @@ def sine_session(jack_server, tmp_path):
         assert found > 0.95, found
     assert not list(tmp_path.glob(".*part"))
     return unexplained
+
+
+def test_play_keeps_cpus_out_of_sleep_while_it_runs_unless_told_not_to(jack_server):
+    if cpu_awake.current() is None or not os.access(cpu_awake.PATH, os.W_OK):
+        pytest.skip(f"{cpu_awake.PATH} is not readable and writable here (not root?)")
+    before = cpu_awake.current()
+    assert before > 0  # nothing else holds CPUs awake, or this test cannot tell
+    for args, held in (([], True), (["--cpu-sleep"], False)):
+        play = Play(["--virtual", "--no-prewarm", *args], code=SINE_PLAY)
+        try:
+            play.wait_ready()
+            during = cpu_awake.current()
+        finally:
+            assert play.stop() == 0, play.err
+        assert during == (0 if held else before), args
+        assert any(("CPUs kept out of sleep" in line) == held for line in play.out
+                   if "Ctrl-C stops" in line)
+        assert cpu_awake.current() == before  # the request ended with the process
 
 
 def test_play_tiny_checkpoint_cli_end_to_end(jack_server, tiny_checkpoint, tmp_path):

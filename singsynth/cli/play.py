@@ -53,6 +53,11 @@ def get_parser():
                              "holds the audio thread's GIL) or a thread of this one")
     parser.add_argument("--no-prewarm", action="store_true",
                         help="do not pre-generate the preset's prewarm notes at start")
+    parser.add_argument("--cpu-sleep", action="store_true",
+                        help="let idle CPUs sleep while playing (saves power). By default "
+                             "play asks Linux to keep them polling, where allowed: a CPU "
+                             "waking from sleep makes blocks late, on a virtual machine by "
+                             "milliseconds")
     return parser
 
 
@@ -146,6 +151,7 @@ def main(argv=None, *, source=None, make_synth=None):
     if args.record and Path(args.record).exists() and not args.force:
         raise DeviceError(f"--record {args.record} exists; add -f to overwrite it")
     from singsynth.io import audio as audio_io
+    from singsynth.io.cpu_awake import CpuAwake
     from singsynth.io.midi_in import MidiInput
     from singsynth.io.timing import EventScheduler
 
@@ -166,7 +172,9 @@ def main(argv=None, *, source=None, make_synth=None):
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
     ok = False
+    awake = None
     try:
+        awake = None if args.cpu_sleep else CpuAwake()
         audio = audio_io.AudioOutput(synth.process, device, sample_rate=sample_rate,
                                      blocksize=args.blocksize, latency=latency,
                                      before_block=scheduler.dispatch, recorder_path=args.record)
@@ -180,7 +188,9 @@ def main(argv=None, *, source=None, make_synth=None):
             synth.prewarm()
         print(f"singsynth play: MIDI {port_name!r} -> {device['name']!r} "
               f"[{device['hostapi']}] at {sample_rate} Hz, {args.blocksize or 'host'}-frame "
-              f"blocks, output latency {1000 * audio.latency:.1f} ms; Ctrl-C stops", flush=True)
+              f"blocks, output latency {1000 * audio.latency:.1f} ms"
+              f"{', CPUs kept out of sleep' if awake and awake.held else ''}; Ctrl-C stops",
+              flush=True)
         run(stop, synth, audio, midi, scheduler)
         ok = True
     finally:
@@ -191,6 +201,8 @@ def main(argv=None, *, source=None, make_synth=None):
             audio.close(keep=ok)
         midi.close()
         synth.close()
+        if awake is not None:
+            awake.close()
     recorded = ""
     if audio.recorder is not None:
         recorded = f", recorded {audio.recorder.frames / sample_rate:.1f} s to {args.record}"
