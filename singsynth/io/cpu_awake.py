@@ -5,8 +5,9 @@ laptop's deep C-states, milliseconds on a virtual machine, whose host hands a ha
 vCPU's core to other work and gives it back late. Writing 0 to `/dev/cpu_dma_latency`
 and keeping the file open asks the kernel to poll instead of halting for as long as it
 stays open; closing it (or the process ending) withdraws the request. Measured on this
-project's 2-vCPU VM (benchmarks/README.md, ninth session): 7-15 xruns in a 30 s storm
-with the request held against 38-183 without, alternating in one sitting.
+project's 2-vCPU VM (benchmarks/README.md, ninth session), alternating in one sitting: in
+a busy hour 7-15 xruns in a 30 s storm with the request held against 38-183 without; in a
+quiet hour no difference (24 and 8 against 13 and 15 in 60 s storms).
 
 The cost is power: idle CPUs spin while `play` runs. It needs write access to the device
 (root, or a udev rule giving the `audio` group that access); without it nothing happens.
