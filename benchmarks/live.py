@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from singsynth.io.cpu_awake import CpuAwake  # noqa: E402
+from singsynth.midi import midi_to_hz  # noqa: E402
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, late_clients,  # noqa: E402
                                  not_at_stalls, singsynth_late, start_jack, xrun_times)
 
@@ -71,7 +72,7 @@ class SineSynth:
                 break
             key = (getattr(msg, "channel", 0), getattr(msg, "note", 0))
             if msg.type == "note_on" and msg.velocity:
-                self.voices[key] = [440.0 * 2 ** ((msg.note - 69) / 12), 0.0, 0.2]
+                self.voices[key] = [midi_to_hz(msg.note), 0.0, 0.2]
             elif msg.type in ("note_on", "note_off"):
                 self.voices.pop(key, None)
         out[:, 1] = out[:, 0]
@@ -121,7 +122,7 @@ def wait_quiet(probe, seconds=0.05, timeout=3.0):
     off (CC 120) on every channel and wait once more.
     """
     n = int(seconds * RATE)
-    for attempt in range(2):
+    for _ in range(2):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             end = probe.recorded

@@ -21,6 +21,7 @@ import soundfile as sf
 from singsynth.io import cpu_awake
 from singsynth.io.record import Recorder
 from singsynth.io.timing import EventScheduler
+from singsynth.midi import midi_to_hz
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, jack_server,  # noqa: F401
                                  kill_jack, late_clients, not_at_stalls, singsynth_late,
                                  start_jack, xrun_times)
@@ -231,7 +232,7 @@ def sine_session(jack_server, tmp_path):
     assert all(lat is not None and lat >= 0 for lat in latencies), latencies
     for pitch, f, lat in zip(pitches, sent, latencies):
         seg = audio[f - start + lat:f - start + lat + int(0.3 * RATE), 0]
-        expected = 440.0 * 2 ** ((pitch - 69) / 12)
+        expected = midi_to_hz(pitch)
         assert abs(frequency(seg) / expected - 1) < 0.01, (pitch, frequency(seg))
     unexplained = check_xruns(play, probe, jack_server, logged_before, stalls=stalls)
 
@@ -342,7 +343,7 @@ def test_play_survives_port_unplug_and_reconnects(jack_server, tmp_path):
     # other tests' business: a JACK client joining (this test's new keyboard) can stall the
     # graph for a few hundred ms on this 2-core box, so any 0.2 s window after it counts.
     f = keyboard.sent[0][0] - start
-    e5 = 440.0 * 2 ** (7 / 12)
+    e5 = midi_to_hz(76)
     window = int(0.2 * RATE)
     heard = []
     for at in range(f, len(audio) - window, window // 4):

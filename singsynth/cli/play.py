@@ -172,9 +172,8 @@ def main(argv=None, *, source=None, make_synth=None):
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
     ok = False
-    awake = None
+    awake = None if args.cpu_sleep else CpuAwake()  # never raises: held or not
     try:
-        awake = None if args.cpu_sleep else CpuAwake()
         audio = audio_io.AudioOutput(synth.process, device, sample_rate=sample_rate,
                                      blocksize=args.blocksize, latency=latency,
                                      before_block=scheduler.dispatch, recorder_path=args.record)

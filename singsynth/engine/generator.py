@@ -318,28 +318,25 @@ class Generator:
                 notes.append(note)
         return notes
 
-    def warm_up(self) -> float:
+    def warm_up(self) -> None:
         """Generate one throwaway note, both ways, before any note is asked for.
 
         A model's first call pays one-off costs (memory pools, kernel set-up): with the
         default model on CPU, 5 ms more on a stream's first chunk and 45 ms more on a whole
         render. Left to the first played note they would make it late, and in
         `cold="auto"` make streaming look slow enough to try a render on the second. The
-        note is not cached or played. Returns the seconds it took (the start-up cost).
+        note is not cached or played.
         """
-        start = time.perf_counter()
-        key = WARM_UP_KEY
         try:
-            chunks = self.source.stream([key], chunk=self.chunk)
+            chunks = self.source.stream([WARM_UP_KEY], chunk=self.chunk)
             first = np.asarray(next(chunks), dtype=np.float32)
             next(chunks, None)
             if self.source.sample_rate != self.sample_rate:
                 SincStream(self.source.sample_rate, self.sample_rate, 1).process(first)
-            resample_notes(self.source.render([key]), self.source.sample_rate,
+            resample_notes(self.source.render([WARM_UP_KEY]), self.source.sample_rate,
                            self.sample_rate, self.quality)
         except Exception:  # the played note that meets the same fault reports it
             log.exception("note generator warm-up failed")
-        return time.perf_counter() - start
 
     def _run(self) -> None:
         if self._thread is not None:
