@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
@@ -21,6 +22,9 @@ from singsynth.modelfiles import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  
 
 FORMAT = "singsynth"
 FORMAT_VERSION = 1
+MAX_INSTRUMENTS = 100_000
+# safetensors' names for the float types a checkpoint may hold (loaded as float32).
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 # torch.save writes a zip archive of pickles.
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -57,8 +61,8 @@ def atomic_save_tensors(path, tensors: dict, metadata: dict) -> None:
         raise
 
 
-def read_tensors(path) -> tuple[dict, dict]:
-    """Tensors and string metadata of a safetensors file, refusing anything else."""
+def _open(path):
+    """`safe_open` on a checkpoint file, after refusing a missing file or a pickle."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file; pass an existing .safetensors "
@@ -70,13 +74,35 @@ def read_tensors(path) -> tuple[dict, dict]:
                               "unpickles files (they can run code); convert the weights to a "
                               "singsynth .safetensors checkpoint")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: "
-                              f"{exc}); re-export or re-train the checkpoint") from None
-    return tensors, metadata
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path, exc) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: "
+                           f"{exc}); re-export or re-train the checkpoint")
+
+
+def _get_tensors(path, f, names) -> dict:
+    """The tensors `names` of the open file `f`, refusing NaN and infinite values (a model
+    with them renders full-scale noise or silence, and nothing downstream can tell)."""
+    try:
+        tensors = {k: f.get_tensor(k) for k in names}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _unreadable(path, exc) from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values (a "
+                                  "diverged training run?); use an earlier checkpoint")
+    return tensors
+
+
+def read_tensors(path) -> tuple[dict, dict]:
+    """Tensors and string metadata of a safetensors file, refusing anything else."""
+    with _open(path) as f:
+        metadata = f.metadata() or {}
+        return _get_tensors(path, f, list(f.keys())), metadata
 
 
 def model_metadata(model: SING, provenance: dict | None = None) -> dict:
@@ -103,45 +129,81 @@ def _meta_json(path, metadata: dict, key: str):
         raise CheckpointError(f"{path}: metadata has no {key!r}; not a singsynth checkpoint")
     try:
         return json.loads(metadata[key])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path}: metadata {key!r} is not valid JSON") from None
+
+
+def _check_info(path, info: dict) -> None:
+    """CheckpointError unless the decoded metadata has the types and values SING needs."""
+    def bad(key, what):
+        return CheckpointError(f"{path}: metadata {key!r} must be {what}, not "
+                               f"{str(info[key])[:60]}; not a usable singsynth checkpoint")
+    instruments, velocities = info["instruments"], info["velocities"]
+    if (not isinstance(instruments, list) or not 1 <= len(instruments) <= MAX_INSTRUMENTS
+            or not all(isinstance(i, str) for i in instruments)):
+        raise bad("instruments", f"a list of 1-{MAX_INSTRUMENTS} names")
+    if (not isinstance(velocities, list) or not 1 <= len(velocities) <= 127
+            or not all(type(v) is int and 1 <= v <= 127 for v in velocities)):
+        raise bad("velocities", "a list of MIDI velocities 1-127")
+    if info["pitch_range"] != [0, 127]:
+        raise bad("pitch_range", "[0, 127] (every MIDI pitch)")
+    if not isinstance(info["provenance"], dict):
+        raise bad("provenance", "a JSON object")
+
+
+def _describe(path, info: dict, names, device=None) -> SING:
+    """The model the metadata describes, on `device` ("meta": shapes only, no memory)."""
+    try:
+        config = SINGConfig.from_dict(info["config"])
+        with torch.device(device or "cpu"):
+            return SING(config, info["instruments"], info["velocities"], n_pitches=128,
+                        with_encoder=any(k.startswith("encoder.") for k in names))
+    except Exception as exc:  # a config that cannot build a model is a bad checkpoint
+        raise CheckpointError(f"{path}: cannot rebuild the model it describes: {exc}") from None
 
 
 def load_checkpoint(path, device=None) -> tuple[SING, dict]:
     """Rebuild the model a checkpoint describes and load its weights.
 
+    Every check that needs no weights comes first, against the header only: the
+    metadata, then each tensor's name, shape and dtype against the described model built
+    on torch's meta device. So a hostile header that describes a huge model is refused
+    before any memory is taken.
+
     Returns:
         (model in eval mode on `device`, metadata with JSON fields decoded).
     """
-    tensors, metadata = read_tensors(path)
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: safetensors file without singsynth metadata; "
-                              "not a singsynth checkpoint")
-    version = metadata.get("format_version")
-    if version != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: checkpoint format version {version!r} is not supported "
-                              f"(this singsynth reads version {FORMAT_VERSION}); upgrade singsynth")
-    info = {k: _meta_json(path, metadata, k)
-            for k in ("config", "instruments", "velocities", "pitch_range", "provenance")}
-    try:
-        config = SINGConfig.from_dict(info["config"])
-        model = SING(config, info["instruments"], info["velocities"],
-                     n_pitches=info["pitch_range"][1] + 1,
-                     with_encoder=any(k.startswith("encoder.") for k in tensors))
-    except Exception as exc:  # a config that cannot build a model is a bad checkpoint
-        raise CheckpointError(f"{path}: cannot rebuild the model it describes: {exc}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: tensors do not match the described model "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, "
-                                  f"the described model needs {tuple(expected[name].shape)}")
-        if not tensor.is_floating_point():
-            raise CheckpointError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected float")
+    with _open(path) as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: safetensors file without singsynth metadata; "
+                                  "not a singsynth checkpoint")
+        version = metadata.get("format_version")
+        if version != str(FORMAT_VERSION):
+            raise CheckpointError(f"{path}: checkpoint format version {version!r} is not "
+                                  f"supported (this singsynth reads version {FORMAT_VERSION}); "
+                                  "upgrade singsynth")
+        info = {k: _meta_json(path, metadata, k)
+                for k in ("config", "instruments", "velocities", "pitch_range", "provenance")}
+        _check_info(path, info)
+        names = list(f.keys())
+        expected = _describe(path, info, names, "meta").state_dict()
+        missing = sorted(set(expected) - set(names))
+        unexpected = sorted(set(names) - set(expected))
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: tensors do not match the described model "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        for name in names:
+            header = f.get_slice(name)
+            shape, dtype = tuple(header.get_shape()), header.get_dtype()
+            if shape != tuple(expected[name].shape):
+                raise CheckpointError(f"{path}: tensor {name} has shape {shape}, the "
+                                      f"described model needs {tuple(expected[name].shape)}")
+            if dtype not in FLOAT_DTYPES:
+                raise CheckpointError(f"{path}: tensor {name} has dtype {dtype}, expected "
+                                      "a float type")
+        tensors = _get_tensors(path, f, names)
+    model = _describe(path, info, names)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.eval()
     if device is not None:

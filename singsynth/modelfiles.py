@@ -25,9 +25,12 @@ def resolve(name_or_path=None) -> Path:
     """A model name ('default', 'small-gm') in `models/`, or a path to a checkpoint file."""
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
     candidate = Path(name)
-    if candidate.suffix or os.sep in name or candidate.exists():
+    if candidate.suffix or os.sep in name:
         return candidate
-    return MODELS_DIR / f"{name}.safetensors"
+    # A bare name is a shipped model first: a file or folder that happens to be called
+    # "default" in the current directory must not replace the default model.
+    named = MODELS_DIR / f"{name}.safetensors"
+    return candidate if candidate.is_file() and not named.is_file() else named
 
 
 def file_hash(path, length: int = 16) -> str:
@@ -94,10 +97,16 @@ def open_model_source(name_or_path=None):
         meta = read_header(path)["__metadata__"]
         config = json.loads(meta["config"])
         instruments = json.loads(meta["instruments"])
-        if meta.get("format") != "singsynth" or not all(isinstance(i, str) for i in instruments):
-            raise ValueError("not a singsynth checkpoint")
-        return LazyModelSource(path, instruments, config["sample_rate"], config["note_samples"])
-    except (OSError, ValueError, KeyError, TypeError):
+        rate, length = config["sample_rate"], config["note_samples"]
+        # Only what the lazy source needs is looked at here; anything odd goes to the
+        # full loader, whose checks name the problem.
+        if (meta.get("format") != "singsynth" or not isinstance(instruments, list)
+                or not instruments or not all(isinstance(i, str) for i in instruments)
+                or type(rate) is not int or type(length) is not int
+                or not 1000 <= rate <= 384_000 or not 0 < length <= 60 * rate):
+            raise ValueError("not a usable singsynth checkpoint header")
+        return LazyModelSource(path, instruments, rate, length)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         from singsynth.checkpoint import load_model
         from singsynth.engine.model_source import ModelSource
         return ModelSource(load_model(name_or_path))

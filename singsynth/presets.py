@@ -18,6 +18,7 @@ A preset (`presets/*.yaml`, read with `yaml.safe_load`) has optional sections:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+import os
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -210,15 +211,21 @@ def load_preset(path_or_name: Union[str, Path, None], instruments: Sequence[str]
     if path_or_name is None:
         path_or_name = "default"
     path = Path(path_or_name)
-    if not path.is_file():
-        named = PRESET_DIR / f"{path_or_name}.yaml"
-        if named.is_file():
-            path = named
-        else:
-            raise ConfigError(f"preset {str(path_or_name)!r} not found: give a .yaml file or one of "
-                              f"{', '.join(available_presets()) or '(none shipped)'}")
+    named = PRESET_DIR / f"{path_or_name}.yaml"
+    # A bare name is a shipped preset first: a file called "gm" in the current directory
+    # must not replace the default preset.
+    if not (path.suffix or os.sep in str(path_or_name)) and named.is_file():
+        path = named
+    elif not path.is_file():
+        raise ConfigError(f"preset {str(path_or_name)!r} not found: give a .yaml file or one of "
+                          f"{', '.join(available_presets()) or '(none shipped)'}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file, so not a YAML preset; give a .yaml file "
+                          "or one of " + ", ".join(available_presets())) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the preset ({e.strerror or e})") from None
     return parse_preset(data, instruments, origin=str(path), name=path.stem)

@@ -133,3 +133,79 @@ def test_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle(tiny_chec
     else:
         pytest.skip("could not construct a header length starting with 0x80")
     assert load_model(path).instruments == model.instruments
+
+
+def _rewrite(tiny_checkpoint, path, tensors=None, **meta):
+    """A copy of the tiny checkpoint with some tensors and metadata fields replaced."""
+    model = load_model(tiny_checkpoint)
+    metadata = model_metadata(model)
+    metadata.update(meta)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    weights.update(tensors or {})
+    save_file(weights, path, metadata=metadata)
+    return path
+
+
+def test_nan_or_infinite_weights_are_refused(tiny_checkpoint, tmp_path):
+    for value in (float("nan"), float("inf")):
+        weight = load_model(tiny_checkpoint).decoder.conv2.weight.detach().clone()
+        weight[0, 0, 0] = value
+        bad = _rewrite(tiny_checkpoint, tmp_path / f"{value}.safetensors",
+                       {"decoder.conv2.weight": weight})
+        expect_refused(bad, "decoder.conv2.weight", "NaN or infinite")
+
+
+def test_a_header_describing_a_huge_model_is_refused_before_memory_is_taken(
+        tiny_checkpoint, tmp_path):
+    """The tiny file's header claims a model of about 5 GB: its shapes are compared on
+    torch's meta device, so the refusal costs no memory."""
+    import json
+    import resource
+
+    config = load_model(tiny_checkpoint).config.to_dict()
+    config.update(channels=16384, lstm_hidden=8192)
+    bad = _rewrite(tiny_checkpoint, tmp_path / "huge.safetensors", config=json.dumps(config))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    expect_refused(bad, "shape")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"the refusal took {grown_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("config", {"sample_rate": 0}, ("sample_rate", "1000..384000")),
+    ("config", {"channels": True}, ("channels", "integer")),
+    ("config", {"stride": 300}, ("multiples of stride",)),
+    ("pitch_range", [0, 50], ("pitch_range", "[0, 127]")),
+    ("velocities", [25, "loud"], ("velocities",)),
+    ("instruments", [], ("instruments",)),
+    ("provenance", ["a", "list"], ("provenance", "JSON object")),
+])
+def test_metadata_of_the_wrong_type_or_range_is_refused(tiny_checkpoint, tmp_path, field,
+                                                        value, words):
+    import json
+
+    if field == "config":
+        config = load_model(tiny_checkpoint).config.to_dict()
+        config.update(value)
+        value = config
+    bad = _rewrite(tiny_checkpoint, tmp_path / "meta.safetensors", **{field: json.dumps(value)})
+    expect_refused(bad, *words)
+
+
+def test_deeply_nested_metadata_json_is_refused_in_one_line(tiny_checkpoint, tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    bad = _rewrite(tiny_checkpoint, tmp_path / "deep.safetensors", provenance=deep)
+    expect_refused(bad, "provenance", "not valid JSON")
+
+
+def test_a_bare_model_name_is_a_shipped_model_whatever_the_current_folder_holds(
+        tmp_path, monkeypatch):
+    from singsynth.modelfiles import MODELS_DIR, resolve
+
+    (tmp_path / "default").mkdir()
+    (tmp_path / "mine").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert resolve() == MODELS_DIR / "default.safetensors"
+    assert resolve("default") == MODELS_DIR / "default.safetensors"
+    assert resolve("mine").resolve() == tmp_path / "mine"
+    assert resolve("elsewhere") == MODELS_DIR / "elsewhere.safetensors"

@@ -84,3 +84,18 @@ def test_missing_preset_and_bad_yaml(tmp_path):
     path = write(tmp_path, "defaults: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_preset(str(path), INSTRUMENTS)
+
+
+def test_a_binary_file_given_as_a_preset_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "song.mid"
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0\xff\xfe")
+    with pytest.raises(ConfigError, match="song.mid: not a text file"):
+        load_preset(str(path), INSTRUMENTS)
+
+
+def test_a_bare_name_is_the_shipped_preset_whatever_the_current_folder_holds(
+        tmp_path, monkeypatch):
+    (tmp_path / "default").write_text("defaults: {instrument: organ}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_preset("default", INSTRUMENTS).patch(0, 0).instrument == ((0, 1.0),)
+    assert load_preset("./default", INSTRUMENTS).patch(0, 0).instrument == ((1, 1.0),)

@@ -48,12 +48,44 @@ class SINGConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SINGConfig":
+        """The config `d` describes (a checkpoint's header, a training YAML), checked:
+        ConfigError for an unknown key, a wrong type or a size out of `LIMITS`."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a model config must be a mapping of sizes, not {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown model config keys {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**d)
+        config = cls(**d)
+        config.check()
+        return config
 
+    def check(self) -> None:
+        """ConfigError unless every size is an int within `LIMITS` and the lengths fit."""
+        if not isinstance(self.name, str):
+            raise ConfigError(f"model config name must be a string, not {self.name!r}")
+        for key, (low, high) in LIMITS.items():
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ConfigError(f"model config {key} = {value!r} must be an integer in "
+                                  f"{low}..{high}")
+        if self.window % self.stride or self.note_samples % self.stride:
+            raise ConfigError(f"model config window {self.window} and note_samples "
+                              f"{self.note_samples} must be multiples of stride {self.stride}")
+
+
+# Bounds on each size of a config read from a file: far beyond any model here, and tight
+# enough that a hostile checkpoint header cannot make a model of many gigabytes (its
+# tensors are compared with the model's shapes on torch's meta device before any memory
+# is taken, see `checkpoint.load_checkpoint`; these bounds keep the rest, such as the note
+# length every generated note is allocated at, sane too).
+LIMITS = {
+    "lstm_hidden": (1, 8192), "lstm_layers": (1, 16), "latent": (1, 4096),
+    "channels": (1, 16384), "instrument_dim": (1, 1024), "pitch_dim": (1, 1024),
+    "velocity_dim": (1, 1024), "time_dim": (1, 1024), "kernel": (1, 255),
+    "window": (1, 65536), "stride": (1, 65536), "harmonics": (0, 4096),
+    "sample_rate": (1000, 384_000), "note_samples": (1, 60 * 384_000),
+}
 
 CONFIGS = {
     # The paper's model: about 243 MiB of float32 generator weights.
