@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 
 from singsynth.cli import dataset as cli
+from singsynth.data.build import build
 from singsynth.data import NSynthDataset
 from singsynth.data.soundfont import PEAK_MAX, TARGET_RMS, plan_instruments
 from singsynth.errors import DatasetError
@@ -134,9 +135,40 @@ def test_bad_build_arguments(tmp_path):
     with pytest.raises(DatasetError, match="cannot read --pitches"):
         cli.parse_list("21-x", "--pitches")
     assert cli.parse_list("0-3,24,2", "--programs") == [0, 1, 2, 3, 24]
-    with pytest.raises(DatasetError, match="render-rate 8000 is below"):
-        cli.main(["build", "--soundfont", str(SF2), "--out", str(tmp_path / "r"), "--render-rate", "8000"])
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "notes.txt").write_text("mine")
-    with pytest.raises(DatasetError, match="pass -f to overwrite"):
-        cli.main(["build", "--soundfont", str(SF2), "--out", str(tmp_path / "full"), "--programs", "0"])
+    for rate in ("8000", "192000"):
+        with pytest.raises(DatasetError, match=f"render-rate {rate} is out of range; use 16000-96000"):
+            cli.main(["build", "--soundfont", str(SF2), "--out", str(tmp_path / "r"),
+                      "--render-rate", rate])
+    with pytest.raises(DatasetError, match=r"velocities must be among NSynth's \[25, 50"):
+        cli.main(["build", "--soundfont", str(SF2), "--out", str(tmp_path / "r"),
+                  "--velocities", "64"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_folder_singsynth_did_not_build_is_never_deleted_even_with_force(tmp_path):
+    full = tmp_path / "full"
+    (full / "audio").mkdir(parents=True)
+    (full / "notes.txt").write_text("mine")
+    (full / "audio" / "take.wav").write_bytes(b"RIFF")
+    (full / "examples.json").write_text("{}")
+    for force in ([], ["-f"]):
+        with pytest.raises(DatasetError, match="is not a dataset singsynth is building or built"):
+            cli.main(["build", "--soundfont", str(SF2), "--out", str(full), "--programs", "0",
+                      *force])
+    assert sorted(p.relative_to(full).as_posix() for p in full.rglob("*")) == [
+        "audio", "audio/take.wav", "examples.json", "notes.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetError, match="is a file; give a folder"):
+        cli.main(["build", "--soundfont", str(SF2), "--out", str(tmp_path / "file")])
+
+
+def test_a_build_that_fails_before_any_instrument_leaves_nothing_behind(tmp_path):
+    """FluidSynth failing (here a program that exits 1 in its place) must not leave a
+    half-made dataset whose settings would refuse the retry."""
+    out = tmp_path / "new"
+    with pytest.raises(DatasetError, match="fluidsynth failed"):
+        build(SF2, out, programs=[0], pitches=[60], velocities=[100], progress=False,
+              fluidsynth="false")
+    assert not out.exists()
+    build(SF2, out, programs=[0], pitches=[60], velocities=[100], progress=False)
+    assert json.loads((out / "examples.json").read_text())

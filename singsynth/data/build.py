@@ -18,6 +18,7 @@ from singsynth.errors import DatasetError
 
 PARTS = ".parts"
 SETTINGS = "settings.json"
+MAX_RENDER_RATE = 96000  # FluidSynth's highest synth.sample-rate
 
 
 def _write_json(path: Path, obj) -> None:
@@ -27,25 +28,45 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _prepare_out(out: Path, settings: dict, force: bool) -> Path:
-    """Create out/ (and out/.parts); refuse to mix with other settings unless force."""
+    """Create out/ (and out/.parts); refuse to mix with other settings unless force.
+
+    `force` replaces only a dataset this builder made (out/.parts/settings.json): a
+    folder holding anything else, a published NSynth copy included, is never deleted.
+    """
     parts = out / PARTS
-    if force and out.exists():
+    old = parts / SETTINGS
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out} is a file; give a folder for the dataset")
+    ours = old.is_file()
+    if out.exists() and not ours and any(out.iterdir()):
+        raise DatasetError(f"{out} exists and is not a dataset singsynth is building or built "
+                           f"(no {PARTS}/{SETTINGS}); choose another --out (-f replaces "
+                           "only singsynth's own builds)")
+    if force and ours:
         shutil.rmtree(parts, ignore_errors=True)
         shutil.rmtree(out / "audio", ignore_errors=True)
         for name in ("examples.json", "split.json"):
             (out / name).unlink(missing_ok=True)
-    old = parts / SETTINGS
-    if old.exists():
-        if json.loads(old.read_text()) != settings:
-            raise DatasetError(f"{out} was built with other settings ({old}); "
-                               f"pass -f to rebuild it or choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise DatasetError(f"{out} exists and is not a dataset being built; "
-                           f"pass -f to overwrite it or choose another --out")
+    elif ours and json.loads(old.read_text()) != settings:
+        raise DatasetError(f"{out} was built with other settings ({old}); "
+                           f"pass -f to rebuild it or choose another --out")
     (out / "audio").mkdir(parents=True, exist_ok=True)
     parts.mkdir(exist_ok=True)
     _write_json(old, settings)
     return parts
+
+
+def _undo_empty_build(out: Path, created: bool) -> None:
+    """After a build that failed before finishing any instrument: remove what it made
+    (its settings, partial audio, the folder if it made it), so a retry with other
+    settings (another SoundFont) starts clean instead of being refused."""
+    parts = out / PARTS
+    if any(p.name != SETTINGS for p in parts.glob("*.json")):
+        return  # finished instruments: keep them, a re-run resumes
+    shutil.rmtree(parts, ignore_errors=True)
+    shutil.rmtree(out / "audio", ignore_errors=True)
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def merge(out) -> dict:
@@ -84,25 +105,37 @@ def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.
     pitches, velocities = [int(p) for p in pitches], [int(v) for v in velocities]
     if not pitches or any(not 0 <= p <= 127 for p in pitches):
         raise DatasetError(f"pitches must be MIDI numbers 0-127, got {pitches[:1]}..{pitches[-1:]}")
-    if not velocities or any(not 1 <= v <= 127 for v in velocities):
-        raise DatasetError(f"velocities must be 1-127, got {velocities}")
-    if render_rate < sfr.SAMPLE_RATE:
-        raise DatasetError(f"--render-rate {render_rate} is below the notes' 16000 Hz; "
-                           f"use 16000 or more (44100 is the default)")
+    if not velocities or any(v not in sfr.VELOCITIES for v in velocities):
+        raise DatasetError(f"velocities must be among NSynth's {list(sfr.VELOCITIES)} (the "
+                           f"model has one embedding row for each), got {velocities}")
+    if not sfr.SAMPLE_RATE <= render_rate <= MAX_RENDER_RATE:
+        raise DatasetError(f"--render-rate {render_rate} is out of range; use "
+                           f"{sfr.SAMPLE_RATE}-{MAX_RENDER_RATE} Hz (44100 is the default)")
     if jobs < 1:
         raise DatasetError(f"-j {jobs}: need at least 1 FluidSynth run at a time")
     instruments = sfr.plan_instruments(soundfont, programs, drums)
     settings = {"soundfont": soundfont.name, "soundfont_bytes": soundfont.stat().st_size,
                 "pitches": pitches, "velocities": velocities, "render_rate": render_rate,
                 "format": 1}
+    created = not out.exists()
     parts = _prepare_out(out, settings, force)
+    try:
+        return _render_all(soundfont, out, parts, instruments, pitches, velocities, jobs,
+                           render_rate, progress, fluidsynth)
+    except BaseException:
+        _undo_empty_build(out, created)
+        raise
+
+
+def _render_all(soundfont, out, parts, instruments, pitches, velocities, jobs, render_rate,
+                progress, fluidsynth) -> dict:
+    """`build`'s work once out/ is prepared: render what is not yet rendered, merge."""
     todo = [i for i in instruments if not (parts / f"{i.name}.json").exists()]
     skipped = len(instruments) - len(todo)
     if skipped and progress:
         print(f"resuming: {skipped} of {len(instruments)} instruments already rendered")
     per = len(pitches) * len(velocities)
     bar = tqdm(total=len(todo) * per, unit="note", disable=not progress, smoothing=0.05)
-    dropped = {r: 0 for r in sfr.DROP_REASONS}
     # Threads suffice: FluidSynth is a subprocess and soxr/soundfile/numpy release the GIL.
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(sfr.render_instrument, soundfont, inst, pitches, velocities,
@@ -112,8 +145,6 @@ def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.
                 inst, result = futures[fut], fut.result()
                 _write_json(parts / f"{inst.name}.json",
                             {"examples": result.examples, "dropped": result.dropped})
-                for r, n in result.dropped.items():
-                    dropped[r] += n
                 bar.update(per)
         except BaseException:
             for f in futures:
@@ -122,5 +153,12 @@ def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.
         finally:
             bar.close()
     examples = merge(out)
-    return {"instruments": len(instruments), "rendered": len(todo), "skipped": skipped,
-            "notes": len(examples), "dropped": dropped}
+    # The whole dataset, which may hold instruments of earlier runs beside this one's.
+    dropped = {r: 0 for r in sfr.DROP_REASONS}
+    for part in parts.glob("*.json"):
+        if part.name != SETTINGS:
+            for r, n in json.loads(part.read_text())["dropped"].items():
+                dropped[r] = dropped.get(r, 0) + n
+    return {"instruments": len({e["instrument_str"] for e in examples.values()}),
+            "rendered": len(todo), "skipped": skipped, "notes": len(examples),
+            "dropped": dropped}

@@ -170,7 +170,12 @@ def stream_fluidsynth(soundfont, midi, rate: int, fluidsynth="fluidsynth", block
         err.seek(0)
         message = err.read().decode(errors="replace").strip()
     if code != 0 or "error" in message.lower():
-        raise DatasetError(f"fluidsynth failed on {soundfont} (exit {code}): {message[-300:]}")
+        # FluidSynth writes several lines; its last error says what went wrong.
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()] or lines or ["no message"]
+        raise DatasetError(f"fluidsynth failed on {soundfont} (exit {code}: {errors[-1][:200]}); "
+                           "check that the file is a valid SoundFont 2 (does it load in "
+                           "FluidSynth or Polyphone?)")
 
 
 def cut_notes(blocks, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
