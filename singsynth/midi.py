@@ -216,7 +216,8 @@ def _parse(data: bytes, name: str) -> Song:
     song = Song(fmt, ticks_per_beat, smpte, [(t, m) for t, _, _, m in merged],
                 [(t, v) for t, _, _, v in tempos], end_tick, warnings)
     if song.note_count == 0:
-        raise MidiFileError(f"{name} contains no notes; nothing to render")
+        damage = f" (damaged: {warnings[0]})" if warnings else ""
+        raise MidiFileError(f"{name} contains no notes{damage}; nothing to render")
     return song
 
 

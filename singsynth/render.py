@@ -11,6 +11,7 @@ Three steps, like FluidSynth's fast file renderer with a model in front:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -21,7 +22,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from singsynth.errors import SingsynthError
+from singsynth.errors import ConfigError, SingsynthError
 from singsynth.files import make_public
 from singsynth.midi import Song, TimedEvent, read_midi
 
@@ -201,6 +202,16 @@ def output_format(path) -> tuple:
     return FORMATS[ext]
 
 
+def missing_folders(folder: Path) -> list:
+    """The folders that do not exist yet on the way to `folder`, deepest first."""
+    missing = []
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 def open_output(path, overwrite: bool) -> str:
     """Check that `path` may be written and reserve a temporary file beside it -> its path.
 
@@ -263,7 +274,9 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
     sr = int(sample_rate)
     started = time.perf_counter()
     report = RenderReport(str(input), str(output))
+    made = missing_folders(Path(output).parent)
     tmp = open_output(output, overwrite)
+    written = False
     try:
         song = read_midi(input)
         for line in song.warnings:
@@ -289,10 +302,19 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
                 source = ModelSource(load_model(model))
         if use_cache:
             source = DiskCachedSource(source, cache_dir)
+        chosen = preset
         if preset is None:  # the GM preset once shipped, else the one-instrument default
             from singsynth.presets import PRESET_DIR
             preset = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
-        preset_obj = load_preset(preset, list(source.instruments))
+        try:
+            preset_obj = load_preset(preset, list(source.instruments))
+        except ConfigError as exc:
+            if chosen is not None:
+                raise
+            # The GM preset names the default model's instruments; another model has its own.
+            raise ConfigError(f"{exc} (the default preset {preset!r} is made for the default "
+                              "model: pass --preset default to play this model's first "
+                              "instrument, or a preset naming its instruments)") from None
         planner = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
                         cache_bytes=1 << 20)
         try:
@@ -300,6 +322,9 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
             keys = plan_keys(planner, events)
         finally:
             planner.close()
+        if not keys:  # every note skipped (drums only, say): a silent file helps no one
+            raise SingsynthError(f"{input}: none of its {song.note_count} notes can be "
+                                 f"played ({'; '.join(report.warnings) or 'all skipped'})")
         # Room for every note of the song, so that none is evicted and made twice.
         note_bytes = 4 * (source.note_samples * sr // source.sample_rate + 1)
         cache_bytes = min(max(1 << 30, int(1.05 * len(keys) * note_bytes)), MAX_CACHE_BYTES)
@@ -314,8 +339,13 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
             warn(f"{input}: {line}")
         audio = finish(audio, channels=channels, normalize=normalize)
         write_audio(tmp, output, audio, sr)
+        written = True
     finally:
         Path(tmp).unlink(missing_ok=True)
+        if not written:  # leave no trace: folders this render made for its output go too
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     report.warnings[:0] = song.warnings
     report.notes_from_disk = getattr(source, "hits", 0)
     report.audio_seconds = len(audio) / sr

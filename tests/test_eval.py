@@ -12,7 +12,7 @@ import torch
 from singsynth.cli import main as cli_main
 from singsynth.data.split import make_split, write_split
 from singsynth.dsp import spectral_loss
-from singsynth.errors import CheckpointError, DatasetError, SingsynthError
+from singsynth.errors import CheckpointError, ConfigError, DatasetError, SingsynthError
 from singsynth.eval import run
 from singsynth.eval.baseline import nearest_sources, shift_pitch
 from singsynth.eval.metrics import cents, midi_to_hz, pitch_accuracy, track_pitch
@@ -214,6 +214,22 @@ def test_bad_inputs(dataset, checkpoint, tmp_path):
     (tmp_path / "exists").mkdir()
     with pytest.raises(SingsynthError, match="-f"):
         run(checkpoint, tmp_path / "exists", data=dataset)
+    (tmp_path / "log.bin").write_bytes(bytes(range(256)))
+    with pytest.raises(SingsynthError, match="log.bin: not a text file"):
+        run(checkpoint, tmp_path / "rep", data=dataset, log=tmp_path / "log.bin")
+    with pytest.raises(ConfigError, match="--device 'tpu' is unknown"):
+        run(checkpoint, tmp_path / "rep", data=dataset, device="tpu")
+    assert not (tmp_path / "rep").exists()
+
+
+def test_force_replaces_a_report_but_never_a_folder_of_something_else(dataset, checkpoint,
+                                                                      tmp_path):
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.txt").write_text("years of work")
+    with pytest.raises(SingsynthError, match="not a singsynth report"):
+        run(checkpoint, precious, data=dataset, force=True, notes=2, examples=1)
+    assert (precious / "chapter1.txt").read_text() == "years of work"
 
 
 def test_plot_log(tmp_path):

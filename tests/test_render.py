@@ -449,3 +449,52 @@ def test_lazy_model_source_reads_the_header_and_loads_only_to_generate(tiny_chec
     assert lazy.identity() == eager.identity()  # the same disk-cache folder either way
     key = [NoteKey(single(1), 60, 2.0)]
     assert np.array_equal(lazy.render(key), eager.render(key)) and lazy._source is not None
+
+
+# ---- nothing half-done: refusals and interruptions leave no trace ---------------------------
+
+def test_a_song_with_no_playable_note_is_refused_not_rendered_silent(tmp_path, capsys):
+    song = tmp_path / "drums.mid"
+    song.write_bytes(midi_bytes([on(36, ch=9), off(36, ch=9, time=480)]))
+    code, err = run_cli([song, "-o", tmp_path / "out.wav", "--no-cache"], capsys)
+    assert code == 1 and "none of its 1 notes can be played" in err and "channel 10" in err
+    assert os.listdir(tmp_path) == ["drums.mid"]
+
+
+def test_folders_made_for_the_output_are_removed_when_the_render_fails(tmp_path, capsys):
+    song = tmp_path / "in.mid"
+    song.write_bytes(b"not midi at all")
+    code, err = run_cli([song, "-o", tmp_path / "new" / "deeper" / "out.wav"], capsys)
+    assert code == 1 and "not a MIDI file" in err
+    assert os.listdir(tmp_path) == ["in.mid"]
+
+
+def test_the_default_preset_with_another_model_says_which_preset_to_pass(tmp_path,
+                                                                        tiny_checkpoint, capsys):
+    song = tmp_path / "in.mid"
+    song.write_bytes(simple_song())
+    code, err = run_cli([song, "-o", tmp_path / "out.wav", "--model", tiny_checkpoint], capsys)
+    assert code == 1 and "unknown instrument" in err and "pass --preset default" in err
+    assert len(err.strip().splitlines()) == 1 and os.listdir(tmp_path) == ["in.mid"]
+
+
+def test_sigterm_mid_render_exits_143_and_leaves_no_partial_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    song = tmp_path / "in.mid"
+    song.write_bytes(midi_bytes([on(60), off(60, time=4800)]))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "singsynth", "render", str(song), "-o",
+                             str(out / "song.wav"), "--no-cache", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".song.wav.*.part")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "singsynth render: terminated" in err, err
+    assert os.listdir(tmp_path) == ["in.mid"]

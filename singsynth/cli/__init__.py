@@ -5,6 +5,8 @@ Modules are imported lazily so that `render` and `train` never import sounddevic
 or rtmidi, and `info` starts fast.
 """
 import importlib
+import os
+import signal
 import sys
 
 from singsynth.errors import SingsynthError
@@ -39,12 +41,31 @@ def main(argv=None):
               file=sys.stderr)
         sys.exit(2)
     module = importlib.import_module(COMMANDS[name][0])
+    # SIGTERM (a service manager, `timeout`, `kill`) unwinds like Ctrl-C, so that every
+    # command's cleanup runs: no half-written output is left behind. `play` installs
+    # handlers of its own.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = module.main(rest)
     except SingsynthError as exc:
         print(f"singsynth {name}: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except Terminated:
+        print(f"singsynth {name}: terminated", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print(f"singsynth {name}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader of our output went away (`singsynth info | head`): say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
     sys.exit(code or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()

@@ -2,6 +2,8 @@
 the nearest-pitch baseline and spectrograms, written as REPORT_DIR/report.md."""
 import argparse
 
+from singsynth.cli.types import positive_int
+
 
 def _notes(text: str):
     if text == "all":
@@ -27,10 +29,11 @@ def get_parser():
     p.add_argument("--log", help="training log (RUN_DIR/log.jsonl) to draw as loss curves "
                                  "(default: the log.jsonl beside CHECKPOINT, if any)")
     p.add_argument("--seed", type=int, default=0, help="seed of the note sample (default 0)")
-    p.add_argument("--batch", type=int, default=16, help="notes generated at once (default 16)")
-    p.add_argument("--examples", type=int, default=4,
+    p.add_argument("--batch", type=positive_int, default=16, help="notes generated at once (default 16)")
+    p.add_argument("--examples", type=positive_int, default=4,
                    help="held-out notes drawn as spectrograms (default 4)")
-    p.add_argument("--device", help="cpu or cuda (default: CUDA if available)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu or cuda (default auto: CUDA if available)")
     p.add_argument("-f", "--force", action="store_true", help="replace an existing report folder")
     return p
 
@@ -40,7 +43,7 @@ def main(argv=None):
     from singsynth.eval import run
 
     path = run(args.checkpoint, args.out, data=args.data, notes=args.notes, log=args.log,
-               force=args.force, seed=args.seed, batch=max(1, args.batch),
-               examples=max(1, args.examples), device=args.device)
+               force=args.force, seed=args.seed, batch=args.batch,
+               examples=args.examples, device=args.device)
     print(f"wrote {path}")
     return 0

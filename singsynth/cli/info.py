@@ -2,6 +2,7 @@
 import argparse
 import json
 
+from singsynth.cli.types import positive_int
 from singsynth.errors import ConfigError
 
 MIB = 2**20
@@ -34,7 +35,7 @@ def get_parser():
     p = argparse.ArgumentParser(prog="singsynth info", description=__doc__)
     p.add_argument("checkpoint", nargs="?", help="checkpoint file or model name (default: default)")
     p.add_argument("--config", help="describe a named config (paper, small, tiny) instead")
-    p.add_argument("--instruments", type=int, default=1006,
+    p.add_argument("--instruments", type=positive_int, default=1006,
                    help="vocabulary size assumed with --config (NSynth has 1006)")
     return p
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from singsynth.cli.types import seconds
 from singsynth.errors import SingsynthError
 
 
@@ -23,7 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="checkpoint name or .safetensors path (default: models/default.safetensors)")
     p.add_argument("--sample-rate", "-r", type=int, default=48000,
                    help="output sample rate in Hz (default 48000)")
-    p.add_argument("--tail", type=float, default=None,
+    p.add_argument("--tail", type=seconds, default=None,
                    help="seconds rendered after the last event (default: until the last note "
                         "has died out, at most 5 s)")
     p.add_argument("--normalize", action="store_true",
@@ -35,7 +36,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None,
                    help="on-disk note cache folder (default: $SINGSYNTH_CACHE or "
                         "~/.cache/singsynth/notes)")
-    p.add_argument("--max-duration", type=float, default=3600.0,
+    p.add_argument("--max-duration", type=seconds, default=3600.0,
                    help="refuse songs longer than this many seconds (default 3600)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from singsynth.engine.source import NoteKey
+from singsynth.errors import CheckpointError
 from singsynth.model import SING
 
 
@@ -57,13 +58,23 @@ class ModelSource:
         for start in range(0, len(keys), self.max_batch):
             batch = keys[start:start + self.max_batch]
             wave = self.model.generate(*self._inputs(batch), dtype=self.dtype)
-            out[start:start + len(batch)] = wave.cpu().numpy()
+            out[start:start + len(batch)] = self._checked(wave)
         return out
 
     def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
         """The notes in consecutive float32 chunks (len(keys), chunk)."""
         for part in self.model.stream(*self._inputs(keys), chunk=chunk):
-            yield part.cpu().numpy()
+            yield self._checked(part)
+
+    def _checked(self, wave: torch.Tensor) -> np.ndarray:
+        """`wave` as a numpy array, refusing NaN and infinite samples: weights that are
+        finite but overflow make them, and the limiter and the file writer would turn
+        them into full-scale noise that nothing downstream can tell from music."""
+        if not torch.isfinite(wave).all():
+            name = getattr(self.model, "checkpoint_path", "the model")
+            raise CheckpointError(f"{name}: the model made NaN or infinite samples (its "
+                                  "weights overflow); use another checkpoint")
+        return wave.cpu().numpy()
 
     def identity(self) -> str:
         """Hash of the weights: the checkpoint file's, else of the tensors in memory."""

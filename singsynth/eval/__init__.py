@@ -34,12 +34,14 @@ def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bo
         the path of out/report.md.
     """
     from singsynth.checkpoint import load_model, resolve
+    from singsynth.devices import choose_device
     from singsynth.errors import DatasetError
     from singsynth.eval.evaluate import evaluate
     from singsynth.eval.report import check_out, write_report
 
     check_out(out, force)   # fail before minutes of work, not after
     require_extras()
+    device = choose_device(device)
     model = load_model(checkpoint)
     provenance = getattr(model, "provenance", {}) or {}
     if data is None:

@@ -54,7 +54,12 @@ def read_log(jsonl_path) -> dict:
         raise SingsynthError(f"{path}: no training log; pass the log.jsonl that "
                              "`singsynth train --out RUN_DIR` wrote into RUN_DIR")
     stages: dict = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SingsynthError(f"{path}: not a text file, so not a training log; pass the "
+                             "log.jsonl that `singsynth train --out RUN_DIR` wrote") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

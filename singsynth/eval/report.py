@@ -28,10 +28,14 @@ ROWS = [("autoencoder", "Autoencoder (encoder → decoder)"),
 def check_out(out, force: bool) -> Path:
     """The report folder, refusing to replace an existing one without `force`."""
     out = Path(out)
-    if out.exists() and not force:
-        raise SingsynthError(f"{out} already exists; pass -f to replace it or choose another --out")
     if out.exists() and not out.is_dir():
         raise SingsynthError(f"{out} exists and is not a folder; choose another --out")
+    # -f replaces a report, never a folder of something else (it is deleted whole).
+    if out.exists() and any(out.iterdir()) and not (out / "report.md").is_file():
+        raise SingsynthError(f"{out} exists and is not a singsynth report (no report.md); "
+                             "choose another --out (-f replaces only reports)")
+    if out.exists() and not force:
+        raise SingsynthError(f"{out} already exists; pass -f to replace it or choose another --out")
     return out
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from singsynth.errors import ConfigError
+from singsynth.devices import choose_device
 
 
 @dataclass
@@ -37,13 +37,7 @@ class World:
 
 def init_world(device: str = "auto") -> World:
     """Join the process group torchrun describes in the environment, if any."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {device!r} is unknown; choose auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: this torch sees no CUDA GPU; use --device cpu, or "
-                          "install the CUDA build of torch")
+    device = choose_device(device)
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(0, 1, torch.device(device))
