@@ -1,8 +1,24 @@
-"""Shared fixtures: a real (random-init, seeded) tiny SING checkpoint."""
+"""Shared fixtures: a real (random-init, seeded) tiny SING checkpoint; training's decoded
+audio files go to a folder of the test session, not the user's cache."""
+import os
+
 import pytest
 import torch
 
 TINY_INSTRUMENTS = ["piano", "organ", "guitar", "strings"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """`SINGSYNTH_DATA_CACHE` for this session (subprocesses inherit it)."""
+    folder = tmp_path_factory.mktemp("data-cache")
+    old = os.environ.get("SINGSYNTH_DATA_CACHE")
+    os.environ["SINGSYNTH_DATA_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        del os.environ["SINGSYNTH_DATA_CACHE"]
+    else:
+        os.environ["SINGSYNTH_DATA_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -107,6 +107,31 @@ def test_arrays_match_items(nsynth):
         assert torch.equal(audio[i], w)
 
 
+def test_audio_file_is_the_split_as_int16_exactly_and_is_decoded_once(nsynth, tmp_path):
+    """Training reads splits through this memory map: it must give back exactly what
+    `arrays` gives, and be remade when the split's notes change."""
+    from singsynth.train.stages import TrainData
+
+    ds = NSynthDataset(nsynth, split="train")
+    cache = tmp_path / "cache"
+    mapped = ds.audio_file(cache, progress=False)
+    assert isinstance(mapped, np.memmap) and mapped.dtype == np.int16
+    _, _, _, audio = ds.arrays()
+    data = TrainData(ds.instrument, ds.pitch, ds.velocity, mapped)
+    idx = torch.tensor([len(ds) - 1, 0, 3])
+    assert torch.equal(data.notes(idx), audio[idx])
+    assert torch.equal(data.notes(slice(1, 4)), audio[1:4])
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npy"
+    stamp = files[0].stat().st_mtime_ns
+    again = NSynthDataset(nsynth, split="train").audio_file(cache, progress=False)
+    assert np.array_equal(again, mapped) and files[0].stat().st_mtime_ns == stamp
+    NSynthDataset(nsynth, split="test").audio_file(cache, progress=False)
+    edit_examples(nsynth, "flute_acoustic_002-072-025", qualities_str=["bright"])
+    NSynthDataset(nsynth, split="train").audio_file(cache, progress=False)
+    assert len(list(cache.glob("*.npy"))) == 3 and not list(cache.glob("*.tmp"))
+
+
 def test_missing_wav_names_the_file(nsynth):
     (nsynth / "audio" / "flute_acoustic_002-072-025.wav").unlink()
     with pytest.raises(DatasetError, match=r"flute_acoustic_002-072-025\.wav: missing WAV"):

@@ -23,12 +23,14 @@ from singsynth.train.trainer import Loop
 
 
 def load_data(root, split: str) -> tuple[TrainData, list[str]]:
-    """A dataset split in memory, and the instrument vocabulary of the whole dataset."""
+    """A dataset split, its audio memory-mapped from an int16 file decoded on first use
+    (`NSynthDataset.audio_file`: NSynth's training split does not fit in memory), and
+    the instrument vocabulary of the whole dataset."""
     from singsynth.data import NSynthDataset
 
     ds = NSynthDataset(root, split=split)
-    inst, pitch, vel, audio = ds.arrays()
-    return TrainData(inst, pitch, vel, audio), list(ds.instruments)
+    audio = ds.audio_file(progress=sys.stderr.isatty())  # a bar only where one is watched
+    return TrainData(ds.instrument, ds.pitch, ds.velocity, audio), list(ds.instruments)
 
 
 def forget_stages(out: Path, stages) -> None:

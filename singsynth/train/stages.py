@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -25,7 +26,9 @@ from singsynth.model.sing import decode_parts, mix
 
 
 class TrainData:
-    """A split held in memory: audio (N, 64000) float32 and its labels (N,)."""
+    """A split: labels (N,) LongTensors and audio (N, 64000), either float32 in memory
+    (a FloatTensor) or int16 in full scale on disk (a numpy memory map, see
+    `NSynthDataset.audio_file`), read a batch at a time."""
 
     def __init__(self, instrument, pitch, velocity, audio):
         self.instrument, self.pitch, self.velocity, self.audio = instrument, pitch, velocity, audio
@@ -33,9 +36,16 @@ class TrainData:
     def __len__(self):
         return len(self.audio)
 
+    def notes(self, idx) -> torch.Tensor:
+        """float32 waveforms (len(idx), 64000) in [-1, 1] of notes `idx` (indices or a slice)."""
+        if isinstance(self.audio, torch.Tensor):
+            return self.audio[idx]
+        rows = self.audio[idx.numpy() if isinstance(idx, torch.Tensor) else idx]
+        return torch.from_numpy(rows.astype(np.float32)).mul_(1 / 32768)  # exact: 2^-15
+
     def crops(self, idx: torch.Tensor, starts: torch.Tensor, length: int, context: int = 0):
         """(len(idx), length + 2 * context) spans of notes `idx` from `starts - context`."""
-        audio = self.audio[idx]
+        audio = self.notes(idx)
         if context:
             audio = F.pad(audio, (context, context))
         span = starts[:, None] + torch.arange(length + 2 * context)[None]
@@ -193,7 +203,7 @@ class Task:
         spec = mse = 0.0
         for part in self.eval_index.split(16):
             estimate = self.whole_notes(part)
-            target = self.test_data.audio[part].to(self.device)
+            target = self.test_data.notes(part).to(self.device)
             spec += spectral_loss(estimate, target).item() * len(part)
             mse += waveform_mse(estimate, target).item() * len(part)
         n = max(1, len(self.eval_index))
@@ -217,7 +227,7 @@ class AETask(Task):
 
     def whole_notes(self, idx):
         return self.model.decode(self.model.encoder.encode_note(
-            self.test_data.audio[idx].to(self.device)), self.test_data.pitch[idx].to(self.device))
+            self.test_data.notes(idx).to(self.device)), self.test_data.pitch[idx].to(self.device))
 
 
 class LSTMTask(Task):
@@ -243,7 +253,7 @@ class LSTMTask(Task):
     def encode(self, data: TrainData) -> torch.Tensor:
         """Frozen-encoder target sequences (N, 265, D), kept on the CPU."""
         self.model.encoder.eval()
-        out = [self.model.encoder.encode_note(data.audio[i:i + 32].to(self.device)).cpu()
+        out = [self.model.encoder.encode_note(data.notes(slice(i, i + 32)).to(self.device)).cpu()
                for i in range(0, len(data), 32)]
         return torch.cat(out).transpose(1, 2).contiguous()
 
