@@ -400,13 +400,15 @@ class Play:
     test source or synth.
     """
 
-    def __init__(self, args, code=None):
+    def __init__(self, args, code=None, session=False):
         env = dict(os.environ, MIDO_BACKEND="mido.backends.rtmidi/UNIX_JACK",
                    PYTHONPATH=str(ROOT))
         cmd = [sys.executable, "-c", code, *args] if code else \
             [sys.executable, "-m", "singsynth", "play", *args]
+        # `session`: a process group of its own, signalled whole as a terminal's Ctrl-C is.
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     start_new_session=session)
         self.out, self.err = [], []
         self._threads = [threading.Thread(target=self._read, args=(s, l), daemon=True)
                          for s, l in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from singsynth.errors import DeviceError
 from singsynth.io import cpu_awake
 from singsynth.io.record import Recorder
 from singsynth.io.timing import EventScheduler
@@ -362,6 +363,9 @@ def test_play_errors_are_one_line(jack_server, tmp_path):
         (["--virtual", "--midi-api", "jack", "--record", str(existing)], "add -f"),
         (["--midi-api", "jack"], "--virtual"),
         (["--virtual", "--latency", "soon"], "--latency"),
+        (["--virtual", "--record", str(tmp_path)], "is a folder"),
+        (["--virtual", "--record", str(tmp_path / "no" / "take.wav")], "cannot write in"),
+        (["--virtual", "--sample-rate", "-5"], "use 8000-192000 Hz"),
     ]
     for args, text in cases:
         play = Play(args + ["--model", "does-not-matter.safetensors"])
@@ -388,3 +392,52 @@ def test_play_sound_server_dying_is_one_line_and_keeps_the_recording(jack_server
     assert not any("Traceback" in line for line in play.err)
     rec, sr = sf.read(out, dtype="float32")    # finalised and readable
     assert sr == RATE and len(rec) >= RATE // 4
+
+
+def test_ctrl_c_to_the_whole_group_twice_stops_cleanly_and_keeps_the_recording(jack_server,
+                                                                             tmp_path):
+    """A terminal's Ctrl-C signals every process of the group, the generator child too;
+    `timeout` and service managers send SIGTERM again if the first is slow. Neither may
+    print a traceback or lose the recording."""
+    import soundfile
+
+    take = tmp_path / "take.wav"
+    play = Play(["--virtual", "--midi-api", "jack", "--record", str(take), "--no-prewarm",
+                 "--model", "tiny-does-not-matter"], code=SINE_PLAY, session=True)
+    play.wait_ready()
+    time.sleep(1.0)
+    for _ in range(2):
+        os.killpg(play.proc.pid, signal.SIGINT)
+        time.sleep(0.02)
+    assert play.stop(signal_first=False) == 0, play.err
+    assert not any("Traceback" in line for line in play.err), play.err
+    audio, rate = soundfile.read(take)
+    assert rate == 48000 and len(audio) >= 48000 // 2
+    assert not list(tmp_path.glob(".*part"))
+
+
+def test_a_recording_that_cannot_be_written_is_reported_and_removed(tmp_path):
+    """A full disk, made real with the kernel's file size limit (writes past it fail)."""
+    import resource
+
+    path = tmp_path / "take.wav"
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, not us
+    rec = Recorder(path, 48000, channels=2, seconds=2.0)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, old_limit[1]))
+    try:
+        rec.start()
+        block = np.full((256, 2), 0.1, np.float32)
+        for _ in range(200):                      # 0.4 MB, four times the limit
+            rec.push(block)
+            time.sleep(0.001)
+        deadline = time.monotonic() + 10
+        while rec.error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rec.error and str(path) in rec.error
+        with pytest.raises(DeviceError, match="nothing was saved"):
+            rec.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert os.listdir(tmp_path) == []

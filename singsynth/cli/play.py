@@ -12,12 +12,11 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from singsynth.errors import DeviceError
 
 STATUS_EVERY = 0.25   # seconds between status line updates
-CHECK_EVERY = 1.0     # seconds between MIDI port checks
+CHECK_EVERY = 0.25    # seconds between MIDI port checks (a replug faster than this is missed)
 STALLED = 2.0         # seconds without an audio callback before giving up on the device
 # The audio callback needs the GIL; a thread holding it waits this long before handing it
 # over (CPython's default is 5 ms, about a whole 256-frame block at 48 kHz).
@@ -146,14 +145,19 @@ def main(argv=None, *, source=None, make_synth=None):
     args = get_parser().parse_args(argv)
     if not args.virtual and not args.port:
         raise DeviceError("give --port NAME (see `singsynth ports`) or --virtual")
+    if args.sample_rate is not None and not 8000 <= args.sample_rate <= 192000:
+        raise DeviceError(f"--sample-rate {args.sample_rate}: use 8000-192000 Hz, or leave it "
+                          "out for the device's own rate")
     if args.blocksize < 0 or args.blocksize > 8192:
         raise DeviceError(f"--blocksize {args.blocksize}: use 0 (host's choice) to 8192 frames")
-    if args.record and Path(args.record).exists() and not args.force:
-        raise DeviceError(f"--record {args.record} exists; add -f to overwrite it")
     from singsynth.io import audio as audio_io
     from singsynth.io.cpu_awake import CpuAwake
     from singsynth.io.midi_in import MidiInput
+    from singsynth.io.record import check_record_path
     from singsynth.io.timing import EventScheduler
+
+    if args.record:
+        check_record_path(args.record, args.force)
 
     raise_priority()
     # Check every device before the (slow) model load, so a typo fails at once.
@@ -161,6 +165,7 @@ def main(argv=None, *, source=None, make_synth=None):
     device = audio_io.find_device(args.device)
     latency = audio_io.parse_latency(args.latency)
     sample_rate = int(args.sample_rate or device["default_samplerate"])
+    audio_io.check_device(device, sample_rate)
     midi = MidiInput(None, port=args.port, virtual=args.virtual, api=args.midi_api)
     midi.resolve()
     synth = make_synth(sample_rate) if make_synth else build_synth(args, sample_rate, source)
@@ -193,15 +198,19 @@ def main(argv=None, *, source=None, make_synth=None):
         run(stop, synth, audio, midi, scheduler)
         ok = True
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        # The stream stops first: a JACK MIDI client leaving the graph can cost an xrun.
-        if audio is not None:
-            audio.close(keep=ok)
-        midi.close()
-        synth.close()
-        if awake is not None:
-            awake.close()
+        # The signal handlers stay until everything is closed: a second Ctrl-C or
+        # SIGTERM (`timeout`, a service manager) must not cut the recording's finalising.
+        try:
+            # The stream stops first: a JACK MIDI client leaving the graph can cost an xrun.
+            if audio is not None:
+                audio.close(keep=ok)
+        finally:
+            midi.close()
+            synth.close()
+            if awake is not None:
+                awake.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     recorded = ""
     if audio.recorder is not None:
         recorded = f", recorded {audio.recorder.frames / sample_rate:.1f} s to {args.record}"
@@ -219,6 +228,7 @@ def run(stop, synth, audio, midi, scheduler):
     next_check = time.monotonic() + CHECK_EVERY
     width = 0
     blocks, moved = audio.blocks, time.monotonic()
+    told_record = False
     while not stop.wait(STATUS_EVERY):
         if audio.error or not audio.active:
             raise DeviceError(audio.error or f"the audio stream on {audio.device['name']!r} "
@@ -236,6 +246,10 @@ def run(stop, synth, audio, midi, scheduler):
         if time.monotonic() >= next_check:
             message = midi.check()
             next_check = time.monotonic() + CHECK_EVERY
+        if audio.recorder is not None and audio.recorder.error and not told_record:
+            message = (message + "\n" if message else "") + (
+                f"recording stopped: {audio.recorder.error}; sound continues")
+            told_record = True
         if message:
             # A port change goes on a line of its own, above the status line.
             print(("\r" + " " * width + "\r" if tty else "") + message, file=sys.stderr, flush=True)

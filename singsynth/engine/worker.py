@@ -28,6 +28,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -128,7 +129,22 @@ class _SlotGenerator(Generator):
 
 
 def _worker(source, shared, shape, sample_rate, options, down, up, threads):
-    """Child process entry point: run the generator loop until told to stop."""
+    """Child process entry point: run the generator loop until told to stop.
+
+    Ctrl-C in a terminal signals the whole process group, this child too: it ignores
+    SIGINT and SIGTERM and stops when the parent says so (or its pipe closes), so that
+    a clean stop prints no traceback from here.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        _serve(source, shared, shape, sample_rate, options, down, up, threads)
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        pass  # the parent is gone: nobody is left to hear about it
+
+
+def _serve(source, shared, shape, sample_rate, options, down, up, threads):
+    """The child's work: load the model, warm up, answer requests until stopped."""
     if hasattr(os, "getpriority"):
         try:  # `play` raised its own priority for the audio thread; the model does not need it
             if os.getpriority(os.PRIO_PROCESS, 0) < 0:

@@ -70,6 +70,18 @@ def find_device(spec=None):
     return hits[0]
 
 
+def check_device(device, sample_rate, channels=2):
+    """DeviceError unless `device` plays `channels` of float32 at `sample_rate` Hz
+    (checked without opening a stream, so before the slow model load)."""
+    try:
+        sd.check_output_settings(device=device["index"], channels=channels, dtype="float32",
+                                 samplerate=sample_rate)
+    except (sd.PortAudioError, ValueError) as exc:
+        raise DeviceError(f"cannot open audio device {device['name']!r} at {sample_rate} Hz: "
+                          f"{exc}; leave out --sample-rate to use the device's own "
+                          f"({device['default_samplerate']:g} Hz)") from None
+
+
 def parse_latency(text):
     """`--latency`: 'low', 'high' or a number of seconds."""
     if text in LATENCIES:
@@ -130,9 +142,8 @@ class AudioOutput:
         self.peak_load = 0.0
         self.error = None
         self._closing = False
+        check_device(device, self.sample_rate, channels)
         try:
-            sd.check_output_settings(device=device["index"], channels=channels,
-                                     dtype="float32", samplerate=self.sample_rate)
             self._stream = sd.OutputStream(
                 samplerate=self.sample_rate, blocksize=blocksize, device=device["index"],
                 channels=channels, dtype="float32", latency=latency, callback=self._callback,

@@ -21,6 +21,21 @@ from singsynth.errors import DeviceError
 FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
 
 
+def check_record_path(path, overwrite: bool) -> None:
+    """DeviceError, before anything starts, unless a recording can be written to `path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise DeviceError(f"--record {path} is a folder; give a file name such as take1.wav")
+    if path.suffix.lower() not in FORMATS:
+        raise DeviceError(f"--record {path}: unknown extension; use one of {', '.join(FORMATS)}")
+    if path.exists() and not overwrite:
+        raise DeviceError(f"--record {path} exists; add -f to overwrite it")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise DeviceError(f"--record {path}: cannot write in {folder}; check that the folder "
+                          "exists and is writable")
+
+
 class Recorder:
     """Write every block pushed from the audio thread to `path`.
 
@@ -52,6 +67,7 @@ class Recorder:
         self._written = 0   # frames published by the audio thread
         self._read = 0      # frames consumed by the writer
         self.dropped = 0    # frames lost because the writer fell behind
+        self.error = None   # why writing failed (disk full...), once it has
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="singsynth-recorder", daemon=True)
 
@@ -81,8 +97,12 @@ class Recorder:
             self._read += n
 
     def _run(self):
-        while not self._stop.wait(0.05):
-            self._drain()
+        try:
+            while not self._stop.wait(0.05):
+                self._drain()
+        except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+            # Disk full, say: the sound goes on, `play` says so, `close` reports it.
+            self.error = f"cannot write {self.path} ({exc})"
 
     @property
     def frames(self):
@@ -94,18 +114,32 @@ class Recorder:
         return self._written
 
     def close(self):
-        """Call after the stream stopped: write what is left, close, rename into place."""
+        """Call after the stream stopped: write what is left, close, rename into place.
+
+        DeviceError if the file could not be written (the partial file is removed: a
+        recording that lost its middle is not the take that was played)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._drain()
-        self._file.close()
-        os.replace(self._tmp, self.path)
+        try:
+            if self.error is None:
+                self._drain()
+                self._file.close()
+                os.replace(self._tmp, self.path)
+                return
+        except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+            self.error = f"cannot write {self.path} ({exc})"
+        self.discard()
+        raise DeviceError(f"--record: {self.error}; nothing was saved (free some space or "
+                          "record to another disk)")
 
     def discard(self):
         """Abandon the recording and remove the temporary file."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._file.close()
+        try:
+            self._file.close()
+        except (sf.LibsndfileError, OSError, RuntimeError):
+            pass  # a full disk cannot take the header either; the file goes anyway
         self._tmp.unlink(missing_ok=True)
