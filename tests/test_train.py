@@ -110,6 +110,19 @@ def test_existing_run_needs_resume_or_force(full_run, train_dataset, tmp_path):
         train(train_dataset, out, *sets(*RUN))
 
 
+def test_force_keeps_other_stages_log_and_drops_a_line_a_kill_cut_short(tmp_path):
+    from singsynth.train import forget_stages
+
+    (tmp_path / "lstm.safetensors").write_bytes(b"x")
+    (tmp_path / "ae.safetensors").write_bytes(b"x")
+    (tmp_path / "log.jsonl").write_text('{"stage": "ae", "epoch": 1}\n'
+                                        '{"stage": "lstm", "epoch": 1}\n\n'
+                                        '{"stage": "lstm", "epo')
+    forget_stages(tmp_path, ["lstm"])
+    assert (tmp_path / "log.jsonl").read_text() == '{"stage": "ae", "epoch": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ae.safetensors", "log.jsonl"]
+
+
 # --- bad input ---------------------------------------------------------------------------
 
 def test_exponent_without_dot_reads_as_float(tmp_path):

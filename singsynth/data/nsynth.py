@@ -34,8 +34,9 @@ def load_json(root) -> dict:
     except FileNotFoundError as exc:
         raise DatasetError(f"{path} is missing; point at an NSynth split folder "
                            f"(nsynth-train/) or a `singsynth dataset build` output") from exc
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path} is not valid JSON ({exc}); re-extract or rebuild it") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DatasetError(f"{path} is not valid JSON ({str(exc)[:100]}); re-extract or "
+                           "rebuild it") from None
     if not isinstance(examples, dict) or not examples:
         raise DatasetError(f"{path} must be a non-empty JSON object of note_str -> fields")
     return examples
@@ -109,7 +110,8 @@ def read_wav(path: Path, dtype: str = "float32") -> np.ndarray:
     """(64000,) float32 in [-1, 1] (or int16 in full scale, for `dtype="int16"`);
     DatasetError naming the file if it is not a valid note."""
     if not path.is_file():
-        raise DatasetError(f"{path}: missing WAV; restore it, rebuild, or pass allow_skip=True")
+        raise DatasetError(f"{path}: missing WAV; restore it or rebuild the dataset (in Python, "
+                           "NSynthDataset(..., allow_skip=True) leaves such notes out)")
     try:
         wave, rate = sf.read(str(path), dtype=dtype, always_2d=True)
     except RuntimeError as exc:
@@ -181,7 +183,9 @@ class NSynthDataset(torch.utils.data.Dataset):
                 if allow_skip:
                     skipped += 1
                     continue
-                raise DatasetError(f"{path}: {problem}; restore it, rebuild, or pass allow_skip=True")
+                raise DatasetError(f"{path}: {problem}; restore it or rebuild the dataset (in "
+                                   "Python, NSynthDataset(..., allow_skip=True) leaves such "
+                                   "notes out)")
             rows.append((index[name], e["pitch"], VELOCITIES.index(e["velocity"]), path))
         if skipped:
             print(f"{self.root}: skipped {skipped} notes with missing or invalid WAVs or instruments")

@@ -71,8 +71,9 @@ def load_split(root, pitches: dict, fraction: float = 0.1, seed: int = 0) -> dic
         split = json.loads(path.read_text())
         train = {k: set(v) for k, v in split["train"].items()}
         test = {k: set(v) for k, v in split["test"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DatasetError(f"{path} is malformed ({exc}); delete it to make a new split") from exc
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise DatasetError(f"{path} is malformed ({str(exc)[:100]}); delete it to make a new "
+                           "split") from None
     for inst, ps in pitches.items():
         missing = set(ps) - train.get(inst, set()) - test.get(inst, set())
         if missing:

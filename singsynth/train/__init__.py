@@ -41,11 +41,21 @@ def forget_stages(out: Path, stages) -> None:
     (out / "model.safetensors").unlink(missing_ok=True)
     log = out / "log.jsonl"
     if log.exists():
-        keep = [line for line in log.read_text().splitlines()
-                if line.strip() and json.loads(line).get("stage") not in stages]
+        keep = [line for line in log.read_text(errors="replace").splitlines()
+                if log_stage(line) not in (None, *stages)]
         tmp = log.with_name(log.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in keep))
         tmp.replace(log)
+
+
+def log_stage(line: str) -> str | None:
+    """The stage a log.jsonl line belongs to; None for a blank line and for one a kill
+    cut short (the last line of a log can be half-written; it is dropped, not fatal)."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return record.get("stage") if isinstance(record, dict) else None
 
 
 def init_weights(model, path) -> None:
