@@ -4,6 +4,8 @@ A real training process saves its state after every batch (`save_minutes=0`, so 
 moments are close to a save); it is killed with SIGKILL in the middle of the autoencoder
 stage, resumed, killed again in the middle of the LSTM stage, and resumed to the end. Its checkpoints must equal those of an uninterrupted run bit for bit: every
 random draw comes from (seed, epoch, batch) and the state holds model, optimizer and RNG.
+Its log must equal the uninterrupted run's too, train loss of the interrupted epochs
+included. A state file that cannot be resumed from is one error line, before anything loads.
 """
 import json
 import signal
@@ -12,10 +14,13 @@ import sys
 import time
 
 import pytest
+import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from singsynth.checkpoint import load_model, read_tensors
 from singsynth.cli.train import main
+from singsynth.errors import CheckpointError, ConfigError
 from tests.train_fixtures import (REPO, TINY, assert_same_weights, cli_env, sets,  # noqa: F401
                                   train_dataset, weights)
 
@@ -119,13 +124,17 @@ def test_sigkill_twice_then_resume_gives_the_uninterrupted_weights(reference, tr
     for name in CHECKPOINTS:
         assert_same_weights(weights(out / name), weights(reference / name))
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
-    # Losses of every epoch end are computed from the weights, so they match too; only
-    # the running train loss of the two interrupted epochs covers fewer batches.
+    # Losses of every epoch end are computed from the weights, so they match too; so does
+    # the train loss of the two interrupted epochs: the state carries the epoch's running
+    # sum, so the record covers the batches before the kill as well as those after.
     log, ref = read_log(out), read_log(reference)
     assert [(r["stage"], r["epoch"]) for r in log] == [(r["stage"], r["epoch"]) for r in ref]
     for mine, theirs in zip(log, ref):
         assert (mine["test_spectral"], mine["test_mse"]) == (theirs["test_spectral"],
                                                               theirs["test_mse"])
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-12, abs=0), \
+            (mine, theirs)
+        assert mine["lr"] == theirs["lr"]
     for name in CHECKPOINTS:
         mine = load_model(out / name).provenance["losses"]
         assert mine == {k: v for k, v in load_model(reference / name).provenance["losses"].items()
@@ -141,3 +150,140 @@ def test_resume_of_a_finished_run_changes_nothing(reference, train_dataset, tmp_
     for name in CHECKPOINTS:
         assert_same_weights(weights(out / name), weights(reference / name))
     assert read_log(out) == read_log(reference)
+
+
+# A valid state from the middle of the autoencoder's third epoch (8 batches an epoch):
+# the bad states below each spoil one thing of it.
+MID_EPOCH = {"epoch": 2, "batch": 3, "done": False, "seen": 3, "loss_sum": 0.25,
+             "seconds": 0.5}
+
+
+def spoil_meta(**changes):
+    def spoil(tensors, meta):
+        return tensors, {"state": json.dumps({**meta, **changes})}
+    return spoil
+
+
+def spoil_tensors(change):
+    def spoil(tensors, meta):
+        tensors = dict(tensors)
+        change(tensors)
+        return tensors, {"state": json.dumps(meta)}
+    return spoil
+
+
+def without(meta_key):
+    def spoil(tensors, meta):
+        return tensors, {"state": json.dumps({k: v for k, v in meta.items() if k != meta_key})}
+    return spoil
+
+
+def drop_optimiser(tensors):
+    for name in [n for n in tensors if n.startswith("optim.")]:
+        del tensors[name]
+
+
+def first(tensors, prefix):
+    return next(n for n in sorted(tensors) if n.startswith(prefix))
+
+
+@pytest.mark.parametrize("spoil, pattern", [
+    (lambda t, m: (t, {"state": "{not json"}), r"metadata 'state' is not valid JSON"),
+    (lambda t, m: (t, {"state": "[1, 2]"}), r"metadata 'state' must be a JSON object"),
+    (spoil_meta(epoch="zero"), r"metadata 'epoch' must be a whole number 0 or more, not 'zero'"),
+    (spoil_meta(epoch=-1), r"metadata 'epoch' must be a whole number 0 or more, not -1"),
+    (spoil_meta(batch=10**9), r"stopped at batch 1000000000 of an epoch of 8 batches"),
+    (spoil_meta(batch=True), r"metadata 'batch' must be a whole number 0 or more, not True"),
+    (spoil_meta(done="no"), r"metadata 'done' must be true or false"),
+    (spoil_meta(stage="lstm"), r"holds the state of stage 'lstm', not 'ae'"),
+    (spoil_meta(instruments="piano"), r"metadata 'instruments' must be a list of names"),
+    (spoil_meta(result=[]), r"metadata 'result' must be a JSON object"),
+    (spoil_meta(param_groups="x"), r"metadata 'param_groups' must be a list"),
+    (spoil_meta(param_groups=[{"params": [0, 1], "lr": 1e-3}]),
+     r"optimiser groups .* do not match"),
+    (spoil_meta(seen=4), r"metadata 'seen' must be a whole number 0 to the batch 3"),
+    (spoil_meta(loss_sum="x"), r"metadata 'loss_sum' must be a finite number"),
+    (without("seconds"), r"metadata has no 'seconds'"),
+    (without("epoch"), r"metadata has no 'epoch'"),
+    (spoil_tensors(lambda t: t.pop("rng.torch")), r"tensor rng\.torch is missing"),
+    (spoil_tensors(lambda t: t.update({"rng.torch": torch.zeros(3)})),
+     r"tensor rng\.torch has shape \[3\] and dtype float32, expected \[\d+\] and uint8"),
+    (spoil_tensors(drop_optimiser), r"tensor optim\.0\.exp_avg is missing"),
+    (spoil_tensors(lambda t: t.pop("optim.3.exp_avg_sq")),
+     r"tensor optim\.3\.exp_avg_sq is missing"),
+    (spoil_tensors(lambda t: t.update({first(t, "optim."): torch.zeros(7)})),
+     r"tensor optim\.0\.exp_avg has shape \[7\] and dtype float32, expected \[\d+, "),
+    (spoil_tensors(lambda t: t.update({"optim.0.exp_avg_sq": -t["optim.0.exp_avg_sq"] - 1})),
+     r"tensor optim\.0\.exp_avg_sq holds negative values"),
+    (spoil_tensors(lambda t: t.update({"optim.0.step": torch.tensor(-2.0)})),
+     r"tensor optim\.0\.step must hold a whole number of steps"),
+    (spoil_tensors(lambda t: t.update({"optim.99.exp_avg": torch.zeros(1)})),
+     r"unexpected tensor optim\.99\.exp_avg"),
+    (spoil_tensors(lambda t: t.update({first(t, "model."): t[first(t, "model.")].double()})),
+     r"tensor model\.\S+ has shape \[.*\] and dtype float64, expected .* and float32"),
+])
+def test_bad_state_file_is_one_checkpoint_error(reference, train_dataset, tmp_path, spoil,
+                                                pattern):
+    """Every spoilt state is refused before anything is loaded or trained: one line naming
+    the file, the problem and the fix."""
+    out = tmp_path / "run"
+    out.mkdir()
+    tensors, metadata = read_tensors(reference / "state-ae.safetensors")
+    tensors, metadata = spoil(tensors, {**json.loads(metadata["state"]), **MID_EPOCH})
+    path = out / "state-ae.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match=pattern) as err:
+        main(command(train_dataset, out, "--resume", "--stage", "ae")[4:])
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    assert message.endswith("delete it to restart the stage, or pass -f instead of --resume "
+                            "to start the run over"), message
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["state-ae.safetensors"]
+
+
+def test_model_checkpoint_over_the_state_is_refused(reference, train_dataset, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "state-ae.safetensors").write_bytes((reference / "ae.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match=r"state-ae\.safetensors: no training-state "
+                                              r"metadata \(a model checkpoint copied over it\?"):
+        main(command(train_dataset, out, "--resume", "--stage", "ae")[4:])
+
+
+def test_state_past_the_configs_epochs_is_a_config_error(reference, train_dataset, tmp_path):
+    """A run stopped in epoch 3 cannot resume under a config of 2 epochs (it would skip
+    the stage's end and report no losses)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    tensors, metadata = read_tensors(reference / "state-ae.safetensors")
+    meta = {**json.loads(metadata["state"]), **MID_EPOCH}
+    save_file(tensors, str(out / "state-ae.safetensors"), metadata={"state": json.dumps(meta)})
+    with pytest.raises(ConfigError, match=r"stopped in epoch 3 of stage ae, but ae\.epochs is "
+                                          r"now 2; set ae\.epochs=3 or more"):
+        main(command(train_dataset, out, "--resume", "--stage", "ae", "--set", "ae.epochs=2")[4:])
+
+
+def resume_mid_epoch(reference, data, out, **changes) -> dict:
+    """The log record of the epoch resumed from MID_EPOCH (with `changes`)."""
+    out.mkdir()
+    tensors, metadata = read_tensors(reference / "state-ae.safetensors")
+    meta = {**json.loads(metadata["state"]), **MID_EPOCH, **changes}
+    save_file(tensors, str(out / "state-ae.safetensors"), metadata={"state": json.dumps(meta)})
+    assert main(command(data, out, "--resume", "--stage", "ae")[4:]) == 0
+    assert state(out, "ae") == (3, 0, True)
+    (record,) = read_log(out)
+    assert (record["stage"], record["epoch"]) == ("ae", 3)
+    return record
+
+
+def test_mid_epoch_resume_counts_the_batches_before_it(reference, train_dataset, tmp_path):
+    """The epoch's train loss is the carried sum of its first 3 batches plus the 5 trained
+    after the resume, over all 8: 8 more in the carried sum is 1 more in the record."""
+    low = resume_mid_epoch(reference, train_dataset, tmp_path / "low", loss_sum=0.25)
+    high = resume_mid_epoch(reference, train_dataset, tmp_path / "high", loss_sum=8.25)
+    assert high["train_loss"] - low["train_loss"] == pytest.approx(1.0, abs=1e-12)
+    # The carried 0.5 s count in the epoch's time, and notes_per_s covers all 64 notes.
+    assert low["seconds"] >= 0.5
+    assert low["notes_per_s"] == pytest.approx(64 / low["seconds"], rel=0.05)

@@ -6,7 +6,6 @@ per epoch to `OUT/log.jsonl`. `OUT/model.safetensors` is the last stage's checkp
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from singsynth.model import build
 from singsynth.train.config import STAGES, TrainConfig
 from singsynth.train.distributed import init_world, shutdown
 from singsynth.train.stages import TASKS, TrainData
-from singsynth.train.trainer import Loop
+from singsynth.train.trainer import Loop, log_record
 
 
 def load_data(root, split: str) -> tuple[TrainData, list[str]]:
@@ -42,20 +41,10 @@ def forget_stages(out: Path, stages) -> None:
     log = out / "log.jsonl"
     if log.exists():
         keep = [line for line in log.read_text(errors="replace").splitlines()
-                if log_stage(line) not in (None, *stages)]
+                if (log_record(line) or {}).get("stage") not in (None, *stages)]
         tmp = log.with_name(log.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in keep))
         tmp.replace(log)
-
-
-def log_stage(line: str) -> str | None:
-    """The stage a log.jsonl line belongs to; None for a blank line and for one a kill
-    cut short (the last line of a log can be half-written; it is dropped, not fatal)."""
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    return record.get("stage") if isinstance(record, dict) else None
 
 
 def init_weights(model, path) -> None:

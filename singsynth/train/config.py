@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from singsynth.dsp import N_FFT
 from singsynth.errors import ConfigError
 from singsynth.model import CONFIGS
 
@@ -109,7 +111,9 @@ _CHOICES = {"loss": ("spectral", "mse"), "amp": ("auto", "bf16", "off")}
 # Lowest allowed value of numeric keys (a batch of 0 would otherwise divide by zero).
 _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "crop_end": 256,
             "wave_steps": 0, "eval_notes": 0, "save_minutes": 0, "wave_weight": 0,
-            "wave_from": 0, "start_share": 0, "peak_weight": 0, "residual_weight": 0}
+            "wave_from": 0, "start_share": 0, "peak_weight": 0, "residual_weight": 0,
+            # A negative clip norm flips the gradients; a negative final_lr, the schedule.
+            "grad_clip": 0, "final_lr": 0}
 _POSITIVE = ("lr", "eps", "harmonics_lr")
 
 
@@ -136,6 +140,9 @@ def _fill(cls, values: dict, where: str, source: str):
                 isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
             raise ConfigError(f"{source}: {where}{key} must be {type(default).__name__}, "
                               f"got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # YAML's .nan and .inf pass every comparison below (nan < 0 is False).
+            raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: a finite number")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: {_CHOICES[key]}")
         if key == "model" and value not in CONFIGS:
@@ -151,10 +158,50 @@ def _fill(cls, values: dict, where: str, source: str):
                                                  and 16 <= n <= 8192 and n % 4 == 0 for n in value)):
             raise ConfigError(f"{source}: {where}ffts is {value!r}; allowed: a list of STFT "
                               "sizes, multiples of 4 from 16 to 8192, e.g. [2048, 1024, 512]")
-        if key == "crop" and value % 256:
-            raise ConfigError(f"{source}: {where}crop {value} must be a multiple of 256")
         setattr(out, key, float(value) if isinstance(default, float) else value)
     return out
+
+
+def _check_crop(stage: StageConfig, where: str, source: str, note_samples: int) -> None:
+    """A crop must fit in a note (longer ones index past its samples) and hold the
+    largest STFT its loss takes (torch.stft needs n_fft <= samples); 0 = whole notes."""
+    shortest = 256
+    if stage.loss == "spectral":
+        shortest = max(shortest, *stage.ffts)
+    if stage.residual_weight:
+        shortest = max(shortest, N_FFT)          # residual_share's spectrogram frames
+    shortest = -(-shortest // 256) * 256         # crops start on the 256-sample grid
+    if stage.crop and (stage.crop % 256 or not shortest <= stage.crop <= note_samples):
+        raise ConfigError(f"{source}: {where}crop is {stage.crop}; allowed: 0 (whole notes) "
+                          f"or a multiple of 256 from {shortest} to {note_samples}")
+
+
+def _read_yaml(path):
+    """The parsed YAML file `path`, or one ConfigError line saying why it cannot be."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file; pass a .yaml file such "
+                          "as configs/small.yaml")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; see configs/*.yaml") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (UTF-8); pass a .yaml config such as "
+                          "configs/small.yaml") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: nested too deeply
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+
+
+def _read_value(item: str, raw: str):
+    """The YAML value of override `item` (its text after '=')."""
+    try:
+        return yaml.safe_load(raw)
+    except (yaml.YAMLError, RecursionError):
+        raise ConfigError(f"override {item!r}: the value is not valid YAML; quote a string, "
+                          "write a list as [1024, 512]") from None
 
 
 def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
@@ -162,12 +209,7 @@ def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
     source = str(path) if path else "<defaults>"
     data = {}
     if path:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file; see configs/*.yaml") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        data = _read_yaml(path) or {}
     if overrides and not isinstance(data, dict):
         _fill(TrainConfig, data, "", source)  # raises: the file's top level is no mapping
     for item in overrides or []:
@@ -181,5 +223,8 @@ def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {'.'.join(parts[:i + 1])} is not a "
                                   "mapping of keys")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return _fill(TrainConfig, data, "", source)
+        node[parts[-1]] = _read_value(item, raw)
+    cfg = _fill(TrainConfig, data, "", source)
+    for name in STAGES:
+        _check_crop(getattr(cfg, name), f"{name}.", source, CONFIGS[cfg.model].note_samples)
+    return cfg
