@@ -19,16 +19,14 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from singsynth.engine.source import NoteKey, NoteSource
+from singsynth.files import cache_dir
 
 log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
     """`$SINGSYNTH_CACHE`, else `$XDG_CACHE_HOME/singsynth/notes`, else `~/.cache/singsynth/notes`."""
-    if os.environ.get("SINGSYNTH_CACHE"):
-        return Path(os.environ["SINGSYNTH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "singsynth" / "notes"
+    return cache_dir("SINGSYNTH_CACHE", "notes")
 
 
 def key_name(key: NoteKey) -> str:

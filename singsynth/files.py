@@ -1,7 +1,9 @@
-"""Small helpers for files written atomically (a temporary file, then a rename)."""
+"""Small helpers for files: permissions of files written atomically (a temporary file,
+then a rename), and where singsynth's caches live."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def make_public(path) -> None:
@@ -13,3 +15,11 @@ def make_public(path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def cache_dir(variable: str, name: str) -> Path:
+    """`$variable`, else `$XDG_CACHE_HOME/singsynth/<name>`, else `~/.cache/singsynth/<name>`."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "singsynth" / name

@@ -15,8 +15,8 @@ import time
 
 from singsynth.errors import DeviceError
 
-STATUS_EVERY = 0.25   # seconds between status line updates
-CHECK_EVERY = 0.25    # seconds between MIDI port checks (a replug faster than this is missed)
+STATUS_EVERY = 0.25   # seconds between status line updates and MIDI port checks (a
+                      # port that goes and comes back faster than this is not noticed)
 STALLED = 2.0         # seconds without an audio callback before giving up on the device
 # The audio callback needs the GIL; a thread holding it waits this long before handing it
 # over (CPython's default is 5 ms, about a whole 256-frame block at 48 kHz).
@@ -225,7 +225,6 @@ def main(argv=None, *, source=None, make_synth=None):
 def run(stop, synth, audio, midi, scheduler):
     """Main thread loop: status line, MIDI port checks, audio failure detection."""
     tty = sys.stderr.isatty()
-    next_check = time.monotonic() + CHECK_EVERY
     width = 0
     blocks, moved = audio.blocks, time.monotonic()
     told_record = False
@@ -242,10 +241,7 @@ def run(stop, synth, audio, midi, scheduler):
             raise DeviceError(f"the audio device {audio.device['name']!r} stopped asking for "
                               f"audio for {STALLED:.0f} s (sound server gone or device "
                               "unplugged); restart singsynth play")
-        message = None
-        if time.monotonic() >= next_check:
-            message = midi.check()
-            next_check = time.monotonic() + CHECK_EVERY
+        message = midi.check()
         if audio.recorder is not None and audio.recorder.error and not told_record:
             message = (message + "\n" if message else "") + (
                 f"recording stopped: {audio.recorder.error}; sound continues")

@@ -69,16 +69,22 @@ def _undo_empty_build(out: Path, created: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def merge(out) -> dict:
-    """Merge out/.parts/*.json into examples.json and write split.json; return the examples."""
+def merge(out) -> tuple[dict, dict]:
+    """Merge out/.parts/*.json into examples.json and write split.json.
+
+    Returns:
+        (the examples, notes dropped per reason), of every instrument rendered into
+        `out` so far, earlier runs' included.
+    """
     out = Path(out)
-    examples, dropped = {}, {}
+    examples, dropped = {}, {r: 0 for r in sfr.DROP_REASONS}
     for part in sorted((out / PARTS).glob("*.json")):
         if part.name == SETTINGS:
             continue
         data = json.loads(part.read_text())
         examples.update(data["examples"])
-        dropped[part.stem] = data["dropped"]
+        for reason, count in data["dropped"].items():
+            dropped[reason] = dropped.get(reason, 0) + count
     for note_id, key in enumerate(sorted(examples)):
         examples[key]["note"] = note_id
     examples = {k: examples[k] for k in sorted(examples)}
@@ -87,7 +93,7 @@ def merge(out) -> dict:
     for e in examples.values():
         pitches.setdefault(e["instrument_str"], set()).add(e["pitch"])
     write_split(out, make_split(pitches))
-    return examples
+    return examples, dropped
 
 
 def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.VELOCITIES,
@@ -152,13 +158,7 @@ def _render_all(soundfont, out, parts, instruments, pitches, velocities, jobs, r
             raise
         finally:
             bar.close()
-    examples = merge(out)
-    # The whole dataset, which may hold instruments of earlier runs beside this one's.
-    dropped = {r: 0 for r in sfr.DROP_REASONS}
-    for part in parts.glob("*.json"):
-        if part.name != SETTINGS:
-            for r, n in json.loads(part.read_text())["dropped"].items():
-                dropped[r] = dropped.get(r, 0) + n
+    examples, dropped = merge(out)  # the whole dataset: earlier runs' instruments too
     return {"instruments": len({e["instrument_str"] for e in examples.values()}),
             "rendered": len(todo), "skipped": skipped, "notes": len(examples),
             "dropped": dropped}

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from singsynth.data.split import load_split
 from singsynth.errors import DatasetError
+from singsynth.files import cache_dir
 
 SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000
@@ -208,15 +209,18 @@ class NSynthDataset(torch.utils.data.Dataset):
         """The whole split in memory: (instrument (N,), pitch (N,), velocity (N,)) LongTensors
         and audio FloatTensor (N, 64000), decoded by a thread pool (libsndfile releases the GIL)."""
         audio = torch.empty((len(self), NOTE_SAMPLES), dtype=torch.float32)
-        out = audio.numpy()
+        self._decode_into(audio.numpy(), workers)
+        return self.instrument.clone(), self.pitch.clone(), self.velocity.clone(), audio
 
+    def _decode_into(self, out: np.ndarray, workers: int, done=lambda: None) -> None:
+        """Decode every note into row i of `out` (N, 64000), float32 or int16 (libsndfile
+        converts), on a thread pool (it releases the GIL); `done()` after each note."""
         def load(i):
-            out[i] = read_wav(self.paths[i])
+            out[i] = read_wav(self.paths[i], dtype=out.dtype.name)
 
         with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) as pool:
             for _ in pool.map(load, range(len(self)), chunksize=64):
-                pass
-        return self.instrument.clone(), self.pitch.clone(), self.velocity.clone(), audio
+                done()
 
     def audio_file(self, cache_dir=None, progress: bool = True, workers: int = 4) -> np.ndarray:
         """The split's waveforms as a read-only int16 memory map (N, 64000), decoded once
@@ -243,15 +247,9 @@ class NSynthDataset(torch.utils.data.Dataset):
             try:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
                                                 shape=(len(self), NOTE_SAMPLES))
-
-                def load(i):
-                    out[i] = read_wav(self.paths[i], dtype="int16")
-
-                with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) \
-                        as pool, tqdm(total=len(self), unit="note", disable=not progress,
-                                      desc=f"decoding {self.split} notes to {folder}") as bar:
-                    for _ in pool.map(load, range(len(self)), chunksize=64):
-                        bar.update()
+                with tqdm(total=len(self), unit="note", disable=not progress,
+                          desc=f"decoding {self.split} notes to {folder}") as bar:
+                    self._decode_into(out, workers, bar.update)
                 out.flush()
                 del out
                 os.replace(tmp, path)
@@ -263,7 +261,4 @@ class NSynthDataset(torch.utils.data.Dataset):
 def default_data_cache() -> Path:
     """`$SINGSYNTH_DATA_CACHE`, else `$XDG_CACHE_HOME/singsynth/datasets`, else
     `~/.cache/singsynth/datasets`."""
-    if os.environ.get("SINGSYNTH_DATA_CACHE"):
-        return Path(os.environ["SINGSYNTH_DATA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "singsynth" / "datasets"
+    return cache_dir("SINGSYNTH_DATA_CACHE", "datasets")

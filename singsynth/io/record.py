@@ -21,13 +21,20 @@ from singsynth.errors import DeviceError
 FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
 
 
+def record_format(path: Path) -> tuple:
+    """(libsndfile format, subtype) for `path`'s extension; DeviceError if unknown."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DeviceError(f"--record {path}: unknown extension; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
 def check_record_path(path, overwrite: bool) -> None:
     """DeviceError, before anything starts, unless a recording can be written to `path`."""
     path = Path(path)
     if path.is_dir():
         raise DeviceError(f"--record {path} is a folder; give a file name such as take1.wav")
-    if path.suffix.lower() not in FORMATS:
-        raise DeviceError(f"--record {path}: unknown extension; use one of {', '.join(FORMATS)}")
+    record_format(path)
     if path.exists() and not overwrite:
         raise DeviceError(f"--record {path} exists; add -f to overwrite it")
     folder = path.parent
@@ -49,10 +56,7 @@ class Recorder:
 
     def __init__(self, path, sample_rate, channels=2, seconds=10.0):
         self.path = Path(path)
-        fmt = FORMATS.get(self.path.suffix.lower())
-        if fmt is None:
-            raise DeviceError(f"--record {path}: unknown extension; use one of "
-                              f"{', '.join(FORMATS)}")
+        fmt = record_format(self.path)
         self._tmp = self.path.with_name(f".{self.path.name}.part")
         try:
             self._file = sf.SoundFile(self._tmp, "w", samplerate=int(sample_rate),
