@@ -2,6 +2,7 @@
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -209,3 +210,22 @@ def test_a_bare_model_name_is_a_shipped_model_whatever_the_current_folder_holds(
     assert resolve("default") == MODELS_DIR / "default.safetensors"
     assert resolve("mine").resolve() == tmp_path / "mine"
     assert resolve("elsewhere") == MODELS_DIR / "elsewhere.safetensors"
+
+
+def test_loading_builds_the_described_model_without_importing_torch_dynamo(tmp_path):
+    """The shape check builds the described model on torch's meta device. Ops that have
+    no meta kernel there (hann_window, arange, normal_) run Python decompositions whose
+    first use imports torch._dynamo: 1.3-2 s added to every command that loads a model."""
+    paths = []
+    for config in ("tiny", "tiny-harmonic"):
+        path = tmp_path / f"{config}.safetensors"
+        save_model(path, build(config, ["a", "b"]), {"dataset": "none (test)"})
+        paths.append(str(path))
+    code = ("import sys, torch\n"
+            "from singsynth.checkpoint import load_model\n"
+            f"for path in {paths!r}:\n"
+            "    load_model(path)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False", out.stderr

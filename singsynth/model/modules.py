@@ -16,7 +16,20 @@ from singsynth.model.config import SINGConfig, encoder_padding, trim_samples
 
 def squared_hann(window: int, device=None) -> torch.Tensor:
     """Periodic Hann window squared, (window,). Shifted by window/4 these sum to 1.5."""
+    probe = torch.empty(0, device=device)
+    if probe.is_meta:  # shapes only (see `embedding`)
+        return probe.new_empty(window)
     return torch.hann_window(window, periodic=True, device=device) ** 2
+
+
+def embedding(count: int, dim: int) -> nn.Embedding:
+    """`nn.Embedding(count, dim)` with torch's own N(0, 1) initialisation, skipped on the
+    meta device (checkpoint.py builds the described model there to check shapes): there
+    `normal_` runs a Python decomposition whose first use imports torch._dynamo, ~2 s."""
+    weight = torch.empty(count, dim)
+    if not weight.is_meta:
+        nn.init.normal_(weight)
+    return nn.Embedding(count, dim, _weight=weight)
 
 
 class SequenceGenerator(nn.Module):
@@ -30,10 +43,10 @@ class SequenceGenerator(nn.Module):
                  n_velocities: int = 5):
         super().__init__()
         self.config = config
-        self.instrument = nn.Embedding(n_instruments, config.instrument_dim)
-        self.pitch = nn.Embedding(n_pitches, config.pitch_dim)
-        self.velocity = nn.Embedding(n_velocities, config.velocity_dim)
-        self.time = nn.Embedding(config.steps, config.time_dim)
+        self.instrument = embedding(n_instruments, config.instrument_dim)
+        self.pitch = embedding(n_pitches, config.pitch_dim)
+        self.velocity = embedding(n_velocities, config.velocity_dim)
+        self.time = embedding(config.steps, config.time_dim)
         inputs = config.instrument_dim + config.pitch_dim + config.velocity_dim + config.time_dim
         self.lstm = nn.LSTM(inputs, config.lstm_hidden, config.lstm_layers, batch_first=True)
         self.output = nn.Linear(config.lstm_hidden, config.latent)
@@ -153,8 +166,10 @@ class Harmonics(nn.Module):
         self.offset = (config.window - config.stride) + trim_samples(config) - config.window // 2
         if self.offset % config.stride:
             raise ValueError("frame centres must fall on a multiple of the stride")
-        self.register_buffer("numbers", torch.arange(1, self.count + 1, dtype=torch.float64),
-                             persistent=False)
+        numbers = torch.empty(self.count, dtype=torch.float64)
+        if not numbers.is_meta:  # shapes only: see `embedding`
+            numbers = torch.arange(1, self.count + 1, dtype=torch.float64)
+        self.register_buffer("numbers", numbers, persistent=False)
 
     @staticmethod
     def pitch_hz(pitch, device) -> torch.Tensor:
