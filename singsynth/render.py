@@ -28,7 +28,7 @@ from singsynth.midi import Song, TimedEvent, read_midi
 
 log = logging.getLogger(__name__)
 
-BLOCK = 1024           # samples per process() call; events land inside blocks by offset
+BLOCK = 8192           # samples per process() call; events land inside blocks by offset
 BATCH = 64             # notes per model call while preparing (the engine's live default is 16)
 MAX_CACHE_BYTES = 8 << 30  # beyond this, evicted notes are made again (from the disk cache)
 AUTO_TAIL_MAX = 5.0    # seconds rendered after the last event at most, when --tail is not given
@@ -190,7 +190,7 @@ def finish(audio: np.ndarray, *, channels: int = 2, normalize: bool = False) -> 
         if peak > 0:
             audio = audio * np.float32(NORMALIZE_PEAK / peak)
     # The engine's limiter keeps the bus in range; the clip only guards the integer file format.
-    return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(audio, -1.0, 1.0, out=audio)
 
 
 def output_format(path) -> tuple:
@@ -289,6 +289,8 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
                                  f"{max_duration:g} s (a corrupt delta time or tempo?); raise "
                                  "--max-duration if the song really is that long")
         from singsynth.engine import Synth
+        from singsynth.engine.cache import LOOP_XFADE
+        from singsynth.engine.voice import OFFLINE_BLOCK, tail_margin
         from singsynth.presets import load_preset
 
         from singsynth.diskcache import DiskCachedSource
@@ -325,8 +327,10 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         if not keys:  # every note skipped (drums only, say): a silent file helps no one
             raise SingsynthError(f"{input}: none of its {song.note_count} notes can be "
                                  f"played ({'; '.join(report.warnings) or 'all skipped'})")
-        # Room for every note of the song, so that none is evicted and made twice.
-        note_bytes = 4 * (source.note_samples * sr // source.sample_rate + 1)
+        # Room for every note of the song (and its loop tail), so that none is evicted and
+        # made twice.
+        samples = source.note_samples * sr // source.sample_rate + 1
+        note_bytes = 4 * (samples + int(LOOP_XFADE * samples) + tail_margin(OFFLINE_BLOCK))
         cache_bytes = min(max(1 << 30, int(1.05 * len(keys) * note_bytes)), MAX_CACHE_BYTES)
         synth = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
                       batch_size=BATCH, cache_bytes=cache_bytes)

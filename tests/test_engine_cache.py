@@ -44,7 +44,11 @@ def test_cached_note_keeps_its_samples_and_a_seamless_loop():
 
 def test_synth_counts_hits_and_misses_and_keeps_within_budget():
     src = SineSource(note_samples=8000)
-    one = 8000 * 3 * 4  # one note at 48 kHz, float32
+    probe = Synth(src, 48000, offline=True)
+    probe.note_on(0, 60, 100)
+    probe.process(256)
+    one = probe.stats()["cache_bytes"]  # one note at 48 kHz with its loop tail
+    assert one > 8000 * 3 * 4
     synth = Synth(src, 48000, offline=True, cache_bytes=int(one * 4.5))
     for p in range(60, 66):
         synth.note_on(0, p, 100)

@@ -63,3 +63,11 @@ def test_prewarmed_keys_play_as_cache_hits(source):
         out = synth.process(256)
         assert synth.stats()["cache_hits"] == 3 and synth.stats()["cache_misses"] == 0
         assert np.abs(out).max() > 0
+
+
+def test_resampling_notes_on_threads_gives_the_same_samples():
+    from singsynth.engine.generator import resample_notes
+    notes = np.random.default_rng(0).standard_normal((5, 16000)).astype(np.float32) * 0.1
+    one = resample_notes(notes, 16000, 48000, threads=1)
+    assert one.shape == (5, 48000) and one.dtype == np.float32
+    assert np.array_equal(resample_notes(notes, 16000, 48000, threads=2), one)

@@ -148,6 +148,26 @@ def test_notes_held_beyond_the_recording_keep_sounding_in_a_smooth_loop():
     assert synth.stats()["voices"] == 0
 
 
+
+def test_offline_reads_of_4096_samples_loop_and_bend_like_live_sized_ones():
+    """An offline synth reads up to OFFLINE_BLOCK samples at once, at up to 4x speed
+    through the sustain loop (a 3,200-sample loop here): the same sound as 256-sample reads."""
+    from singsynth.engine.voice import MAX_RATE, OFFLINE_BLOCK
+
+    outs = []
+    for block in (256, 2 * OFFLINE_BLOCK):
+        synth, _ = make()
+        assert synth.max_block == OFFLINE_BLOCK
+        for cc, v in ((101, 0), (100, 0), (6, 24), (38, 0)):  # bend range +-24 semitones
+            synth.control_change(0, cc, v)
+        synth.note_on(0, 45, 127)
+        synth.pitch_bend(0, 8191)
+        outs.append(run(synth, 3.0, block=block))
+        assert synth.voices[0].looping and synth.voices[0].rate > 0.99 * MAX_RATE
+    n = min(len(o) for o in outs)
+    assert np.sqrt(np.mean(outs[0][n // 2:n, 0] ** 2)) > 0.05  # still sounding, in the loop
+    assert np.allclose(outs[0][:n], outs[1][:n], rtol=0, atol=1e-5)
+
 @pytest.mark.parametrize("bend,semitones,rpn", [(4096, 1.0, None), (-8192, -2.0, None), (8191, 12 * 8191 / 8192, 12)])
 def test_pitch_bend_shifts_the_measured_frequency(bend, semitones, rpn):
     synth, _ = make()

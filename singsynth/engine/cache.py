@@ -17,8 +17,8 @@ from .source import NoteKey
 LOOP_START = 0.50
 LOOP_END = 0.70
 LOOP_XFADE = 0.025
-# Samples of loop start repeated after the crossfade: at least the most a voice reads per
-# block (voice.MAX_BLOCK * voice.MAX_RATE + 2).
+# Samples of loop start repeated after the crossfade: at least the most a voice reads at
+# once (voice.tail_margin(voice.MAX_BLOCK) = 2050); an offline synth asks for more.
 TAIL_MARGIN = 2100
 
 
@@ -38,7 +38,7 @@ class Note:
         tail: float32 samples of the looped signal from `xfade_start` = loop_end - (crossfade
             length) on: the loop's last samples crossfaded into those just before
             `loop_start` (so jumping back is seamless), then the loop's start again, long
-            enough (`TAIL_MARGIN`) that any block read from before `loop_end` is one slice.
+            enough (`margin`) that any block read from before `loop_end` is one slice.
         xfade_start: where the looped signal leaves `data` for `tail`.
         failed: generation raised; the note stays silent.
         playable: a voice may start (it will not overtake generation); True once done.
@@ -64,15 +64,16 @@ class Note:
         self.playable = False
 
     @classmethod
-    def complete(cls, key: NoteKey, data: np.ndarray) -> "Note":
+    def complete(cls, key: NoteKey, data: np.ndarray, margin: int = TAIL_MARGIN) -> "Note":
         """A finished note from a whole float32 (samples,) array at the output rate."""
         note = cls(key, np.ascontiguousarray(data, dtype=np.float32))
         note.available = len(note.data)
-        note.finish()
+        note.finish(margin)
         return note
 
-    def finish(self) -> None:
-        """Mark the note whole and build its sustain loop (generator side)."""
+    def finish(self, margin: int = TAIL_MARGIN) -> None:
+        """Mark the note whole and build its sustain loop (generator side); the tail
+        repeats `margin` samples of the loop's start."""
         n = self.available
         self.length = n
         ls, le = int(LOOP_START * n), int(LOOP_END * n)
@@ -84,7 +85,7 @@ class Note:
             # data[ls - 1], so data[ls] follows it as naturally as in the recording.
             xfade = d[le - x:le] * (1 - w) + d[ls - x:ls] * w
             period = np.concatenate([d[ls:le - x], xfade])
-            self.tail = np.concatenate([xfade, np.resize(period, TAIL_MARGIN)]).astype(np.float32)
+            self.tail = np.concatenate([xfade, np.resize(period, margin)]).astype(np.float32)
             self.loop_start, self.loop_end, self.xfade_start = ls, le, le - x
         self.done = True
         self.playable = True

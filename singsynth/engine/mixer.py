@@ -73,31 +73,39 @@ def mix(voices: Sequence[Voice], n: int, channel_gains: Sequence[tuple], out: np
 
 
 class Limiter:
-    """Soft limiter: never lets a sample out of (-1, 1), and counts the blocks it touched.
+    """Soft limiter: never lets a sample out of (-1, 1), and counts the chunks it touched.
 
-    A block whose peak exceeds `threshold` ramps the gain down across the block to
-    `threshold / peak`; the gain then recovers with time constant `recovery` seconds.
-    Whatever still exceeds `threshold` (a peak early in a ramp) goes through a tanh knee
-    that maps [threshold, inf) onto [threshold, 1), so the output stays strictly inside (-1, 1).
+    Works in chunks of at most `chunk` samples, whatever the block size a caller uses (so
+    an offline render in long blocks limits exactly as in 1024-sample ones). A chunk whose
+    peak exceeds `threshold` ramps the gain down across the chunk to `threshold / peak`;
+    the gain then recovers with time constant `recovery` seconds. Whatever still exceeds
+    `threshold` (a peak early in a ramp) goes through a tanh knee that maps
+    [threshold, inf) onto [threshold, 1), so the output stays strictly inside (-1, 1).
 
     Args:
         sample_rate: Hz.
         threshold: level where limiting starts (linear, < 1).
         recovery: seconds for the gain to recover by a factor e.
+        chunk: longest stretch of samples one gain ramp spans.
     """
 
-    def __init__(self, sample_rate: int, threshold: float = 0.9, recovery: float = 0.2):
+    def __init__(self, sample_rate: int, threshold: float = 0.9, recovery: float = 0.2,
+                 chunk: int = 1024):
         self.sample_rate = sample_rate
         self.threshold = threshold
         self.recovery = recovery
+        self.chunk = int(chunk)
         self.gain = 1.0
         self.active_blocks = 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Limit float32 (n, 2) `block` in place and return it."""
+        for start in range(0, len(block), self.chunk):
+            self._limit(block[start:start + self.chunk])
+        return block
+
+    def _limit(self, block: np.ndarray) -> None:
         n = len(block)
-        if n == 0:
-            return block
         peak = float(np.max(np.abs(block)))
         target = 1.0
         if peak * self.gain > self.threshold:
@@ -124,4 +132,3 @@ class Limiter:
             touched = True
         if touched:
             self.active_blocks += 1
-        return block

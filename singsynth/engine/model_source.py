@@ -19,16 +19,20 @@ class ModelSource:
         model: a SING model (e.g. from `singsynth.checkpoint.load_model`).
         device: torch device; default CUDA if available, else CPU.
         dtype: compute dtype (bf16 helps on GPU); None for float32.
-        max_batch: notes generated per forward pass in `render`.
+        max_batch: notes generated per forward pass in `render`; None: 64 on a GPU, 16 on
+            a CPU (where larger batches are slower per note: 9.1 ms at 16, 10.4 at 64 for
+            the default model on 2 cores, benchmarks/README.md).
     """
 
     def __init__(self, model: SING, device=None, dtype: torch.dtype | None = None,
-                 max_batch: int = 64):
+                 max_batch: int | None = None):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model = model.to(device).eval()
         self.dtype = dtype
+        if max_batch is None:
+            max_batch = 16 if self.device.type == "cpu" else 64
         self.max_batch = max_batch
         self.sample_rate = model.config.sample_rate
         self.note_samples = model.config.note_samples

@@ -7,13 +7,14 @@ generator), mixes and limits. It never waits on the model, on a lock or on a fil
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..presets import Patch, Preset, load_preset
-from .cache import Note, NoteCache
+from .cache import TAIL_MARGIN, Note, NoteCache
 from .channel import BEND, NOTES_OFF, RESET, SOUND_OFF, SUSTAIN_UP, Channel
 from .events import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
 from .events import BEND as BEND_EVENT
@@ -21,7 +22,7 @@ from .generator import Generator, resample_notes
 from .mixer import Limiter, mix
 from .source import (TRAINED_VELOCITIES, NoteKey, NoteSource, level_velocity, velocity_index,
                      velocity_level)
-from .voice import MAX_BLOCK, Voice
+from .voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, tail_margin
 
 
 class Synth:
@@ -66,6 +67,9 @@ class Synth:
         self.offline = bool(offline)
         self.quality = quality
         self.steal_samples = max(1, int(steal_fade * self.sample_rate))
+        # Offline there is no block deadline: longer reads, fewer Python calls (voice.py).
+        self.max_block = OFFLINE_BLOCK if self.offline else MAX_BLOCK
+        self._margin = max(TAIL_MARGIN, tail_margin(self.max_block))
         self.cache = NoteCache(cache_bytes)
         self.events = EventQueue()
         self.limiter = Limiter(self.sample_rate)
@@ -168,7 +172,7 @@ class Synth:
             while i < len(events) and events[i].offset <= pos:
                 self._apply(events[i])
                 i += 1
-            end = min(events[i].offset if i < len(events) else frames, frames, pos + MAX_BLOCK)
+            end = min(events[i].offset if i < len(events) else frames, frames, pos + self.max_block)
             if self.voices:
                 mix(self.voices, end - pos, self._gains, out[pos:end])
                 if any(v.finished for v in self.voices):
@@ -239,7 +243,7 @@ class Synth:
         if note is not None:
             return note
         if self.offline:
-            note = Note.complete(key, self._render([key])[0])
+            note = Note.complete(key, self._render([key])[0], self._margin)
             self.cache.put(note)
             return note
         note = self._prefetched.get(key)
@@ -323,7 +327,10 @@ class Synth:
     def _render(self, keys: Sequence[NoteKey]) -> np.ndarray:
         """Whole notes at the output rate: float32 (len(keys), samples)."""
         notes = self.source.render(list(keys))
-        return resample_notes(notes, self.source.sample_rate, self.sample_rate, self.quality)
+        # Offline nothing else needs the cores; live, the audio thread does.
+        threads = (os.cpu_count() or 1) if self.offline else 1
+        return resample_notes(notes, self.source.sample_rate, self.sample_rate, self.quality,
+                              threads)
 
     def prepare(self, keys: Iterable[NoteKey], progress: bool = True) -> int:
         """Generate every uncached key now, `batch_size` at a time (blocking).
@@ -341,7 +348,7 @@ class Synth:
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start:start + self.batch_size]
             for key, data in zip(batch, self._render(batch)):
-                note = Note.complete(key, data)
+                note = Note.complete(key, data, self._margin)
                 if self.offline:
                     self.cache.put(note)
                 else:

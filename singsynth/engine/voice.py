@@ -11,11 +11,20 @@ import numpy as np
 
 from .cache import Note
 
-# Per-block scratch: positions 0..n-1, sized for the largest block `Synth` renders at
-# once (MAX_BLOCK) times the largest playback rate.
+# The most samples a voice reads at once: `Synth.process` splits its blocks into reads of
+# at most MAX_BLOCK when playing live, OFFLINE_BLOCK when rendering offline (8x fewer
+# Python calls per second of audio; its notes repeat more loop, see `tail_margin`).
 MAX_BLOCK = 512
+OFFLINE_BLOCK = 4096
 MAX_RATE = 4.0  # a bend of +24 semitones
-_RAMP = np.arange(MAX_BLOCK, dtype=np.float64)
+# Per-read scratch: positions 0..n-1 for the longest read.
+_RAMP = np.arange(OFFLINE_BLOCK, dtype=np.float64)
+
+
+def tail_margin(block: int) -> int:
+    """Samples of loop start a note's tail must repeat (`Note.finish`) so that a read of
+    up to `block` samples at up to MAX_RATE, starting before the loop's end, is one slice."""
+    return int(block * MAX_RATE) + 2
 
 
 class Voice:
