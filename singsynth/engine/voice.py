@@ -17,8 +17,10 @@ from .cache import Note
 MAX_BLOCK = 512
 OFFLINE_BLOCK = 4096
 MAX_RATE = 4.0  # a bend of +24 semitones
-# Per-read scratch: positions 0..n-1 for the longest read.
+# Per-read scratch: positions 0..n-1 for the longest read (float64 for read positions,
+# float32 for envelopes).
 _RAMP = np.arange(OFFLINE_BLOCK, dtype=np.float64)
+_RAMP32 = _RAMP.astype(np.float32)
 
 
 def tail_margin(block: int) -> int:
@@ -169,9 +171,17 @@ class Voice:
 
     def _envelope(self, n: int) -> np.ndarray:
         """The running ramp's next `n` gains: float32 (n,); finishes the voice at its end."""
-        t = (self.ramp_done + _RAMP[:n]) / self.ramp_len
-        np.minimum(t, 1.0, out=t)
-        env = (self.ramp_from * (1.0 - t) ** self.ramp_power).astype(np.float32)
+        # ramp_from * (1 - k / ramp_len) ** power for k = ramp_done .. ramp_done + n - 1,
+        # in place in float32 (the sample counts are exact there: below 2 ** 24).
+        env = _RAMP32[:n] + np.float32(self.ramp_done)
+        env *= np.float32(-1.0 / self.ramp_len)
+        env += np.float32(1.0)
+        np.maximum(env, np.float32(0.0), out=env)
+        if self.ramp_power == 2.0:
+            env *= env
+        elif self.ramp_power != 1.0:
+            env **= np.float32(self.ramp_power)
+        env *= np.float32(self.ramp_from)
         self.ramp_done += n
         self.env = float(env[-1])
         if self.ramp_done >= self.ramp_len:
