@@ -203,3 +203,26 @@ def test_the_message_threads_run_real_time_when_asked_and_the_model_does_not():
         assert synth.generator.realtime_helpers == 0
         assert all(os.sched_getscheduler(t.native_id) == os.SCHED_OTHER
                    for t in synth.generator._threads)
+
+
+def test_the_generator_loop_says_once_when_it_runs_out_of_work():
+    """`went_idle` is where the process generator hands its freed heap back to the system
+    (worker.trim_heap: its PSS after a prewarm 342-360 -> 300 MB, benchmarks/README.md)."""
+    from singsynth.engine.generator import Generator
+    from singsynth.engine.source import NoteKey, single
+
+    class Counting(Generator):
+        idle_with = []
+
+        def went_idle(self):
+            self.idle_with.append((len(self.done), len(self.pending)))
+
+    gen = Counting(SineSource(note_samples=1600), 48000, batch_size=2)
+    try:
+        assert not wait_until(lambda: Counting.idle_with, timeout=0.3)  # no work, no call
+        gen.request_prewarm([NoteKey(single(0), p, 2.0) for p in range(60, 65)])
+        assert wait_until(lambda: Counting.idle_with)
+        time.sleep(0.3)  # idle on: no second call
+        assert Counting.idle_with == [(5, 0)]  # after all five notes, not between batches
+    finally:
+        gen.close()

@@ -229,6 +229,7 @@ class Generator:
         self._prewarm: Optional[_Batch] = None
         self._turn = 0
         self._stop = False
+        self._worked = False  # a batch ran since the loop was last idle
         # While this thread runs Python code between torch ops it holds the GIL, and the
         # audio thread asking for it waits up to the switch interval (5 ms by default: a
         # whole 256-frame block). 1 ms bounds that wait; it is process-wide, and harmless.
@@ -358,6 +359,9 @@ class Generator:
         while not self._stop:
             waiting = (self._played_q or self._prewarm_q) and self.room() > 0
             idle = not self._played and self._prewarm is None and not waiting
+            if idle and self._worked:
+                self._worked = False
+                self.went_idle()
             self._drain(0.1 if idle else None)
             if self._stop:
                 break
@@ -389,10 +393,14 @@ class Generator:
             log.exception("note generation failed to start")
             self._fail(notes)
             return
+        self._worked = True
         if played:
             self._played.append(batch)
         else:
             self._prewarm = batch
+
+    def went_idle(self) -> None:
+        """Called when the loop runs out of work after a batch (a hook for subclasses)."""
 
     def _step(self, batch: _Batch) -> bool:
         try:
