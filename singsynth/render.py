@@ -29,7 +29,7 @@ from singsynth.midi import Song, TimedEvent, read_midi
 log = logging.getLogger(__name__)
 
 BLOCK = 8192           # samples per process() call; events land inside blocks by offset
-BATCH = 64             # notes per model call while preparing (the engine's live default is 16)
+BATCH = 64             # notes per prepare step (the model splits them: ModelSource.max_batch)
 MAX_CACHE_BYTES = 8 << 30  # beyond this, evicted notes are made again (from the disk cache)
 AUTO_TAIL_MAX = 5.0    # seconds rendered after the last event at most, when --tail is not given
 FORMATS = {".wav": ("WAV", "PCM_24"), ".flac": ("FLAC", "PCM_24")}

@@ -38,7 +38,8 @@ class Synth:
         velocity_levels: MIDI velocity 1-127 is quantised to this many levels.
         batch_size: most notes generated per model call.
         offline: generate uncached notes synchronously inside `process` (bit-reproducible
-            renders); no background thread.
+            renders); no background thread; voices read up to OFFLINE_BLOCK samples at
+            once and whole notes are resampled on every core.
         steal_fade: seconds. quality: soxr quality. wait: seconds the generator waits to
             batch played notes. chunk: samples (source rate) per streamed chunk.
         cold: how uncached played notes are generated: "stream", "render" or "auto"
