@@ -1,5 +1,5 @@
 """Small helpers for files: permissions of files written atomically (a temporary file,
-then a rename), and where singsynth's caches live."""
+then a rename), where singsynth's caches live, and what a model or preset name means."""
 from __future__ import annotations
 
 import os
@@ -23,3 +23,15 @@ def cache_dir(variable: str, name: str) -> Path:
         return Path(os.environ[variable])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "singsynth" / name
+
+
+def shipped_or_path(name: str, folder: Path, suffix: str) -> Path:
+    """The file a name on the command line means. A bare name ("default") is the file
+    shipped in `folder` first, then a file of that name in the current folder: a stray
+    file or folder called "default" must not replace the shipped one. A name with a
+    suffix or a folder in it is a path."""
+    path = Path(name)
+    if path.suffix or os.sep in name:
+        return path
+    shipped = folder / f"{name}{suffix}"
+    return path if path.is_file() and not shipped.is_file() else shipped

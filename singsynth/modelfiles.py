@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
+from singsynth.files import shipped_or_path
+
 if TYPE_CHECKING:
     from singsynth.engine.source import NoteKey
 
@@ -24,13 +26,7 @@ DEFAULT_MODEL = "default"
 def resolve(name_or_path=None) -> Path:
     """A model name ('default', 'small-gm') in `models/`, or a path to a checkpoint file."""
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
-    candidate = Path(name)
-    if candidate.suffix or os.sep in name:
-        return candidate
-    # A bare name is a shipped model first: a file or folder that happens to be called
-    # "default" in the current directory must not replace the default model.
-    named = MODELS_DIR / f"{name}.safetensors"
-    return candidate if candidate.is_file() and not named.is_file() else named
+    return shipped_or_path(name, MODELS_DIR, ".safetensors")
 
 
 def file_hash(path, length: int = 16) -> str:

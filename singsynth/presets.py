@@ -18,13 +18,13 @@ A preset (`presets/*.yaml`, read with `yaml.safe_load`) has optional sections:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-import os
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from .errors import ConfigError
+from .files import shipped_or_path
 
 # As `singsynth.engine.source.Blend` (not imported: the engine imports this module).
 Blend = Tuple[Tuple[int, float], ...]
@@ -210,13 +210,8 @@ def load_preset(path_or_name: Union[str, Path, None], instruments: Sequence[str]
     """
     if path_or_name is None:
         path_or_name = "default"
-    path = Path(path_or_name)
-    named = PRESET_DIR / f"{path_or_name}.yaml"
-    # A bare name is a shipped preset first: a file called "gm" in the current directory
-    # must not replace the default preset.
-    if not (path.suffix or os.sep in str(path_or_name)) and named.is_file():
-        path = named
-    elif not path.is_file():
+    path = shipped_or_path(str(path_or_name), PRESET_DIR, ".yaml")
+    if not path.is_file():
         raise ConfigError(f"preset {str(path_or_name)!r} not found: give a .yaml file or one of "
                           f"{', '.join(available_presets()) or '(none shipped)'}")
     try:

@@ -289,7 +289,7 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
                                  f"{max_duration:g} s (a corrupt delta time or tempo?); raise "
                                  "--max-duration if the song really is that long")
         from singsynth.engine import Synth
-        from singsynth.engine.cache import LOOP_XFADE
+        from singsynth.engine.cache import note_nbytes
         from singsynth.engine.voice import OFFLINE_BLOCK, tail_margin
         from singsynth.presets import load_preset
 
@@ -330,7 +330,7 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         # Room for every note of the song (and its loop tail), so that none is evicted and
         # made twice.
         samples = source.note_samples * sr // source.sample_rate + 1
-        note_bytes = 4 * (samples + int(LOOP_XFADE * samples) + tail_margin(OFFLINE_BLOCK))
+        note_bytes = note_nbytes(samples, tail_margin(OFFLINE_BLOCK))
         cache_bytes = min(max(1 << 30, int(1.05 * len(keys) * note_bytes)), MAX_CACHE_BYTES)
         synth = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
                       batch_size=BATCH, cache_bytes=cache_bytes)

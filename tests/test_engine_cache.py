@@ -1,5 +1,6 @@
 """NoteCache budget and LRU order, and the Synth's use of it (hits, misses, prepare)."""
 import numpy as np
+import pytest
 
 from singsynth.engine import Synth
 from singsynth.engine.cache import Note, NoteCache
@@ -73,3 +74,10 @@ def test_prepare_renders_uncached_keys_in_batches_and_then_plays_from_cache():
     synth.process(256)
     assert synth.stats()["cache_hits"] == 1 and synth.stats()["cache_misses"] == 0
     assert len(src.calls) == 3
+
+
+@pytest.mark.parametrize("samples,margin", [(192001, 16386), (48000, 2100), (100, 2100)])
+def test_note_nbytes_is_what_a_finished_note_holds(samples, margin):
+    from singsynth.engine.cache import note_nbytes
+    note = Note.complete(NoteKey(single(0), 60, 1.0), np.zeros(samples, np.float32), margin)
+    assert note_nbytes(samples, margin) == note.nbytes

@@ -22,6 +22,12 @@ LOOP_XFADE = 0.025
 TAIL_MARGIN = 2100
 
 
+def note_nbytes(samples: int, margin: int = TAIL_MARGIN) -> int:
+    """Bytes a finished note of `samples` samples holds: its data and the loop tail
+    `Note.finish` builds (the crossfade, then `margin` samples)."""
+    return 4 * (samples + max(1, int(LOOP_XFADE * samples)) + margin)
+
+
 class Note:
     """One note at the output rate, possibly still being generated (streamed).
 
