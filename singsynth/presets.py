@@ -1,6 +1,6 @@
 """Presets: YAML files mapping MIDI channels and programs to instruments and playing settings.
 
-A preset (`presets/*.yaml`, read with `yaml.safe_load`) has optional sections:
+A preset (`presets/*.yaml`, read with `yamlfile.load_yaml`: safe and bounded) has optional sections:
 
     defaults:            # every program of every channel
       instrument: piano  # a name from the checkpoint, an index, or a blend {piano: 0.7, organ: 0.3}
@@ -21,15 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-import yaml
-
 from .errors import ConfigError
-from .files import shipped_or_path
+from .files import shipped_dir, shipped_or_path
+from .yamlfile import load_yaml
 
 # As `singsynth.engine.source.Blend` (not imported: the engine imports this module).
 Blend = Tuple[Tuple[int, float], ...]
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESET_DIR = shipped_dir("presets")
 CURVES = {"linear": 1.0, "soft": 0.6, "hard": 1.6}
 PATCH_KEYS = ("instrument", "gain", "pan", "release", "velocity_curve", "transpose", "prewarm")
 TOP_KEYS = ("name", "description", "defaults", "programs", "channels")
@@ -94,8 +93,14 @@ class Preset:
         return out
 
 
+def _short(text: str) -> str:
+    """`text` cut to about 200 characters: a key or value quoted in full in an error
+    could be a 100,000-value list."""
+    return text if len(text) <= 200 else text[:150] + " ... " + text[-40:]
+
+
 def _fail(origin: str, key: str, problem: str, allowed: str) -> ConfigError:
-    return ConfigError(f"{origin}: key '{key}': {problem}; allowed: {allowed}")
+    return ConfigError(f"{origin}: key '{_short(key)}': {_short(problem)}; allowed: {allowed}")
 
 
 def _number(origin, key, value, low, high, integer=False):
@@ -181,6 +186,8 @@ def parse_preset(data, instruments: Sequence[str], origin: str = "<preset>", nam
     for key in data:
         if key not in TOP_KEYS:
             raise _fail(origin, str(key), "unknown key", ", ".join(TOP_KEYS))
+    if isinstance(data.get("name"), (list, dict)):
+        raise _fail(origin, "name", f"got {data['name']!r}", "a string")
     defaults = Patch(**parse_patch(origin, "defaults", data.get("defaults") or {}, instruments))
     sections = {}
     for section, high in (("programs", 127), ("channels", 15)):
@@ -215,9 +222,7 @@ def load_preset(path_or_name: Union[str, Path, None], instruments: Sequence[str]
         raise ConfigError(f"preset {str(path_or_name)!r} not found: give a .yaml file or one of "
                           f"{', '.join(available_presets()) or '(none shipped)'}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file, so not a YAML preset; give a .yaml file "
                           "or one of " + ", ".join(available_presets())) from None

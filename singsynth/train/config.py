@@ -6,11 +6,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from singsynth.dsp import N_FFT
 from singsynth.errors import ConfigError
 from singsynth.model import CONFIGS
+from singsynth.yamlfile import load_yaml
 
 
 @dataclass
@@ -183,7 +182,7 @@ def _read_yaml(path):
         raise ConfigError(f"{path}: is a folder, not a config file; pass a .yaml file such "
                           "as configs/small.yaml")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; see configs/*.yaml") from None
     except UnicodeDecodeError:
@@ -191,17 +190,12 @@ def _read_yaml(path):
                           "configs/small.yaml") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
-    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    return load_yaml(text, str(path))
 
 
 def _read_value(item: str, raw: str):
     """The YAML value of override `item` (its text after '=')."""
-    try:
-        return yaml.safe_load(raw)
-    except (yaml.YAMLError, RecursionError):
-        raise ConfigError(f"override {item!r}: the value is not valid YAML; quote a string, "
-                          "write a list as [1024, 512]") from None
+    return load_yaml(raw, f"override {item!r}", fix="quote a string, write a list as [1024, 512]")
 
 
 def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
