@@ -22,7 +22,7 @@ from .generator import Generator, resample_notes
 from .mixer import Limiter, mix
 from .source import (TRAINED_VELOCITIES, NoteKey, NoteSource, level_velocity, velocity_index,
                      velocity_level)
-from .voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, tail_margin
+from .voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, playable_rate, tail_margin
 
 
 class Synth:
@@ -300,7 +300,7 @@ class Synth:
                 v.start_release(self._order)
 
     def _rebend(self, c: int, ch: Channel) -> None:
-        rate = ch.rate
+        rate = playable_rate(ch.rate)  # as at note-on: a faster read overruns the loop tail
         for v in self.voices:
             if v.channel == c:
                 v.rate = rate

@@ -23,6 +23,16 @@ _RAMP = np.arange(OFFLINE_BLOCK, dtype=np.float64)
 _RAMP32 = _RAMP.astype(np.float32)
 
 
+def playable_rate(rate: float) -> float:
+    """`rate` clamped to MAX_RATE, the fastest read a note's loop tail holds (`tail_margin`).
+
+    RPN 0 allows bend ranges up to 127 semitones (a rate of about 1,500 at full wheel);
+    bends beyond +24 semitones play at +24. Downward bends are not limited: slower reads
+    need fewer samples.
+    """
+    return min(rate, MAX_RATE)
+
+
 def tail_margin(block: int) -> int:
     """Samples of loop start a note's tail must repeat (`Note.finish`) so that a read of
     up to `block` samples at up to MAX_RATE, starting before the loop's end, is one slice."""
@@ -53,7 +63,7 @@ class Voice:
         self.pitch = pitch
         self.amp = amp
         self.release = max(1, int(release))
-        self.rate = min(rate, MAX_RATE)
+        self.rate = playable_rate(rate)
         self.order = order
         self.pos = 0.0           # read position in note samples (output rate)
         self.released = False    # note-off (and pedal up) happened: release envelope runs
