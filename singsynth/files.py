@@ -25,6 +25,25 @@ def cache_dir(variable: str, name: str) -> Path:
     return Path(base) / "singsynth" / name
 
 
+PACKAGE = Path(__file__).resolve().parent
+SHIPPED = ("models", "presets", "configs")
+
+
+def shipped_dir(kind: str) -> Path:
+    """The folder of the files singsynth ships of one `kind`: "models", "presets" or "configs".
+
+    A wheel (`pip install .`) carries them inside the package, as `singsynth/shipped/<kind>`
+    (setup.py maps the checkout's top-level folders there); a source checkout (an editable
+    install, the tests) keeps them at its top, beside the package, where README's commands
+    name them (`models/default.safetensors`). Both are found from the package's own
+    location, never from the current folder.
+    """
+    if kind not in SHIPPED:
+        raise ValueError(f"unknown kind of shipped file {kind!r}; one of {SHIPPED}")
+    inside = PACKAGE / "shipped" / kind
+    return inside if inside.is_dir() else PACKAGE.parent / kind
+
+
 def shipped_or_path(name: str, folder: Path, suffix: str) -> Path:
     """The file a name on the command line means. A bare name ("default") is the file
     shipped in `folder` first, then a file of that name in the current folder: a stray

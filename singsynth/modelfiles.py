@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from singsynth.files import shipped_or_path
+from singsynth.files import shipped_dir, shipped_or_path
 
 if TYPE_CHECKING:
     from singsynth.engine.source import NoteKey
 
-MODELS_DIR = Path(os.environ.get("SINGSYNTH_MODELS", Path(__file__).resolve().parents[1] / "models"))
+MODELS_DIR = Path(os.environ.get("SINGSYNTH_MODELS") or shipped_dir("models"))
 DEFAULT_MODEL = "default"
 
 

@@ -24,7 +24,7 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: singsynth COMMAND [options]", "", "commands:"]
+    lines = ["usage: singsynth COMMAND [options]   (or singsynth --version)", "", "commands:"]
     lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run `singsynth COMMAND --help` for the options of one command."]
     return "\n".join(lines)
@@ -35,6 +35,10 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         sys.exit(0 if argv else 2)
+    if argv[0] in ("-V", "--version"):
+        from singsynth import __version__
+        print(f"singsynth {__version__}")
+        sys.exit(0)
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"singsynth: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}",

@@ -4,6 +4,7 @@ import json
 
 from singsynth.cli.types import positive_int
 from singsynth.errors import ConfigError
+from singsynth.files import printable, shown
 
 MIB = 2**20
 
@@ -12,8 +13,8 @@ def describe(model, source: str) -> str:
     cfg = model.config
     gen, enc = model.parameter_count("generator"), model.parameter_count("encoder")
     lines = [
-        f"model: {source}",
-        f"config: {cfg.name} (LSTM {cfg.lstm_layers}x{cfg.lstm_hidden}, latent {cfg.latent}, "
+        f"model: {shown(source)}",
+        f"config: {printable(cfg.name)} (LSTM {cfg.lstm_layers}x{cfg.lstm_hidden}, latent {cfg.latent}, "
         f"channels {cfg.channels}, kernel {cfg.kernel}, window {cfg.window}, stride {cfg.stride}"
         + (f", {cfg.harmonics} harmonics of the pitch" if cfg.harmonics else "") + ")",
         f"generator (LSTM + decoder{' + harmonics' if cfg.harmonics else ''}): {gen:,} "
@@ -22,13 +23,29 @@ def describe(model, source: str) -> str:
         f"output: {cfg.note_samples} samples at {cfg.sample_rate} Hz "
         f"({cfg.note_samples / cfg.sample_rate:.1f} s) from {cfg.steps} steps",
         f"velocities: {list(model.velocities)}",
+        # Names come from the file: escaped, so they cannot drive the terminal.
         f"instruments ({len(model.instruments)}): " + ", ".join(
-            f"{i}:{name}" for i, name in enumerate(model.instruments)),
+            f"{i}:{printable(name)}" for i, name in enumerate(model.instruments)),
     ]
     provenance = getattr(model, "provenance", None)
     if provenance:
         lines.append("provenance: " + json.dumps(provenance, sort_keys=True)[:2000])
     return "\n".join(lines)
+
+
+def as_dict(model, source: str, path=None) -> dict:
+    """What `describe` says, for `--json`: plain JSON types, sizes in parameters."""
+    import dataclasses
+    return {
+        "model": source,
+        "path": None if path is None else str(path),
+        "config": dataclasses.asdict(model.config),
+        "generator_parameters": model.parameter_count("generator"),
+        "encoder_parameters": model.parameter_count("encoder"),
+        "velocities": list(model.velocities),
+        "instruments": list(model.instruments),
+        "provenance": getattr(model, "provenance", None) or {},
+    }
 
 
 def get_parser():
@@ -37,6 +54,9 @@ def get_parser():
     p.add_argument("--config", help="describe a named config (paper, small, tiny) instead")
     p.add_argument("--instruments", type=positive_int, default=1006,
                    help="vocabulary size assumed with --config (NSynth has 1006)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (config, parameter counts, instruments, "
+                        "velocities, provenance) instead of text, for scripts")
     return p
 
 
@@ -47,10 +67,15 @@ def main(argv=None):
             raise ConfigError("give either a checkpoint or --config, not both")
         from singsynth.model import build
         model = build(args.config, [f"instrument_{i}" for i in range(args.instruments)])
-        print(describe(model, f"--config {args.config} with {args.instruments} instruments "
-                              "(random weights)"))
-        return 0
-    from singsynth.checkpoint import load_model, resolve
-    model = load_model(args.checkpoint)
-    print(describe(model, str(resolve(args.checkpoint))))
+        source, path = (f"--config {args.config} with {args.instruments} instruments "
+                        "(random weights)"), None
+    else:
+        from singsynth.checkpoint import load_model, resolve
+        model = load_model(args.checkpoint)
+        path = resolve(args.checkpoint)
+        source = str(path)
+    if args.json:
+        print(json.dumps(as_dict(model, source, path)))
+    else:
+        print(describe(model, source))
     return 0
