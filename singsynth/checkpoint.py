@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from singsynth.errors import CheckpointError
-from singsynth.files import make_public
+from singsynth.files import make_public, missing, open_regular
 from singsynth.model import SING, SINGConfig
 from singsynth.modelfiles import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  # noqa: F401
 
@@ -64,10 +64,12 @@ def atomic_save_tensors(path, tensors: dict, metadata: dict) -> None:
 def _open(path):
     """`safe_open` on a checkpoint file, after refusing a missing file or a pickle."""
     path = Path(path)
-    if not path.is_file():
+    if missing(path):
         raise CheckpointError(f"{path}: no such checkpoint file; pass an existing .safetensors "
                               "file, or train one with `singsynth train`")
-    with open(path, "rb") as f:
+    # A regular file the user can read (a folder, a FIFO, a device or no permission is
+    # one line); safe_open then maps it.
+    with open_regular(path, "a .safetensors checkpoint", CheckpointError) as f:
         head = f.read(9)
     if _looks_pickled(head):
         raise CheckpointError(f"{path}: is a Python pickle / torch.save file; singsynth never "
@@ -129,7 +131,8 @@ def _meta_json(path, metadata: dict, key: str):
         raise CheckpointError(f"{path}: metadata has no {key!r}; not a singsynth checkpoint")
     try:
         return json.loads(metadata[key])
-    except (json.JSONDecodeError, RecursionError):
+    # ValueError beyond JSONDecodeError: an integer of over 4,300 digits (Python's limit).
+    except (ValueError, RecursionError):
         raise CheckpointError(f"{path}: metadata {key!r} is not valid JSON") from None
 
 

@@ -199,6 +199,13 @@ def test_deeply_nested_metadata_json_is_refused_in_one_line(tiny_checkpoint, tmp
     expect_refused(bad, "provenance", "not valid JSON")
 
 
+def test_a_metadata_number_of_5000_digits_is_refused_in_one_line(tiny_checkpoint, tmp_path):
+    # json.loads raises a plain ValueError (Python's int-conversion limit) for it.
+    bad = _rewrite(tiny_checkpoint, tmp_path / "digits.safetensors",
+                   config='{"kernel": ' + "9" * 5000 + "}")
+    expect_refused(bad, "config", "not valid JSON")
+
+
 def test_a_bare_model_name_is_a_shipped_model_whatever_the_current_folder_holds(
         tmp_path, monkeypatch):
     from singsynth.modelfiles import MODELS_DIR, resolve
@@ -229,3 +236,23 @@ def test_loading_builds_the_described_model_without_importing_torch_dynamo(tmp_p
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("sizes, words", [
+    # Every size within its limits, weights of the right shapes: it loaded, then the
+    # first note crashed (the decoder made 63,997 samples for 64,000).
+    ({"stride": 1, "window": 1}, ("window 1 must be 4 x stride 1", "63997 samples")),
+    ({"stride": 256, "window": 512}, ("window 512 must be 4 x stride 256",)),
+    ({"stride": 125, "window": 500, "kernel": 2}, ("kernel 2 with stride 125",)),
+])
+def test_a_config_whose_lengths_do_not_add_up_is_refused_at_load(tmp_path, sizes, words):
+    import dataclasses
+
+    from singsynth.model import CONFIGS, SING
+
+    # SING's constructor does not check its config: a hostile file can be made this way.
+    config = dataclasses.replace(CONFIGS["tiny"], **sizes)
+    model = SING(config, ["piano"], [25, 50, 75, 100, 127], n_pitches=128)
+    path = tmp_path / "bad-lengths.safetensors"
+    save_model(path, model)
+    expect_refused(path, *words)

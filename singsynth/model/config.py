@@ -35,8 +35,24 @@ class SINGConfig:
     window: int = 1024         # grain length of the (transposed) strided conv
     stride: int = 256
     harmonics: int = 0         # sines at multiples of the pitch added to the output (0 = the paper)
-    sample_rate: int = SAMPLE_RATE
-    note_samples: int = NOTE_SAMPLES
+    sample_rate: int = SAMPLE_RATE    # the core's rate: the LSTM, decoder and harmonics
+    note_samples: int = NOTE_SAMPLES  # ... and a note's length at it
+    # Full band (model/fullband.py): the core's note is upsampled by this factor (3: 16 ->
+    # 48 kHz) and a band of filtered noise in `noise_bands` bands from `noise_low_hz` to
+    # the output's Nyquist adds what 16 kHz cannot hold. 1 and 0: the paper's 16 kHz note.
+    upsample: int = 1
+    noise_bands: int = 0
+    noise_low_hz: int = 6000
+
+    @property
+    def output_rate(self) -> int:
+        """Rate of the notes the model plays, Hz: 16,000, or 48,000 for a full-band model."""
+        return self.sample_rate * self.upsample
+
+    @property
+    def output_samples(self) -> int:
+        """Length of a whole note at `output_rate`: 64,000, or 192,000 at 48 kHz."""
+        return self.note_samples * self.upsample
 
     @property
     def steps(self) -> int:
@@ -69,9 +85,35 @@ class SINGConfig:
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ConfigError(f"model config {key} = {value!r} must be an integer in "
                                   f"{low}..{high}")
+        if self.noise_bands and not 0 <= self.noise_low_hz < self.output_rate // 2 - self.noise_bands:
+            raise ConfigError(f"model config noise_low_hz {self.noise_low_hz} must lie below "
+                              f"the output's Nyquist frequency ({self.output_rate // 2} Hz)")
+        if self.noise_bands == 1:
+            raise ConfigError("model config noise_bands must be 0 (no noise band) or at least 2")
         if self.window % self.stride or self.note_samples % self.stride:
             raise ConfigError(f"model config window {self.window} and note_samples "
                               f"{self.note_samples} must be multiples of stride {self.stride}")
+        self._check_lengths()
+
+    def _check_lengths(self) -> None:
+        """ConfigError unless the length arithmetic gives whole notes: every size within
+        LIMITS is not enough (stride 1 and window 1 passed and made 63,997-sample notes
+        that crashed the engine at the first note)."""
+        steps = samples_to_steps(self.note_samples, self)
+        decoded = frames_to_samples(steps_to_frames(steps, self), self)
+        # modules.Decoder trims 2 strides at each end (and its squared-Hann grains add up
+        # to a constant at 4x overlap): that is trim_samples only when window = 4 x stride.
+        if decoded - 4 * self.stride != self.note_samples or trim_samples(self) != 2 * self.stride:
+            raise ConfigError(f"model config window {self.window} must be 4 x stride "
+                              f"{self.stride} = {4 * self.stride} (grains overlap 4 times): as "
+                              f"given the decoder makes {decoded - 4 * self.stride} samples, "
+                              f"not note_samples {self.note_samples}")
+        # The encoder pads each side by half of this; odd, its frames miss the steps by one.
+        padded = context_steps(self) * self.stride - self.stride + self.window
+        if padded % 2:
+            raise ConfigError(f"model config kernel {self.kernel} with stride {self.stride}: "
+                              f"the encoder would need {padded / 2} samples of padding on each "
+                              "side; use an odd kernel (SING's is 9) or an even stride")
 
 
 # Bounds on each size of a config read from a file: far beyond any model here, and tight
@@ -85,6 +127,7 @@ LIMITS = {
     "velocity_dim": (1, 1024), "time_dim": (1, 1024), "kernel": (1, 255),
     "window": (1, 65536), "stride": (1, 65536), "harmonics": (0, 4096),
     "sample_rate": (1000, 384_000), "note_samples": (1, 60 * 384_000),
+    "upsample": (1, 8), "noise_bands": (0, 512), "noise_low_hz": (0, 192_000),
 }
 
 CONFIGS = {
@@ -104,9 +147,15 @@ CONFIGS = {
     "harmonic": SINGConfig(name="harmonic", lstm_hidden=256, lstm_layers=3, latent=128,
                            channels=512, harmonics=64),
     # For tests: a few hundred kilobytes.
+    # harmonic's 16 kHz core, upsampled to 48 kHz, plus 48 noise bands of 375 Hz from
+    # 6 kHz up (model/fullband.py): the default model. configs/fullband.yaml.
+    "fullband": SINGConfig(name="fullband", lstm_hidden=256, lstm_layers=3, latent=128,
+                           channels=512, harmonics=64, upsample=3, noise_bands=48),
     "tiny": SINGConfig(name="tiny", lstm_hidden=32, lstm_layers=2, latent=16, channels=32),
     "tiny-harmonic": SINGConfig(name="tiny-harmonic", lstm_hidden=32, lstm_layers=2, latent=16,
                                 channels=32, harmonics=8),
+    "tiny-fullband": SINGConfig(name="tiny-fullband", lstm_hidden=32, lstm_layers=2, latent=16,
+                                channels=32, harmonics=8, upsample=3, noise_bands=16),
 }
 
 
