@@ -14,6 +14,12 @@ def get_parser():
                    help="run only this stage (repeatable); default: all three in order")
     p.add_argument("--resume", action="store_true", help="continue a killed run exactly")
     p.add_argument("-f", "--force", action="store_true", help="start over in an existing --out")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from a trained checkpoint's weights (the config key init)")
+    p.add_argument("--extend", action="store_true",
+                   help="with --init: add the dataset's new instruments to that checkpoint and "
+                        "train only their embeddings (its instruments stay bit for bit); "
+                        "runs --stage e2e unless told otherwise")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set ae.lr=0.001 (repeatable)")
@@ -32,7 +38,11 @@ def main(argv=None):
     if not args.data or not args.out:
         get_parser().error("--data and --out are required (or --plot RUN_DIR)")
     cfg = load_config(args.config, args.set)
-    stages = tuple(s for s in STAGES if s in (args.stage or STAGES))
+    if args.init:
+        cfg.init = args.init        # set, not parsed as YAML: a path is any string
+    cfg.extend = cfg.extend or args.extend
+    default = ("e2e",) if cfg.extend else STAGES
+    stages = tuple(s for s in STAGES if s in (args.stage or default))
     from singsynth.train import run
     run(cfg, args.data, args.out, stages, resume=args.resume, device=args.device,
         force=args.force, config_path=args.config)

@@ -15,19 +15,20 @@ import torch
 from singsynth.checkpoint import load_checkpoint, save_model
 from singsynth.errors import ConfigError
 from singsynth.model import build
+from singsynth.train import extend
 from singsynth.train.config import STAGES, TrainConfig
 from singsynth.train.distributed import init_world, shutdown
 from singsynth.train.stages import TASKS, TrainData
 from singsynth.train.trainer import Loop, log_record
 
 
-def load_data(root, split: str) -> tuple[TrainData, list[str]]:
+def load_data(root, split: str, instruments=None) -> tuple[TrainData, list[str]]:
     """A dataset split, its audio memory-mapped from an int16 file decoded on first use
     (`NSynthDataset.audio_file`: NSynth's training split does not fit in memory), and
-    the instrument vocabulary of the whole dataset."""
+    the instrument vocabulary: `instruments` if given, else the whole dataset's."""
     from singsynth.data import NSynthDataset
 
-    ds = NSynthDataset(root, split=split)
+    ds = NSynthDataset(root, split=split, instruments=instruments)
     audio = ds.audio_file(progress=sys.stderr.isatty())  # a bar only where one is watched
     return TrainData(ds.instrument, ds.pitch, ds.velocity, audio), list(ds.instruments)
 
@@ -51,9 +52,12 @@ def init_weights(model, path) -> None:
     """Start `model` from checkpoint `path`: every tensor with a matching name and shape."""
     trained, _ = load_checkpoint(path)
     if trained.instruments != model.instruments:
+        added = [i for i in model.instruments if i not in trained.instruments]
+        hint = (f"; pass --extend (extend: true) to add the dataset's {len(added)} new "
+                "instruments to it, training only their embeddings" if added else "")
         raise ConfigError(f"init {path}: its instrument vocabulary ({len(trained.instruments)} "
                           f"instruments) does not match the dataset's ({len(model.instruments)})"
-                          "; use the dataset it was trained on")
+                          f"{hint or '; use the dataset it was trained on'}")
     mine, theirs = model.state_dict(), trained.state_dict()
     shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
     if not shared:
@@ -83,16 +87,26 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
                 tmp.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         world.barrier()
-        train, instruments = load_data(data, "train")
-        test, _ = load_data(data, "test")
+        new = []
+        if cfg.extend:
+            extend.check_stages(stages)
+            vocabulary, new = extend.vocabulary(cfg.init, data)
+        train, instruments = load_data(data, "train", vocabulary if new else None)
+        test, _ = load_data(data, "test", vocabulary if new else None)
         if len(test) == 0:
             raise ConfigError(f"{data}: the dataset has no test notes (pitch-completion split "
                               "is empty); add pitches per instrument")
         torch.manual_seed(cfg.seed)
-        model = build(cfg.model, instruments).to(world.device)
+        model = (extend.extended_model(cfg.init, instruments) if new
+                 else build(cfg.model, instruments)).to(world.device)
         first = STAGES.index(stages[0])
         resuming = resume and (out / f"state-{stages[0]}.safetensors").exists()
-        if cfg.init and not resuming:
+        old = len(instruments) - len(new)
+        if new and not resuming:
+            extend.report(extend.choose_rows(model, old, train, world.device), new)
+        if new:
+            extend.freeze_old(model, old)
+        elif cfg.init and not resuming:
             init_weights(model, cfg.init)
         elif first > 0 and not resuming:
             previous = out / f"{STAGES[first - 1]}.safetensors"
@@ -110,6 +124,9 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
             model.load_state_dict(trained.state_dict())
         provenance = {"dataset": str(data), "train_notes": len(train), "test_notes": len(test),
                       "config": cfg.to_dict(), "config_file": config_path, "epochs": {}}
+        if new:
+            provenance["extended"] = {"from": str(cfg.init), "added": new,
+                                      "trained": "the added instruments' embedding rows only"}
         for name in stages:
             stage_cfg = getattr(cfg, name)
             task = TASKS[name](model, stage_cfg, train, test, world.device)

@@ -90,10 +90,15 @@ class TrainConfig:
     the model shares; the rest keep their fresh initialisation), e.g. to add a harmonic
     branch to a trained model. Used when the first stage has no state to resume; with it
     a run may start at a later stage without the earlier stage's checkpoint.
+
+    extend: with `init`, add the dataset's instruments that the checkpoint lacks to its
+    vocabulary and train only their embedding rows; the checkpoint's own model size is
+    used (`model` is ignored) and its instruments stay bit for bit (train/extend.py).
     """
 
     model: str = "small"
     init: str = ""
+    extend: bool = False
     seed: int = 0
     amp: str = "auto"
     save_minutes: float = 5.0
@@ -135,7 +140,10 @@ def _fill(cls, values: dict, where: str, source: str):
                 pass
         if isinstance(default, StageConfig):
             value = _fill(StageConfig, value, f"{where}{key}.", source)
-        elif isinstance(default, bool) or not isinstance(value, type(default)) and not (
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {where}{key} must be true or false, got {value!r}")
+        elif not isinstance(value, type(default)) and not (
                 isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
             raise ConfigError(f"{source}: {where}{key} must be {type(default).__name__}, "
                               f"got {value!r}")
