@@ -18,8 +18,12 @@ from typing import List, Optional, Tuple, Union
 import mido
 
 from singsynth.errors import MidiFileError
+from singsynth.files import read_bytes, shown
 
 DEFAULT_TEMPO = 500_000  # microseconds per quarter note (120 BPM)
+# The largest MIDI files (piano-roll "black MIDI") run to tens of MB; beyond this it is
+# not a song.
+MAX_FILE_BYTES = 256 << 20
 SMPTE_RATES = {24: (24, 1), 25: (25, 1), 29: (30000, 1001), 30: (30, 1)}  # fps as a fraction
 # Bytes of data after the status byte, by the status byte's high nibble.
 DATA_LENGTH = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
@@ -140,12 +144,10 @@ def read_midi(source: Union[str, os.PathLike, bytes, mido.MidiFile]) -> Song:
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        name = os.fspath(source)
-        try:
-            with open(name, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise MidiFileError(f"cannot read {name}: {exc.strerror or exc}") from None
+        name = shown(os.fspath(source))
+        # A regular file of bounded size: /dev/zero or a FIFO given as the song would
+        # otherwise be read until memory runs out, or forever.
+        data = read_bytes(source, "a standard MIDI file (.mid)", MAX_FILE_BYTES, MidiFileError)
     return _parse(data, name)
 
 

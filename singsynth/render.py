@@ -12,6 +12,7 @@ Three steps, like FluidSynth's fast file renderer with a model in front:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import tempfile
@@ -23,7 +24,8 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from singsynth.errors import ConfigError, SingsynthError
-from singsynth.files import make_public
+from singsynth.files import (KeepWriteError, finishing, make_public, os_error_line, same_file,
+                             shown)
 from singsynth.midi import Song, TimedEvent, read_midi
 
 log = logging.getLogger(__name__)
@@ -206,53 +208,82 @@ def missing_folders(folder: Path) -> list:
     """The folders that do not exist yet on the way to `folder`, deepest first."""
     missing = []
     folder = folder.absolute()
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.lexists(folder) and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     return missing
 
 
-def open_output(path, overwrite: bool) -> str:
+def open_output(path, overwrite: bool, inputs=()) -> str:
     """Check that `path` may be written and reserve a temporary file beside it -> its path.
 
-    Raises SingsynthError (before any rendering) for an unknown extension, an existing
-    file without `overwrite`, a directory, or a folder that cannot be made or written.
+    Raises SingsynthError (before any rendering) for an unknown extension, the path of
+    one of `inputs` (the song, the model, the preset: -f replaces only what singsynth
+    made), an existing file without `overwrite`, a directory, a name too long, or a
+    folder that cannot be made or written.
     """
     path = Path(path)
     output_format(path)
-    if path.exists() and not overwrite:
-        raise SingsynthError(f"{path} already exists; pass -f to overwrite it")
-    if path.is_dir():
-        raise SingsynthError(f"{path} is a directory; give an output file name")
+    try:
+        exists, is_dir = os.path.lexists(path), path.is_dir()
+    except OSError as exc:
+        raise SingsynthError(os_error_line(path, exc, "write")) from None
+    for other in inputs:
+        if exists and other is not None and same_file(path, other):
+            raise SingsynthError(f"-o {shown(path)} is the input file {shown(other)}; choose "
+                                 "another output name (-f never replaces an input)")
+    if is_dir:
+        raise SingsynthError(f"{shown(path)} is a directory; give an output file name")
+    if exists and not overwrite:
+        raise SingsynthError(f"{shown(path)} already exists; pass -f to overwrite it")
     try:
         # A missing folder is made (as `make demo` needs for out/); a file in the way is not.
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".part", dir=path.parent)
     except OSError as exc:
-        raise SingsynthError(f"cannot write {path}: {exc.strerror or exc}; check that the "
-                             "folder exists and is writable") from None
+        line = os_error_line(path, exc, "write")
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM):
+            line = (f"cannot write {shown(path)}: {exc.strerror or exc}; check that the folder "
+                    "exists and is writable")
+        raise SingsynthError(line) from None
     os.close(fd)
     return tmp
 
 
-def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write `audio` (samples, channels) to `tmp` and rename it to `path` (atomic)."""
+def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int, done=None) -> None:
+    """Write `audio` (samples, channels) to `tmp` and rename it to `path` (atomic).
+
+    `done()` runs once the rename has happened, with Ctrl-C held back (see
+    `files.finishing`): the CLI passes one that makes a late Ctrl-C harmless.
+    """
     import soundfile
 
     fmt, subtype = output_format(path)
     try:
-        soundfile.write(tmp, audio, sample_rate, format=fmt, subtype=subtype)
+        # Through our own file object: libsndfile says only "System error" when a write
+        # fails; KeepWriteError keeps the OSError (disk full) to name it.
+        with open(tmp, "r+b", buffering=0) as f:
+            sink = KeepWriteError(f)
+            try:
+                soundfile.write(sink, audio, sample_rate, format=fmt, subtype=subtype)
+            except (RuntimeError, AssertionError, soundfile.LibsndfileError) as exc:
+                if sink.error is None:
+                    raise SingsynthError(f"cannot write {shown(path)}: {exc}") from None
+            if sink.error is not None:
+                raise sink.error
         make_public(tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
-        raise SingsynthError(f"cannot write {path}: {exc}") from None
+        with finishing(done):
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise SingsynthError(os_error_line(path, exc, "write")) from None
 
 
 def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48000,
                 tail: Optional[float] = None, normalize: bool = False, channels: int = 2,
                 cache_dir=None, use_cache: bool = True, max_duration: float = 3600.0,
                 overwrite: bool = False, progress: bool = True, source=None,
-                warn: Callable[[str], None] = log.warning) -> RenderReport:
+                warn: Callable[[str], None] = log.warning,
+                done: Optional[Callable[[], None]] = None) -> RenderReport:
     """Render the MIDI file `input` to the .wav/.flac file `output`.
 
     Args:
@@ -264,6 +295,8 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         cache_dir, use_cache: on-disk note cache root (None: default) and whether to use it.
         max_duration: longest song accepted, in seconds, checked before any audio exists.
         warn: called with one line per thing skipped in a damaged file or unmapped channel.
+        done: called as soon as `output` is complete, with Ctrl-C held back (the CLI
+            ignores signals from then on: a finished render is not "interrupted").
     Raises:
         SingsynthError (MidiFileError, CheckpointError, ConfigError...) with one line.
     """
@@ -275,7 +308,7 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
     started = time.perf_counter()
     report = RenderReport(str(input), str(output))
     made = missing_folders(Path(output).parent)
-    tmp = open_output(output, overwrite)
+    tmp = open_output(output, overwrite, inputs=[input, model, preset])
     written = False
     try:
         song = read_midi(input)
@@ -342,7 +375,7 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         for line in report.warnings:
             warn(f"{input}: {line}")
         audio = finish(audio, channels=channels, normalize=normalize)
-        write_audio(tmp, output, audio, sr)
+        write_audio(tmp, output, audio, sr, done)
         written = True
     finally:
         Path(tmp).unlink(missing_ok=True)

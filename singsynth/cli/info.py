@@ -4,6 +4,7 @@ import json
 
 from singsynth.cli.types import positive_int
 from singsynth.errors import ConfigError
+from singsynth.files import printable, shown
 
 MIB = 2**20
 
@@ -12,8 +13,8 @@ def describe(model, source: str) -> str:
     cfg = model.config
     gen, enc = model.parameter_count("generator"), model.parameter_count("encoder")
     lines = [
-        f"model: {source}",
-        f"config: {cfg.name} (LSTM {cfg.lstm_layers}x{cfg.lstm_hidden}, latent {cfg.latent}, "
+        f"model: {shown(source)}",
+        f"config: {printable(cfg.name)} (LSTM {cfg.lstm_layers}x{cfg.lstm_hidden}, latent {cfg.latent}, "
         f"channels {cfg.channels}, kernel {cfg.kernel}, window {cfg.window}, stride {cfg.stride}"
         + (f", {cfg.harmonics} harmonics of the pitch" if cfg.harmonics else "") + ")",
         f"generator (LSTM + decoder{' + harmonics' if cfg.harmonics else ''}): {gen:,} "
@@ -22,8 +23,9 @@ def describe(model, source: str) -> str:
         f"output: {cfg.note_samples} samples at {cfg.sample_rate} Hz "
         f"({cfg.note_samples / cfg.sample_rate:.1f} s) from {cfg.steps} steps",
         f"velocities: {list(model.velocities)}",
+        # Names come from the file: escaped, so they cannot drive the terminal.
         f"instruments ({len(model.instruments)}): " + ", ".join(
-            f"{i}:{name}" for i, name in enumerate(model.instruments)),
+            f"{i}:{printable(name)}" for i, name in enumerate(model.instruments)),
     ]
     provenance = getattr(model, "provenance", None)
     if provenance:

@@ -8,6 +8,7 @@ import sys
 
 from singsynth.cli.types import seconds
 from singsynth.errors import SingsynthError
+from singsynth.files import ignore_interrupts
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -58,6 +59,7 @@ def main(argv=None):
         sample_rate=args.sample_rate, tail=args.tail, normalize=args.normalize,
         channels=args.channels, cache_dir=args.cache_dir, use_cache=not args.no_cache,
         max_duration=args.max_duration, overwrite=args.force,
-        progress=not args.quiet and sys.stderr.isatty(), warn=warn)
+        progress=not args.quiet and sys.stderr.isatty(), warn=warn,
+        done=ignore_interrupts)  # the file is complete: a late Ctrl-C must not say otherwise
     print(report.summary())
     return 0

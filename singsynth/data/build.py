@@ -5,7 +5,6 @@ the pitch-completion split. Resumable: each finished instrument leaves
 DIR/.parts/<instrument_str>.json, and a re-run with the same settings skips it.
 """
 import json
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -15,16 +14,25 @@ from tqdm import tqdm
 from singsynth.data import soundfont as sfr
 from singsynth.data.split import make_split, write_split
 from singsynth.errors import DatasetError
+from singsynth.files import read_bytes, write_atomic
 
 PARTS = ".parts"
 SETTINGS = "settings.json"
 MAX_RENDER_RATE = 96000  # FluidSynth's highest synth.sample-rate
+MAX_PART_BYTES = 256 << 20
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
+
+
+def _read_json(path: Path):
+    """A JSON file of a build in progress (a regular file of at most 256 MiB)."""
+    data = read_bytes(path, "a part of a dataset build", MAX_PART_BYTES, DatasetError)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise DatasetError(f"{path} is damaged; pass -f to rebuild the dataset") from None
 
 
 def _prepare_out(out: Path, settings: dict, force: bool) -> Path:
@@ -47,7 +55,7 @@ def _prepare_out(out: Path, settings: dict, force: bool) -> Path:
         shutil.rmtree(out / "audio", ignore_errors=True)
         for name in ("examples.json", "split.json"):
             (out / name).unlink(missing_ok=True)
-    elif ours and json.loads(old.read_text()) != settings:
+    elif ours and _read_json(old) != settings:
         raise DatasetError(f"{out} was built with other settings ({old}); "
                            f"pass -f to rebuild it or choose another --out")
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -81,7 +89,7 @@ def merge(out) -> tuple[dict, dict]:
     for part in sorted((out / PARTS).glob("*.json")):
         if part.name == SETTINGS:
             continue
-        data = json.loads(part.read_text())
+        data = _read_json(part)
         examples.update(data["examples"])
         for reason, count in data["dropped"].items():
             dropped[reason] = dropped.get(reason, 0) + count

@@ -18,28 +18,35 @@ from tqdm import tqdm
 
 from singsynth.data.split import load_split
 from singsynth.errors import DatasetError
-from singsynth.files import cache_dir
+from singsynth.files import (atomic_path, cache_dir, open_regular, os_error_line, printable,
+                             read_bytes, shown)
 
 SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000
 VELOCITIES = [25, 50, 75, 100, 127]
 SPLITS = ("train", "test", "all")
 _INT_FIELDS = ("instrument", "pitch", "velocity", "sample_rate")
+MAX_EXAMPLES_BYTES = 1 << 30  # NSynth's training examples.json is about 200 MB
 
 
 def load_json(root) -> dict:
     """root/examples.json as a dict, unvalidated; DatasetError if missing or not JSON."""
     path = Path(root) / "examples.json"
+    if not os.path.lexists(path):
+        try:  # a root that is not a folder, or a name too long, says so
+            os.stat(root)
+        except OSError as exc:
+            raise DatasetError(os_error_line(root, exc)) from None
+        raise DatasetError(f"{shown(path)} is missing; point at an NSynth split folder "
+                           f"(nsynth-train/) or a `singsynth dataset build` output")
+    data = read_bytes(path, "an examples.json", MAX_EXAMPLES_BYTES, DatasetError)
     try:
-        examples = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path} is missing; point at an NSynth split folder "
-                           f"(nsynth-train/) or a `singsynth dataset build` output") from exc
-    except (OSError, ValueError, RecursionError) as exc:
-        raise DatasetError(f"{path} is not valid JSON ({str(exc)[:100]}); re-extract or "
-                           "rebuild it") from None
+        examples = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise DatasetError(f"{shown(path)} is not valid JSON ({shown(str(exc)[:100])}); "
+                           "re-extract or rebuild it") from None
     if not isinstance(examples, dict) or not examples:
-        raise DatasetError(f"{path} must be a non-empty JSON object of note_str -> fields")
+        raise DatasetError(f"{shown(path)} must be a non-empty JSON object of note_str -> fields")
     return examples
 
 
@@ -56,7 +63,7 @@ def read_examples(root) -> dict:
     for key, e in examples.items():
         problem = entry_problem(key, e, ids)
         if problem:
-            raise DatasetError(f"{path}: note {key!r} {problem}")
+            raise DatasetError(f"{shown(path)}: note {key!r} {problem}")
     return examples
 
 
@@ -75,6 +82,8 @@ def entry_problem(key: str, e, ids: dict) -> str | None:
         return "has no instrument_str"
     if "/" in key or "\\" in key or key.startswith("."):
         return "is not a plain file name (note_str names audio/<note_str>.wav)"
+    if len(f"{key}.wav".encode("utf-8", "surrogatepass")) > 255:
+        return "is too long for a file name (audio/<note_str>.wav, 255 bytes at most)"
     if not 0 <= e["pitch"] <= 127:
         return f"has pitch {e['pitch']} outside MIDI 0-127"
     if e["velocity"] not in VELOCITIES:
@@ -90,40 +99,85 @@ def entry_problem(key: str, e, ids: dict) -> str | None:
     return None
 
 
-def check_wav(path: Path) -> str | None:
-    """None if path is a 16 kHz mono 64,000-sample WAV, else what is wrong."""
-    if not path.is_file():
+def _header_problem(snd: sf.SoundFile) -> str | None:
+    """None if an open sound file is a 16 kHz mono 64,000-sample note, else what is wrong."""
+    if snd.samplerate != SAMPLE_RATE:
+        return f"sample rate {snd.samplerate} Hz, expected {SAMPLE_RATE}"
+    if snd.channels != 1:
+        return f"{snd.channels} channels, expected mono"
+    if snd.frames != NOTE_SAMPLES:
+        return f"{snd.frames} samples long, expected {NOTE_SAMPLES}"
+    return None
+
+
+def _open_wav(path: Path):
+    """(open regular file, sf.SoundFile on it), or a problem line (str) without the path.
+    Only the header is read: a WAV claiming 400 million samples is refused unread."""
+    if not os.path.lexists(path):
         return "missing WAV"
     try:
-        info = sf.info(str(path))
-    except RuntimeError as exc:
-        return f"unreadable audio ({str(exc).splitlines()[0]})"
-    if info.samplerate != SAMPLE_RATE:
-        return f"sample rate {info.samplerate} Hz, expected {SAMPLE_RATE}"
-    if info.channels != 1:
-        return f"{info.channels} channels, expected mono"
-    if info.frames != NOTE_SAMPLES:
-        return f"{info.frames} samples long, expected {NOTE_SAMPLES}"
-    return None
+        f = open_regular(path, "a WAV file", DatasetError)
+    except DatasetError as exc:
+        return str(exc).removeprefix(f"{shown(path)}: ").removeprefix(f"{shown(path)} ")
+    try:
+        return f, sf.SoundFile(f)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        f.close()
+        return f"unreadable audio ({printable(str(exc).splitlines()[0] if str(exc) else exc)})"
+
+
+def check_wav(path: Path) -> str | None:
+    """None if path is a 16 kHz mono 64,000-sample WAV, else what is wrong (header only)."""
+    opened = _open_wav(path)
+    if isinstance(opened, str):
+        return opened
+    f, snd = opened
+    with f, snd:
+        return _header_problem(snd)
 
 
 def read_wav(path: Path, dtype: str = "float32") -> np.ndarray:
     """(64000,) float32 in [-1, 1] (or int16 in full scale, for `dtype="int16"`);
-    DatasetError naming the file if it is not a valid note."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: missing WAV; restore it or rebuild the dataset (in Python, "
-                           "NSynthDataset(..., allow_skip=True) leaves such notes out)")
-    try:
-        wave, rate = sf.read(str(path), dtype=dtype, always_2d=True)
-    except RuntimeError as exc:
-        raise DatasetError(f"{path}: unreadable audio ({str(exc).splitlines()[0]})") from exc
-    if rate != SAMPLE_RATE:
-        raise DatasetError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE}; resample it")
-    if wave.shape[1] != 1:
-        raise DatasetError(f"{path}: {wave.shape[1]} channels, expected mono")
+    DatasetError naming the file if it is not a valid note: a wrong header (checked
+    before any sample is read), or, in a float WAV, NaN, infinite or out-of-range samples
+    (which would poison training and which int16 cannot even show)."""
+    opened = _open_wav(path)
+    if isinstance(opened, str):
+        fix = ("restore it or rebuild the dataset (in Python, NSynthDataset(..., "
+               "allow_skip=True) leaves such notes out)")
+        raise DatasetError(f"{shown(path)}: {opened}; {fix}")
+    f, snd = opened
+    with f, snd:
+        problem = _header_problem(snd)
+        if problem:
+            raise DatasetError(f"{shown(path)}: {problem}; re-render it at 16 kHz mono, 4 s")
+        floating = snd.subtype in ("FLOAT", "DOUBLE")
+        try:
+            wave = snd.read(NOTE_SAMPLES, dtype="float32" if floating else dtype, always_2d=True)
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            raise DatasetError(f"{shown(path)}: unreadable audio ({printable(exc)})") from None
     if len(wave) != NOTE_SAMPLES:
-        raise DatasetError(f"{path}: {len(wave)} samples long, expected {NOTE_SAMPLES} (4 s)")
-    return wave[:, 0]
+        raise DatasetError(f"{shown(path)}: {len(wave)} samples long, expected {NOTE_SAMPLES} (4 s)")
+    wave = wave[:, 0]
+    if floating:
+        problem = sample_problem(wave)
+        if problem:
+            raise DatasetError(f"{shown(path)}: {problem}; re-render or delete this note")
+        if dtype == "int16":
+            wave = np.rint(wave * 32767).astype(np.int16)
+    return wave
+
+
+def sample_problem(wave: np.ndarray) -> str | None:
+    """None if every sample of float `wave` is finite and within [-1, 1], else what is not."""
+    finite = np.isfinite(wave)
+    if not finite.all():
+        bad = int(wave.size - np.count_nonzero(finite))
+        return f"{bad} of its {wave.size} samples are NaN or infinite"
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    if peak > 1.0:
+        return f"samples beyond full scale (peak {peak:g}, expected within -1..1)"
+    return None
 
 
 class NSynthDataset(torch.utils.data.Dataset):
@@ -179,12 +233,13 @@ class NSynthDataset(torch.utils.data.Dataset):
                                    f"{name!r} is out of range of the {len(index)}-instrument "
                                    f"vocabulary; use a matching checkpoint or allow_skip=True")
             path = self.root / "audio" / f"{key}.wav"
-            problem = check_wav(path) if allow_skip else (None if path.exists() else "missing WAV")
+            problem = (check_wav(path) if allow_skip
+                       else (None if os.path.lexists(path) else "missing WAV"))
             if problem:
                 if allow_skip:
                     skipped += 1
                     continue
-                raise DatasetError(f"{path}: {problem}; restore it or rebuild the dataset (in "
+                raise DatasetError(f"{shown(path)}: {problem}; restore it or rebuild the dataset (in "
                                    "Python, NSynthDataset(..., allow_skip=True) leaves such "
                                    "notes out)")
             rows.append((index[name], e["pitch"], VELOCITIES.index(e["velocity"]), path))
@@ -243,8 +298,7 @@ class NSynthDataset(torch.utils.data.Dataset):
         path = folder / f"{self.root.name}-{self.split}-{ident.hexdigest()[:16]}.npy"
         if not path.is_file():
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            try:
+            with atomic_path(path) as tmp:  # a fresh name: the cache folder may be shared
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
                                                 shape=(len(self), NOTE_SAMPLES))
                 with tqdm(total=len(self), unit="note", disable=not progress,
@@ -252,9 +306,6 @@ class NSynthDataset(torch.utils.data.Dataset):
                     self._decode_into(out, workers, bar.update)
                 out.flush()
                 del out
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
         return np.load(path, mmap_mode="r")
 
 

@@ -1,10 +1,12 @@
 """`singsynth dataset info` and `singsynth dataset check`."""
+import os
 from pathlib import Path
 
 from singsynth.data.nsynth import (NOTE_SAMPLES, SAMPLE_RATE, entry_problem, load_json,
                                    read_examples, read_wav)
 from singsynth.data.split import load_split
 from singsynth.errors import DatasetError
+from singsynth.files import printable, shown
 
 
 def info(root) -> str:
@@ -23,14 +25,17 @@ def info(root) -> str:
     velocities = sorted({e["velocity"] for e in examples.values()})
     all_pitches = sorted({e["pitch"] for e in examples.values()})
     hours = len(examples) * NOTE_SAMPLES / SAMPLE_RATE / 3600
-    lines = [f"{root}: {len(per)} instruments, {len(examples)} notes, {hours:.2f} hours",
+    lines = [f"{shown(root)}: {len(per)} instruments, {len(examples)} notes, {hours:.2f} hours",
              f"pitches {all_pitches[0]}-{all_pitches[-1]}, velocities {velocities}",
              f"pitch-completion split: {len(examples) - n_test} train notes, {n_test} test notes "
              f"({sum(len(v) for v in split['test'].values())} test (instrument, pitch) pairs)",
              "instruments (id name family: notes, pitches low-high, count):"]
     for name, d in sorted(per.items(), key=lambda kv: (kv[1]["id"], kv[0])):
         ps = sorted(d["pitches"])
-        lines.append(f"  {d['id']:4d} {name} {d['family'] or '-'}: {d['notes']} notes, "
+        # Names come from the dataset's own file: escaped, so that they cannot drive the
+        # terminal (escape sequences) or forge lines.
+        lines.append(f"  {d['id']:4d} {printable(name)} {printable(d['family'] or '-')}: "
+                     f"{d['notes']} notes, "
                      f"pitches {ps[0]}-{ps[-1]} ({len(ps)})")
     return "\n".join(lines)
 
@@ -48,7 +53,7 @@ def check(root) -> list[str]:
         listed.add(f"{key}.wav")
         problem = entry_problem(key, e, ids)
         if problem:
-            problems.append(f"{root / 'examples.json'}: note {key!r} {problem}")
+            problems.append(f"{shown(root / 'examples.json')}: note {key!r} {problem}")
             continue
         pitches.setdefault(e["instrument_str"], set()).add(e["pitch"])
         path = root / "audio" / f"{key}.wav"
@@ -60,9 +65,9 @@ def check(root) -> list[str]:
     if audio.is_dir():
         for path in sorted(audio.iterdir()):
             if path.name not in listed:
-                problems.append(f"{path}: not listed in examples.json (left over from an "
+                problems.append(f"{shown(path)}: not listed in examples.json (left over from an "
                                 f"interrupted build?); delete it or rebuild")
-    if pitches and (root / "split.json").exists():  # check never writes
+    if pitches and os.path.lexists(root / "split.json"):  # check never writes
         try:
             load_split(root, pitches)
         except DatasetError as exc:

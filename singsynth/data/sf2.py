@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from singsynth.errors import DatasetError
+from singsynth.files import read_bytes
+
+MAX_BYTES = 4 << 30  # the largest General MIDI SoundFonts are about 1-2 GB
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,7 @@ def read_presets(path) -> list[Preset]:
     Raises DatasetError if the file is not a readable SoundFont 2.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"cannot read SoundFont {path}: {exc.strerror}; check the path") from exc
+    data = read_bytes(path, "a SoundFont (.sf2)", MAX_BYTES, DatasetError)
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"sfbk":
         raise DatasetError(f"{path} is not a SoundFont 2 file (no RIFF sfbk header); pass a .sf2 file")
     presets = []

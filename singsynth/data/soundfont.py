@@ -9,7 +9,6 @@ silence), its window is resampled to 16 kHz with soxr, notes outside the
 instrument's range are dropped, and one gain per instrument brings it to a common
 loudness while keeping the differences between velocities.
 """
-import os
 import re
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ import soxr
 from singsynth.data import gm
 from singsynth.data.sf2 import read_presets
 from singsynth.errors import DatasetError
+from singsynth.files import atomic_path
 
 SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000           # 4 s at 16 kHz, as NSynth
@@ -285,10 +285,9 @@ def example_entry(inst: Instrument, pitch: int, velocity: int) -> dict:
 
 
 def write_wav(path: Path, audio: np.ndarray) -> None:
-    """16-bit PCM WAV at 16 kHz (as NSynth), written under a temp name then renamed."""
-    tmp = path.with_name(path.name + ".tmp")
-    sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    """16-bit PCM WAV at 16 kHz (as NSynth), written to a fresh temporary file then renamed."""
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 def render_instrument(soundfont, inst: Instrument, pitches, velocities, out_dir,

@@ -8,14 +8,15 @@ adding instruments to a dataset does not move the others' test pitches).
 """
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 
 from singsynth.errors import DatasetError
+from singsynth.files import read_bytes, shown, write_atomic
 
 SPLIT_FILE = "split.json"
 VERSION = 1
+MAX_BYTES = 256 << 20  # NSynth's whole split is about 10 MB
 
 
 def _test_count(n_pitches: int, fraction: float) -> int:
@@ -45,11 +46,10 @@ def make_split(pitches: dict, fraction: float = 0.1, seed: int = 0) -> dict:
 
 
 def write_split(root, split: dict) -> Path:
-    """Write split.json atomically into root."""
+    """Write split.json atomically into root (through a temporary file of a fresh name:
+    the folder may come from someone else, with a link planted at any fixed name)."""
     path = Path(root) / SPLIT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(split, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(split, indent=1, sort_keys=True))
     return path
 
 
@@ -60,28 +60,29 @@ def load_split(root, pitches: dict, fraction: float = 0.1, seed: int = 0) -> dic
     every (instrument, pitch) pair of the data.
     """
     path = Path(root) / SPLIT_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         split = make_split(pitches, fraction, seed)
         try:
             write_split(root, split)
         except OSError:
             pass  # read-only copy of NSynth: the split is deterministic anyway
         return split
+    data = read_bytes(path, "a split.json", MAX_BYTES, DatasetError)
     try:
-        split = json.loads(path.read_text())
+        split = json.loads(data)
         train = {k: set(v) for k, v in split["train"].items()}
         test = {k: set(v) for k, v in split["test"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise DatasetError(f"{path} is malformed ({str(exc)[:100]}); delete it to make a new "
-                           "split") from None
+        raise DatasetError(f"{shown(path)} is malformed ({shown(str(exc)[:100])}); delete it "
+                           "to make a new split") from None
     for inst, ps in pitches.items():
         missing = set(ps) - train.get(inst, set()) - test.get(inst, set())
         if missing:
             raise DatasetError(
-                f"{path} does not cover instrument {inst!r} pitch {min(missing)}; the data changed "
+                f"{shown(path)} does not cover instrument {inst!r} pitch {min(missing)}; the data changed "
                 f"since the split was made: delete {SPLIT_FILE} to re-split (this changes the test set)")
         both = train.get(inst, set()) & test.get(inst, set())
         if both:
-            raise DatasetError(f"{path} puts {inst!r} pitch {min(both)} in both train and test; "
+            raise DatasetError(f"{shown(path)} puts {inst!r} pitch {min(both)} in both train and test; "
                                f"delete it to make a new split")
     return split
