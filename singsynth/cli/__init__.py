@@ -20,6 +20,7 @@ COMMANDS = {
     "render": ("singsynth.cli.render", "render a .mid file to audio"),
     "play": ("singsynth.cli.play", "play live from a MIDI port to an audio device"),
     "ports": ("singsynth.cli.ports", "list MIDI inputs and audio outputs"),
+    "export": ("singsynth.cli.export", "export an instrument as a SoundFont (.sf2) or SFZ"),
 }
 
 

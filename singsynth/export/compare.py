@@ -1,0 +1,60 @@
+"""How close a sampler's rendering of an export is to singsynth's own: for the tests and
+benchmarks/export.py (needs librosa, the `eval` extra).
+
+Both renderings are mono-mixed and scaled to the same RMS before comparing: players differ
+in master gain (FluidSynth's 0.2, its CC7 curve, its pan law) while the question is
+whether the same notes sound.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+N_MELS = 64
+FLOOR_DB = -80.0  # below the loudest mel bin: silence is compared as silence
+
+
+def mono(audio: np.ndarray) -> np.ndarray:
+    """(samples,) or (samples, channels) -> float64 (samples,)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    return audio.mean(axis=1) if audio.ndim == 2 else audio
+
+
+def log_mel(audio: np.ndarray, sr: int) -> np.ndarray:
+    """dB mel spectrogram (N_MELS, frames), 2048-point FFT, hop 512, floored FLOOR_DB."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=sr, n_fft=2048,
+                                         hop_length=512, n_mels=N_MELS, fmax=min(8000, sr / 2))
+    db = 10 * np.log10(np.maximum(mel, 1e-12))
+    return np.maximum(db, db.max() + FLOOR_DB)
+
+
+def log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int) -> float:
+    """Mean absolute difference in dB between the log-mel spectrograms of two renderings
+    (same rate; the shorter is zero-padded; each scaled to unit RMS first)."""
+    a, b = mono(a), mono(b)
+    n = max(len(a), len(b))
+    a, b = np.pad(a, (0, n - len(a))), np.pad(b, (0, n - len(b)))
+    a, b = a / max(np.sqrt(np.mean(a ** 2)), 1e-12), b / max(np.sqrt(np.mean(b ** 2)), 1e-12)
+    ma, mb = log_mel(a, sr), log_mel(b, sr)
+    floor = max(ma.max(), mb.max()) + FLOOR_DB
+    return float(np.mean(np.abs(np.maximum(ma, floor) - np.maximum(mb, floor))))
+
+
+def peak_hz(audio: np.ndarray, sr: int, start: float, end: float, near_hz: float) -> float:
+    """The strongest spectral peak within a semitone... of `near_hz` in audio[start:end]
+    (seconds), refined by parabolic interpolation on a zero-padded Hann spectrum (Hz)."""
+    seg = mono(audio)[int(start * sr):int(end * sr)]
+    n = 1 << int(np.ceil(np.log2(len(seg) * 8)))
+    spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), n))
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    band = np.where((freqs > near_hz * 2 ** (-1 / 12)) & (freqs < near_hz * 2 ** (1 / 12)))[0]
+    k = band[np.argmax(spec[band])]
+    a, b, c = np.log(spec[k - 1:k + 2] + 1e-20)
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c else 0.0
+    return float((k + shift) * sr / n)
+
+
+def cents(f: float, ref: float) -> float:
+    """Interval from `ref` to `f` in cents."""
+    return float(1200 * np.log2(f / ref))
