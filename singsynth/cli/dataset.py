@@ -1,5 +1,6 @@
 """`singsynth dataset build|info|check`: NSynth-style datasets."""
 import argparse
+import sys
 
 from singsynth.errors import DatasetError
 
@@ -27,8 +28,14 @@ def parse_list(text: str, what: str) -> list[int]:
 def get_parser():
     parser = argparse.ArgumentParser(prog="singsynth dataset", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
-    b = sub.add_parser("build", help="render a SoundFont into NSynth's layout with FluidSynth")
-    b.add_argument("--soundfont", required=True, help=".sf2 file")
+    b = sub.add_parser("build", help="render a SoundFont into NSynth's layout with FluidSynth, "
+                       "or turn a folder of samples into it")
+    source = b.add_mutually_exclusive_group(required=True)
+    source.add_argument("--soundfont", help=".sf2 file")
+    source.add_argument("--samples", metavar="DIR",
+                        help="folder of sample files (WAV, FLAC, AIFF, OGG), one note each, "
+                             "named like Cello_G3_v100.wav or cello-55-100.flac; one instrument "
+                             "per subfolder or per name prefix")
     b.add_argument("--out", required=True, help="dataset folder to write")
     which = b.add_mutually_exclusive_group()
     which.add_argument("--programs", help="GM programs, e.g. 0,24,40 or 0-7 (default: --all)")
@@ -40,7 +47,19 @@ def get_parser():
     b.add_argument("-j", "--jobs", type=int, default=2, help="parallel FluidSynth runs (default 2)")
     b.add_argument("--render-rate", type=int, default=44100,
                    help="FluidSynth rate in Hz before soxr resampling to 16 kHz (default 44100)")
+    b.add_argument("--sample-rate", type=int, default=16000,
+                   help="the notes' rate in Hz: 16000 (as NSynth, default) or 48000 for "
+                        "full-band models (also 32000, 44100); 384 KB a note at 48 kHz")
     b.add_argument("-f", "--force", action="store_true", help="overwrite an existing --out")
+    b.add_argument("--map", metavar="FILE.csv",
+                   help="with --samples: CSV with columns file,pitch[,velocity][,instrument] "
+                        "for files whose names do not say (pitch: 55 or G3)")
+    b.add_argument("--instrument", metavar="NAME",
+                   help="with --samples: one instrument name for every file")
+    b.add_argument("--skip-bad", action="store_true",
+                   help="with --samples: build from the good files, listing the others")
+    b.add_argument("--no-pitch-check", action="store_true",
+                   help="with --samples: do not compare each named pitch with the one heard")
     i = sub.add_parser("info", help="instruments, notes, pitch ranges, split sizes, hours")
     i.add_argument("dir")
     c = sub.add_parser("check", help="read every file and list each problem")
@@ -48,7 +67,37 @@ def get_parser():
     return parser
 
 
+def run_samples(args) -> int:
+    """`dataset build --samples DIR`: every problem file on its own line, then the error."""
+    from singsynth.data.samples import SamplesError, build_samples
+    try:
+        summary = build_samples(args.samples, args.out, instrument=args.instrument,
+                                map_file=args.map, sample_rate=args.sample_rate,
+                                force=args.force, skip_bad=args.skip_bad,
+                                check_pitch=not args.no_pitch_check)
+    except SamplesError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        raise
+    for line in summary["remarks"]:
+        print(line)
+    for line in summary["problems"]:
+        print(f"left out: {line}")
+    if summary["ignored"]:
+        print(f"not audio, ignored: {', '.join(summary['ignored'][:5])}"
+              + (f" and {len(summary['ignored']) - 5} more" if len(summary["ignored"]) > 5 else ""))
+    print(f"{args.out}: {summary['notes']} notes from {summary['instruments']} instruments"
+          + (f"; {len(summary['problems'])} files left out" if summary["problems"] else ""))
+    return 0
+
+
 def run_build(args) -> int:
+    if args.samples:
+        return run_samples(args)
+    for given, option in ((args.map, "--map"), (args.instrument, "--instrument"),
+                          (args.skip_bad, "--skip-bad"), (args.no_pitch_check, "--no-pitch-check")):
+        if given:
+            raise DatasetError(f"{option} goes with --samples DIR, not --soundfont")
     from singsynth.data.build import build
     programs = None if args.programs is None else parse_list(args.programs, "--programs")
     summary = build(args.soundfont, args.out, programs=programs,
