@@ -34,7 +34,9 @@ BLOCK = 8192           # samples per process() call; events land inside blocks b
 BATCH = 64             # notes per prepare step (the model splits them: ModelSource.max_batch)
 MAX_CACHE_BYTES = 8 << 30  # beyond this, evicted notes are made again (from the disk cache)
 AUTO_TAIL_MAX = 5.0    # seconds rendered after the last event at most, when --tail is not given
-FORMATS = {".wav": ("WAV", "PCM_24"), ".flac": ("FLAC", "PCM_24")}
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}  # by the output's extension
+BITS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}  # --bits -> soundfile subtype
+DEFAULT_BITS = "24"
 NORMALIZE_PEAK = 10 ** (-1 / 20)  # -1 dBFS leaves room for inter-sample peaks in players
 
 
@@ -183,25 +185,48 @@ def render_events(events: Sequence[TimedEvent], keys: Sequence, synth, *, tail: 
     return audio
 
 
-def finish(audio: np.ndarray, *, channels: int = 2, normalize: bool = False) -> np.ndarray:
-    """Mono downmix and optional peak normalisation -> float32 (samples, channels) in [-1, 1]."""
+def finish(audio: np.ndarray, *, channels: int = 2, normalize: bool = False,
+           gain_db: float = 0.0, warn: Optional[Callable[[str], None]] = None) -> np.ndarray:
+    """Mono downmix, optional peak normalisation, then `gain_db` (dB, after normalising)
+    -> float32 (samples, channels) in [-1, 1]. Samples a positive gain pushes past full
+    scale are clipped, and `warn` is told how many."""
     if channels == 1:
         audio = audio.mean(axis=1, keepdims=True, dtype=np.float32)
     if normalize:
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak > 0:
             audio = audio * np.float32(NORMALIZE_PEAK / peak)
+    if gain_db:
+        audio = audio * np.float32(10 ** (gain_db / 20))
+        over = int(np.count_nonzero(np.abs(audio) > 1.0))
+        if over and warn is not None:
+            peak = 20 * np.log10(float(np.max(np.abs(audio))))
+            warn(f"--gain {gain_db:+g} dB clipped {over} samples (peak {peak:+.1f} dBFS before "
+                 "clipping); lower --gain")
     # The engine's limiter keeps the bus in range; the clip only guards the integer file format.
     return np.clip(audio, -1.0, 1.0, out=audio)
 
 
-def output_format(path) -> tuple:
-    """(soundfile format, subtype) for a .wav or .flac path; MidiFileError-like error otherwise."""
+def output_format(path, bits: Optional[str] = None) -> tuple:
+    """(soundfile format, subtype) for a .wav, .flac or .ogg path and `--bits` (16, 24 or
+    32f; None: 24, or Vorbis for .ogg); one SingsynthError line for anything else."""
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:
         raise SingsynthError(f"cannot write {path}: unknown audio format {ext or '(none)'!r}; "
-                             "name the output .wav or .flac")
-    return FORMATS[ext]
+                             "name the output .wav, .flac or .ogg")
+    fmt = FORMATS[ext]
+    if fmt == "OGG":
+        if bits is not None:
+            raise SingsynthError(f"--bits {bits} does not apply to {path}: Ogg Vorbis is lossy "
+                                 "and has no bit depth; leave out --bits or write .wav or .flac")
+        return fmt, "VORBIS"
+    bits = DEFAULT_BITS if bits is None else str(bits)
+    if bits not in BITS:
+        raise SingsynthError(f"--bits {bits} is not supported; use 16, 24 or 32f (float)")
+    if fmt == "FLAC" and bits == "32f":
+        raise SingsynthError(f"cannot write {path} with --bits 32f: FLAC stores integer "
+                             "samples only; use --bits 16 or 24, or a .wav file for float")
+    return fmt, BITS[bits]
 
 
 def missing_folders(folder: Path) -> list:
@@ -250,7 +275,8 @@ def open_output(path, overwrite: bool, inputs=()) -> str:
     return tmp
 
 
-def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int, done=None) -> None:
+def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int, done=None,
+                bits: Optional[str] = None) -> None:
     """Write `audio` (samples, channels) to `tmp` and rename it to `path` (atomic).
 
     `done()` runs once the rename has happened, with Ctrl-C held back (see
@@ -258,7 +284,7 @@ def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int, done=None) 
     """
     import soundfile
 
-    fmt, subtype = output_format(path)
+    fmt, subtype = output_format(path, bits)
     try:
         # Through our own file object: libsndfile says only "System error" when a write
         # fails; KeepWriteError keeps the OSError (disk full) to name it.
@@ -282,9 +308,10 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
                 tail: Optional[float] = None, normalize: bool = False, channels: int = 2,
                 cache_dir=None, use_cache: bool = True, max_duration: float = 3600.0,
                 overwrite: bool = False, progress: bool = True, source=None,
+                gain_db: float = 0.0, bits: Optional[str] = None,
                 warn: Callable[[str], None] = log.warning,
                 done: Optional[Callable[[], None]] = None) -> RenderReport:
-    """Render the MIDI file `input` to the .wav/.flac file `output`.
+    """Render the MIDI file `input` to the .wav, .flac or .ogg file `output`.
 
     Args:
         model: checkpoint name or path (None: models/default.safetensors); ignored if
@@ -294,6 +321,9 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
             out, at most AUTO_TAIL_MAX seconds.
         cache_dir, use_cache: on-disk note cache root (None: default) and whether to use it.
         max_duration: longest song accepted, in seconds, checked before any audio exists.
+        gain_db: gain in dB applied last (after `normalize`); samples it pushes past full
+            scale are clipped, with a warning.
+        bits: sample format of a .wav (16, 24, 32f) or .flac (16, 24) file; None: 24.
         warn: called with one line per thing skipped in a damaged file or unmapped channel.
         done: called as soon as `output` is complete, with Ctrl-C held back (the CLI
             ignores signals from then on: a finished render is not "interrupted").
@@ -304,6 +334,9 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         raise SingsynthError(f"--sample-rate {sample_rate} is out of range; use 8000-192000 Hz")
     if channels not in (1, 2):
         raise SingsynthError(f"--channels {channels} is not supported; use 1 or 2")
+    if not (np.isfinite(gain_db) and -100 <= gain_db <= 40):
+        raise SingsynthError(f"--gain {gain_db:g} dB is out of range; use -100 to 40 dB")
+    output_format(output, bits)  # a bad --bits for this format is refused before rendering
     sr = int(sample_rate)
     started = time.perf_counter()
     report = RenderReport(str(input), str(output))
@@ -374,8 +407,9 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
             synth.close()
         for line in report.warnings:
             warn(f"{input}: {line}")
-        audio = finish(audio, channels=channels, normalize=normalize)
-        write_audio(tmp, output, audio, sr, done)
+        audio = finish(audio, channels=channels, normalize=normalize, gain_db=gain_db,
+                       warn=lambda line: warn(f"{input}: {line}"))
+        write_audio(tmp, output, audio, sr, done, bits)
         written = True
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -152,7 +152,7 @@ def test_bad_midi_gives_one_line_exit_1_and_no_output(tmp_path, capsys, data, wo
 
 @pytest.mark.parametrize("output, words", [
     ("in.mid/out.wav", "check that the folder exists"),  # a file where the folder should be
-    ("out.mp3", "name the output .wav or .flac"),
+    ("out.mp3", "name the output .wav, .flac or .ogg"),
     ("exists.wav", "already exists; pass -f"),
 ])
 def test_bad_output_paths_are_refused_before_rendering(tmp_path, capsys, output, words):
@@ -498,3 +498,130 @@ def test_sigterm_mid_render_exits_143_and_leaves_no_partial_file(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "singsynth render: terminated" in err, err
     assert os.listdir(tmp_path) == ["in.mid"]
+
+
+# ---- pipelines: stdin/stdout, several inputs, gain, format and bits, --json -----------------
+
+def tiny_args(tmp_path, tiny_checkpoint):
+    return ["--model", str(tiny_checkpoint), "--preset", "default", "--cache-dir",
+            str(tmp_path / "cache"), "--tail", "0.25", "-q"]
+
+
+def two_note_song(path, first=60):
+    path.write_bytes(midi_bytes([on(first), off(first, time=240), on(first + 7),
+                                 off(first + 7, time=240)]))
+    return path
+
+
+def test_stdin_to_stdout_is_the_file_render_and_stdout_carries_only_audio(tmp_path,
+                                                                          tiny_checkpoint):
+    import subprocess
+    import sys
+    song = two_note_song(tmp_path / "song.mid")
+    args = tiny_args(tmp_path, tiny_checkpoint)
+    with pytest.raises(SystemExit) as info:
+        cli_main(["render", str(song), "-o", str(tmp_path / "file.wav"), *args])
+    assert info.value.code == 0
+    done = subprocess.run([sys.executable, "-m", "singsynth", "render", "-", "-o", "-", *args],
+                          input=song.read_bytes(), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (tmp_path / "file.wav").read_bytes()  # not one byte of text
+    assert b"rendered stdin -> stdout" in done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["cache", "file.wav", "song.mid"]
+
+
+def test_stdout_takes_the_format_and_bits_asked_for(tmp_path, tiny_checkpoint, capfdbinary,
+                                                   monkeypatch):
+    import soundfile
+    song = two_note_song(tmp_path / "song.mid")
+    args = tiny_args(tmp_path, tiny_checkpoint)
+    with pytest.raises(SystemExit):
+        cli_main(["render", str(song), "-o", str(tmp_path / "ref.flac"), "--bits", "16", *args])
+    capfdbinary.readouterr()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(song.read_bytes())))
+    with pytest.raises(SystemExit) as info:
+        cli_main(["render", "-", "-o", "-", "--format", "flac", "--bits", "16", *args])
+    out, err = capfdbinary.readouterr()
+    assert info.value.code == 0 and out[:4] == b"fLaC" and b"-> stdout" in err
+    assert out == (tmp_path / "ref.flac").read_bytes()
+    assert soundfile.info(io.BytesIO(out)).subtype == "PCM_16"
+
+
+def test_several_inputs_render_into_a_folder_with_one_json_report_each(tmp_path,
+                                                                       tiny_checkpoint, capsys):
+    import json
+    a, b = two_note_song(tmp_path / "a.mid", 60), two_note_song(tmp_path / "b.mid", 72)
+    args = tiny_args(tmp_path, tiny_checkpoint)
+    with pytest.raises(SystemExit) as info:
+        cli_main(["render", str(a), str(b), "--out-dir", str(tmp_path / "out"), "--json", *args])
+    assert info.value.code == 0
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["input"], r["output"]) for r in reports] == [
+        (str(a), str(tmp_path / "out" / "a.wav")), (str(b), str(tmp_path / "out" / "b.wav"))]
+    assert all(r["distinct_notes"] == 2 and r["audio_seconds"] > 0.5 for r in reports)
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.wav", "b.wav"]
+    # The same audio as one render of each; -o FOLDER/ means --out-dir.
+    with pytest.raises(SystemExit):
+        cli_main(["render", str(b), "-o", str(tmp_path / "one") + "/", *args])
+    assert (tmp_path / "one" / "b.wav").read_bytes() == (tmp_path / "out" / "b.wav").read_bytes()
+
+
+def test_gain_in_db_scales_the_samples_and_says_when_it_clips(tmp_path, tiny_checkpoint,
+                                                              capsys):
+    import soundfile
+    song = two_note_song(tmp_path / "song.mid")
+    args = tiny_args(tmp_path, tiny_checkpoint)
+    for name, gain in (("plain.wav", "0"), ("half.wav", "-6.0206"), ("loud.wav", "40")):
+        with pytest.raises(SystemExit) as info:
+            cli_main(["render", str(song), "-o", str(tmp_path / name), "--bits", "32f",
+                      "--gain", gain, "--normalize", *args])
+        assert info.value.code == 0
+    err = capsys.readouterr().err
+    assert "--gain +40 dB clipped" in err and err.count("clipped") == 1
+    plain, _ = soundfile.read(tmp_path / "plain.wav", dtype="float32")
+    half, _ = soundfile.read(tmp_path / "half.wav", dtype="float32")
+    loud, _ = soundfile.read(tmp_path / "loud.wav", dtype="float32")
+    assert soundfile.info(tmp_path / "half.wav").subtype == "FLOAT"
+    assert np.allclose(half, plain * 0.5, atol=1e-6)
+    assert np.abs(plain).max() == pytest.approx(10 ** (-1 / 20), abs=1e-4)  # --normalize
+    assert np.abs(loud).max() == 1.0
+
+
+@pytest.mark.parametrize("bits, ext, subtype", [
+    ("16", ".wav", "PCM_16"), ("24", ".flac", "PCM_24"), (None, ".ogg", "VORBIS")])
+def test_bits_and_formats_reach_the_file(tmp_path, tiny_checkpoint, bits, ext, subtype):
+    import soundfile
+    song = two_note_song(tmp_path / "song.mid")
+    out = tmp_path / f"out{ext}"
+    with pytest.raises(SystemExit) as info:
+        cli_main(["render", str(song), "-o", str(out), *(["--bits", bits] if bits else []),
+                  *tiny_args(tmp_path, tiny_checkpoint)])
+    assert info.value.code == 0 and soundfile.info(out).subtype == subtype
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["{a}", "-o", "{t}/x.wav", "--format", "flac"], "--format flac does not match"),
+    (["{a}", "-o", "{t}/x.flac", "--bits", "32f"], "FLAC stores integer samples only"),
+    (["{a}", "-o", "{t}/x.ogg", "--bits", "24"], "no bit depth"),
+    (["{a}", "{b}", "-o", "{t}/x.wav"], "give a folder with --out-dir"),
+    (["{a}", "{b}", "-o", "-"], "cannot all go to standard output"),
+    (["{a}", "{t}/sub/a.mid", "--out-dir", "{t}/o"], "would both be written"),
+    (["-", "-", "--out-dir", "{t}/o"], "only once"),
+    (["{a}", "-o", "-", "--json"], "--json prints to standard output"),
+    (["{a}", "{b}", "--out-dir", "{t}/o", "--bits", "32f", "--format", "flac"], "FLAC stores"),
+    (["{a}", "{t}/bad.mid", "--out-dir", "{t}/o"], "not a MIDI file"),  # checked up front
+    (["{a}", "{b}", "--out-dir", "{t}"], "a.wav already exists; pass -f"),
+])
+def test_output_conflicts_are_one_line_before_anything_is_written(tmp_path, capsys, argv, words):
+    two_note_song(tmp_path / "a.mid")
+    two_note_song(tmp_path / "b.mid")
+    (tmp_path / "sub").mkdir()
+    two_note_song(tmp_path / "sub" / "a.mid")
+    (tmp_path / "bad.mid").write_bytes(b"not midi")
+    (tmp_path / "a.wav").write_bytes(b"keep me")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    argv = [x.format(a=tmp_path / "a.mid", b=tmp_path / "b.mid", t=tmp_path) for x in argv]
+    code, err = run_cli([*argv, "--no-cache"], capsys)
+    assert code == 1 and words in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "a.wav").read_bytes() == b"keep me"
