@@ -144,18 +144,24 @@ def mix(synth, events: Sequence[TimedEvent], *, tail_samples: Optional[int],
     """
     last = events[-1].sample + 1 if events else 0
     total = last + (tail_samples if tail_samples is not None else auto_tail_max)
-    out = np.zeros((total, 2), dtype=np.float32)
+    # The limiter's look-ahead delays the output by `lag` samples: mix that much longer
+    # and drop the lead-in, so that every event still lands on its exact sample.
+    lag = getattr(synth, "latency", 0)
+    out = np.zeros((total + lag, 2), dtype=np.float32)
     i, start = 0, 0
-    while start < total:
-        frames = min(block, total - start)
+    while start < total + lag:
+        frames = min(block, total + lag - start)
         while i < len(events) and events[i].sample < start + frames:
             synth.handle(events[i].message, offset=events[i].sample - start)
             i += 1
         out[start:start + frames] = synth.process(frames)
         start += frames
         if tail_samples is None and start >= last and synth.stats()["voices"] == 0:
-            return out[:start]
-    return out
+            flush = min(lag, total + lag - start)  # what the limiter still holds
+            if flush > 0:
+                out[start:start + flush] = synth.process(flush)
+            return out[lag:start + flush]
+    return out[lag:]
 
 
 def render_song(song: Song, synth, *, tail: Optional[float] = None, progress: bool = False,

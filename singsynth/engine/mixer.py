@@ -1,4 +1,4 @@
-"""Mixing voices into a stereo block, and the soft limiter on the master bus.
+"""Mixing voices into a stereo block (the master bus's limiter is in limiter.py).
 
 Audio thread only; no torch.
 """
@@ -70,65 +70,3 @@ def mix(voices: Sequence[Voice], n: int, channel_gains: Sequence[tuple], out: np
         for i, env in bent_envs:
             seg[i] *= env
         out += seg.T @ np.asarray(bent_gains, dtype=np.float32)
-
-
-class Limiter:
-    """Soft limiter: never lets a sample out of (-1, 1), and counts the chunks it touched.
-
-    Works in chunks of at most `chunk` samples, whatever the block size a caller uses (so
-    an offline render in long blocks limits exactly as in 1024-sample ones). A chunk whose
-    peak exceeds `threshold` ramps the gain down across the chunk to `threshold / peak`;
-    the gain then recovers with time constant `recovery` seconds. Whatever still exceeds
-    `threshold` (a peak early in a ramp) goes through a tanh knee that maps
-    [threshold, inf) onto [threshold, 1), so the output stays strictly inside (-1, 1).
-
-    Args:
-        sample_rate: Hz.
-        threshold: level where limiting starts (linear, < 1).
-        recovery: seconds for the gain to recover by a factor e.
-        chunk: longest stretch of samples one gain ramp spans.
-    """
-
-    def __init__(self, sample_rate: int, threshold: float = 0.9, recovery: float = 0.2,
-                 chunk: int = 1024):
-        self.sample_rate = sample_rate
-        self.threshold = threshold
-        self.recovery = recovery
-        self.chunk = int(chunk)
-        self.gain = 1.0
-        self.active_blocks = 0
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Limit float32 (n, 2) `block` in place and return it."""
-        for start in range(0, len(block), self.chunk):
-            self._limit(block[start:start + self.chunk])
-        return block
-
-    def _limit(self, block: np.ndarray) -> None:
-        n = len(block)
-        peak = float(np.max(np.abs(block)))
-        target = 1.0
-        if peak * self.gain > self.threshold:
-            target = self.threshold / peak
-        touched = False
-        if target < self.gain:
-            ramp = np.linspace(self.gain, target, n + 1, dtype=np.float32)[1:]
-            block *= ramp[:, None]
-            self.gain = target
-            touched = True
-        else:
-            # Recover towards 1 exponentially, smoothly across the block.
-            new = 1.0 - (1.0 - self.gain) * math.exp(-n / (self.recovery * self.sample_rate))
-            new = min(new, target) if target < 1.0 else new
-            if self.gain != 1.0 or new != 1.0:
-                block *= np.linspace(self.gain, new, n + 1, dtype=np.float32)[1:, None]
-                touched = touched or self.gain < 0.999
-            self.gain = new
-        over = np.abs(block) > self.threshold
-        if over.any():
-            t = self.threshold
-            x = block[over]
-            block[over] = np.sign(x) * (t + (1 - t) * np.tanh((np.abs(x) - t) / (1 - t)))
-            touched = True
-        if touched:
-            self.active_blocks += 1

@@ -19,7 +19,8 @@ from .channel import BEND, NOTES_OFF, RESET, SOUND_OFF, SUSTAIN_UP, Channel
 from .events import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
 from .events import BEND as BEND_EVENT
 from .generator import Generator, resample_notes
-from .mixer import Limiter, mix
+from .limiter import Limiter
+from .mixer import mix
 from .source import (TRAINED_VELOCITIES, NoteKey, NoteSource, level_velocity, velocity_index,
                      velocity_level)
 from .voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, playable_rate, tail_margin
@@ -74,6 +75,8 @@ class Synth:
         self.cache = NoteCache(cache_bytes)
         self.events = EventQueue()
         self.limiter = Limiter(self.sample_rate)
+        # Samples the output lags the events: the limiter's look-ahead (about 1 ms).
+        self.latency = self.limiter.latency
         self.channels = [Channel(preset.patch(c, 0)) for c in range(16)]
         self.voices: List[Voice] = []
         self.inflight = {}  # key -> Note waited on by a voice (audio thread only)
@@ -162,7 +165,9 @@ class Synth:
         """Render the next block: float32 (frames, 2) at `sample_rate`. Audio thread only.
 
         Events due in the block are applied at their sample offsets; the mix goes through
-        the soft limiter, so every sample lies in [-1, 1].
+        the look-ahead limiter (`limiter.Limiter`), so no sample exceeds its ceiling
+        (-0.3 dBFS), and comes out `latency` samples later (an event at offset k of this
+        block sounds from sample k + latency of the output stream).
         """
         self._audio_thread = threading.get_ident()
         out = np.zeros((frames, 2), np.float32)
