@@ -62,6 +62,9 @@ def get_parser():
                    help="with --samples: do not compare each named pitch with the one heard")
     i = sub.add_parser("info", help="instruments, notes, pitch ranges, split sizes, hours")
     i.add_argument("dir")
+    i.add_argument("--json", action="store_true",
+                   help="print one JSON object (notes, hours, pitches, velocities, split "
+                        "sizes, instruments) instead of text, for scripts")
     c = sub.add_parser("check", help="read every file and list each problem")
     c.add_argument("dir")
     return parser
@@ -117,6 +120,11 @@ def main(argv=None):
     if args.action == "build":
         return run_build(args)
     if args.action == "info":
+        if args.json:
+            import json
+            from singsynth.data.report import summary
+            print(json.dumps(summary(args.dir)))
+            return 0
         from singsynth.data.report import info
         print(info(args.dir))
         return 0

@@ -9,8 +9,10 @@ from singsynth.errors import DatasetError
 from singsynth.files import printable, shown
 
 
-def info(root) -> str:
-    """A human-readable summary of a dataset folder (validates examples.json)."""
+def summary(root) -> dict:
+    """What `info` says, as plain JSON types (validates examples.json): root, notes,
+    hours, pitches [low, high], velocities, the pitch-completion split's sizes and, per
+    instrument, id, name, family, notes, pitches [low, high] and pitch_count."""
     root = Path(root)
     examples = read_examples(root)
     per = {}
@@ -22,21 +24,40 @@ def info(root) -> str:
     split = load_split(root, {k: d["pitches"] for k, d in per.items()})
     test_pairs = {(k, p) for k, ps in split["test"].items() for p in ps}
     n_test = sum((e["instrument_str"], e["pitch"]) in test_pairs for e in examples.values())
-    velocities = sorted({e["velocity"] for e in examples.values()})
     all_pitches = sorted({e["pitch"] for e in examples.values()})
-    hours = len(examples) * NOTE_SAMPLES / SAMPLE_RATE / 3600
-    lines = [f"{shown(root)}: {len(per)} instruments, {len(examples)} notes, {hours:.2f} hours",
-             f"pitches {all_pitches[0]}-{all_pitches[-1]}, velocities {velocities}",
-             f"pitch-completion split: {len(examples) - n_test} train notes, {n_test} test notes "
-             f"({sum(len(v) for v in split['test'].values())} test (instrument, pitch) pairs)",
-             "instruments (id name family: notes, pitches low-high, count):"]
+    instruments = []
     for name, d in sorted(per.items(), key=lambda kv: (kv[1]["id"], kv[0])):
         ps = sorted(d["pitches"])
+        instruments.append({"id": d["id"], "name": name, "family": d["family"],
+                            "notes": d["notes"], "pitches": [ps[0], ps[-1]],
+                            "pitch_count": len(ps)})
+    return {
+        "root": str(root), "notes": len(examples),
+        "hours": len(examples) * NOTE_SAMPLES / SAMPLE_RATE / 3600,
+        "pitches": [all_pitches[0], all_pitches[-1]],
+        "velocities": sorted({e["velocity"] for e in examples.values()}),
+        "split": {"train_notes": len(examples) - n_test, "test_notes": n_test,
+                  "test_pairs": sum(len(v) for v in split["test"].values())},
+        "instruments": instruments,
+    }
+
+
+def info(root) -> str:
+    """A human-readable summary of a dataset folder (validates examples.json)."""
+    s = summary(root)
+    split = s["split"]
+    lines = [f"{shown(s['root'])}: {len(s['instruments'])} instruments, {s['notes']} notes, "
+             f"{s['hours']:.2f} hours",
+             f"pitches {s['pitches'][0]}-{s['pitches'][1]}, velocities {s['velocities']}",
+             f"pitch-completion split: {split['train_notes']} train notes, {split['test_notes']} "
+             f"test notes ({split['test_pairs']} test (instrument, pitch) pairs)",
+             "instruments (id name family: notes, pitches low-high, count):"]
+    for d in s["instruments"]:
         # Names come from the dataset's own file: escaped, so that they cannot drive the
         # terminal (escape sequences) or forge lines.
-        lines.append(f"  {d['id']:4d} {printable(name)} {printable(d['family'] or '-')}: "
+        lines.append(f"  {d['id']:4d} {printable(d['name'])} {printable(d['family'] or '-')}: "
                      f"{d['notes']} notes, "
-                     f"pitches {ps[0]}-{ps[-1]} ({len(ps)})")
+                     f"pitches {d['pitches'][0]}-{d['pitches'][1]} ({d['pitch_count']})")
     return "\n".join(lines)
 
 
