@@ -58,3 +58,47 @@ def peak_hz(audio: np.ndarray, sr: int, start: float, end: float, near_hz: float
 def cents(f: float, ref: float) -> float:
     """Interval from `ref` to `f` in cents."""
     return float(1200 * np.log2(f / ref))
+
+
+def fluidsynth_render(sf2, midi, out, sample_rate: int = 48000) -> np.ndarray:
+    """Render `midi` with FluidSynth's fast file renderer and the SoundFont `sf2` into the
+    WAV `out` -> float64 (samples, 2). Reverb and chorus off: singsynth adds neither."""
+    import subprocess
+
+    import soundfile
+
+    subprocess.run(["fluidsynth", "-ni", "-R", "0", "-C", "0", "-F", str(out), "-r",
+                    str(sample_rate), str(sf2), str(midi)], check=True, capture_output=True,
+                   timeout=600)
+    audio, sr = soundfile.read(out)
+    assert sr == sample_rate, (sr, sample_rate)
+    return audio
+
+
+def sfizz_render(sfz, midi, sample_rate: int = 48000, tail: float = 3.0) -> np.ndarray:
+    """Play `midi`'s notes (all channels) through sfizz (pysfizz) with the .sfz file `sfz`
+    -> float32 (samples, 2), `tail` seconds past the last event. Each event lands on its
+    sample (sfizz takes a delay inside its block)."""
+    import pysfizz
+
+    from singsynth.midi import read_midi
+
+    block = 1024
+    synth = pysfizz.Synth(sample_rate, block)
+    if not synth.load_sfz_file(str(sfz)):
+        raise RuntimeError(f"sfizz could not load {sfz}")
+    sfz_synth = synth._synth  # the bindings' synth: note events with a delay in the block
+    events = [e for e in read_midi(midi).timed_events(sample_rate)
+              if e.message.type in ("note_on", "note_off")]
+    out, i = [], 0
+    for start in range(0, events[-1].sample + int(tail * sample_rate), block):
+        while i < len(events) and events[i].sample < start + block:
+            msg, delay = events[i].message, events[i].sample - start
+            if msg.type == "note_on" and msg.velocity:
+                sfz_synth.note_on(delay, msg.note, msg.velocity)
+            else:
+                sfz_synth.note_off(delay, msg.note, 0)
+            i += 1
+        left, right = sfz_synth.render_block()
+        out.append(np.stack([left, right], axis=1))
+    return np.concatenate(out)

@@ -2,8 +2,8 @@
 
 Layout: INFO (ifil, isng, INAM, ISFT, ICMT), sdta (smpl: 16-bit samples, each followed
 by 46 zero samples), pdta (phdr pbag pmod pgen inst ibag imod igen shdr, each ending in
-its terminal record). One preset per instrument, with one zone naming it; one instrument
-per preset with a global zone (loop mode, release, pan, and modulators that turn off two
+its terminal record). One preset per instrument, with one zone naming its SoundFont
+instrument (presets playing the same regions share one), which has a global zone (loop mode, release, pan, and modulators that turn off two
 of SoundFont's default modulators) and one zone per region (keyRange, velRange,
 overridingRootKey, sampleID, in the order the spec requires).
 
@@ -99,11 +99,21 @@ def sf2_bytes(bank: Bank) -> bytes:
     headers.append(struct.pack("<20sIIIIIBbHH", name20("EOS"), 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
     phdr, pbag, pgen, inst, ibag, imod, igen = [], [], [], [], [], [], []
-    for i, ins in enumerate(bank.instruments):
+    # Presets that play the same regions the same way share one SoundFont instrument (a
+    # GM bank's 128 programs map to a model's few instruments): the zone and generator
+    # counts stay within the format's 16-bit indices.
+    shared, unique = {}, []
+    for ins in bank.instruments:
+        sig = (ins.release, ins.pan, tuple((r.lokey, r.hikey, r.lovel, r.hivel, r.sample)
+                                           for r in ins.regions))
+        if sig not in shared:
+            shared[sig] = len(unique)
+            unique.append(ins)
         phdr.append(struct.pack("<20sHHHIII", name20(ins.name), ins.program, ins.bank,
                                 len(pbag), 0, 0, 0))
         pbag.append(struct.pack("<HH", len(pgen), 0))
-        pgen.append(gen(GEN_INSTRUMENT, i))
+        pgen.append(gen(GEN_INSTRUMENT, shared[sig]))
+    for ins in unique:
         inst.append(struct.pack("<20sH", name20(ins.name), len(ibag)))
         # Global zone: no sampleID; what every region shares.
         ibag.append(struct.pack("<HH", len(igen), len(imod)))
@@ -118,7 +128,6 @@ def sf2_bytes(bank: Bank) -> bytes:
                      gen_range(GEN_VEL_RANGE, r.lovel, r.hivel),
                      gen(GEN_OVERRIDING_ROOT_KEY, bank.samples[r.sample].key),
                      gen(GEN_SAMPLE_ID, r.sample)]
-    n = len(bank.instruments)
     phdr.append(struct.pack("<20sHHHIII", name20("EOP"), 0, 0, len(pbag), 0, 0, 0))
     pbag.append(struct.pack("<HH", len(pgen), 0))
     pgen.append(gen(0, 0))
@@ -126,8 +135,9 @@ def sf2_bytes(bank: Bank) -> bytes:
     ibag.append(struct.pack("<HH", len(igen), len(imod)))
     imod.append(bytes(10))
     igen.append(gen(0, 0))
-    if len(bank.samples) > 0xFFFF or n > 0xFFFF or len(igen) > 0xFFFF or len(ibag) > 0xFFFF:
-        raise ValueError("bank too large for SoundFont 2's 16-bit indices")
+    if len(bank.samples) > 0xFFFF or len(igen) > 0xFFFF or len(ibag) > 0xFFFF:
+        raise ValueError(f"{len(igen)} generators in {len(ibag)} zones and {len(bank.samples)} "
+                         "samples are more than SoundFont 2's 16-bit indices can count")
 
     info = riff_list(b"INFO", [
         chunk(b"ifil", struct.pack("<HH", 2, 4)),
