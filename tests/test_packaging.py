@@ -94,8 +94,10 @@ def test_installed_wheel_renders_from_another_folder(wheel, tmp_path):
     # The project's dependencies (torch, numpy...) without installing them again; the
     # checkout's own editable singsynth is not seen (a .pth line adds a path, not its .pth files).
     (site / "project-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # --ignore-installed: pip must not even try to uninstall the project's own editable
+    # singsynth, which it sees through that .pth (it would refuse: outside the environment).
     run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-         "-q", wheel], timeout=120)
+         "--ignore-installed", "-q", wheel], timeout=120)
     singsynth = venv / "bin" / "singsynth"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
