@@ -14,6 +14,13 @@ A preset (`presets/*.yaml`, read with `yamlfile.load_yaml`: safe and bounded) ha
       16: {instrument: organ}
     channels:            # by MIDI channel 0-15: overrides the program's settings
       9: {instrument: {guitar: 0.5, strings: 0.5}, gain: 0.8}
+      1:                 # instead of `instrument`: a controller sweeps between instruments
+        morph: {cc: 1, instruments: [flute, guitar], steps: 16, prewarm: 0.25}
+
+`morph` (see `Morph`, played by `singsynth.engine.morph`): `instruments` are 2-4 names,
+indices or blends spread evenly over the controller's range; `cc` the controller (1, the
+mod wheel, by default); `steps` the grid of blends notes are made for (8-32); `prewarm`
+the share of the grid's steps (0-1) rendered ahead over the patch's prewarm pitch range.
 """
 from __future__ import annotations
 
@@ -30,7 +37,38 @@ Blend = Tuple[Tuple[int, float], ...]
 
 PRESET_DIR = shipped_dir("presets")
 CURVES = {"linear": 1.0, "soft": 0.6, "hard": 1.6}
-PATCH_KEYS = ("instrument", "gain", "pan", "release", "velocity_curve", "transpose", "prewarm")
+PATCH_KEYS = ("instrument", "gain", "pan", "release", "velocity_curve", "transpose", "prewarm",
+              "morph")
+MORPH_KEYS = ("cc", "instruments", "steps", "prewarm")
+# Controllers the engine acts on itself (bank select, data entry, volume, pan, expression,
+# sustain, (N)RPN selects, channel mode messages): a morph cannot also listen to them.
+RESERVED_CCS = frozenset((0, 6, 7, 10, 11, 32, 38, 64, 98, 99, 100, 101) + tuple(range(120, 128)))
+
+
+@dataclass(frozen=True)
+class Morph:
+    """A controller that sweeps a patch between instruments.
+
+    Attributes:
+        cc: MIDI controller number (1 = mod wheel).
+        instruments: 2-4 blends, placed evenly from controller value 0 to 127.
+        steps: how many blends along the way notes are made for (grid points, ends included).
+        prewarm: share 0-1 of the grid's steps prewarmed (spread evenly, ends included).
+    """
+
+    cc: int
+    instruments: Tuple[Blend, ...]
+    steps: int
+    prewarm: float = 0.25
+
+
+def default_steps(instruments: int) -> int:
+    """The smallest grid of at least 16 steps that lands on every instrument (steps - 1 a
+    multiple of instruments - 1): 16 for 2 or 4 instruments, 17 for 3."""
+    steps = 16
+    while (steps - 1) % (instruments - 1):
+        steps += 1
+    return steps
 TOP_KEYS = ("name", "description", "defaults", "programs", "channels")
 
 
@@ -39,7 +77,9 @@ class Patch:
     """How a note on one channel and program is played.
 
     Attributes:
-        instrument: blend of instrument indices and weights (weights sum to 1).
+        instrument: blend of instrument indices and weights (weights sum to 1); with
+            `morph`, its first instrument (what the controller at 0 plays).
+        morph: a `Morph`, or None for a fixed instrument.
         gain: linear gain. pan: -1..1. release: seconds. velocity_curve: exponent applied
         to velocity / 127 before quantising. transpose: semitones added to the pitch.
         prewarm: (low, high) MIDI pitches to render ahead, inclusive, or None.
@@ -52,6 +92,7 @@ class Patch:
     velocity_curve: float = 1.0
     transpose: int = 0
     prewarm: Optional[Tuple[int, int]] = None
+    morph: Optional[Morph] = None
 
 
 @dataclass
@@ -81,6 +122,12 @@ class Preset:
             got = replace(got, **self.channels.get(channel, {}))
             self._patches[(channel, program)] = got
         return got
+
+    def morph_ccs(self) -> frozenset:
+        """The controllers any morph patch of the preset listens to."""
+        said = [self.defaults.morph] + [part.get("morph") for part in
+                                        list(self.programs.values()) + list(self.channels.values())]
+        return frozenset(m.cc for m in said if m is not None)
 
     def prewarm_patches(self):
         """Every distinct patch the preset names that has a prewarm range."""
@@ -139,15 +186,47 @@ def parse_blend(origin: str, key: str, value, instruments: Sequence[str]) -> Ble
     return ((index(value), 1.0),)
 
 
+def parse_morph(origin: str, key: str, raw, instruments: Sequence[str]) -> Morph:
+    """Validate a `morph:` mapping -> `Morph`."""
+    if not isinstance(raw, dict):
+        raise _fail(origin, key, f"expected a mapping, got {raw!r}",
+                    "{cc: 1, instruments: [A, B], steps: 16, prewarm: 0.25}")
+    for name in raw:
+        if name not in MORPH_KEYS:
+            raise _fail(origin, f"{key}.{name}", "unknown key", ", ".join(MORPH_KEYS))
+    names = raw.get("instruments")
+    if not (isinstance(names, list) and 2 <= len(names) <= 4):
+        raise _fail(origin, f"{key}.instruments", f"got {names!r}",
+                    "a list of 2 to 4 instruments (names, indices or blends)")
+    blends = tuple(parse_blend(origin, f"{key}.instruments[{i}]", name, instruments)
+                   for i, name in enumerate(names))
+    cc = _number(origin, f"{key}.cc", raw.get("cc", 1), 1, 119, integer=True)
+    if cc in RESERVED_CCS:
+        raise _fail(origin, f"{key}.cc", f"controller {cc} already has a meaning here "
+                    "(bank, volume, pan, expression, sustain or RPN)",
+                    "1-119 but not 6, 7, 10, 11, 32, 38, 64 or 98-101 (1 = mod wheel)")
+    steps = _number(origin, f"{key}.steps", raw.get("steps", default_steps(len(blends))),
+                    8, 32, integer=True)
+    share = _number(origin, f"{key}.prewarm", raw.get("prewarm", 0.25), 0.0, 1.0)
+    return Morph(cc, blends, steps, share)
+
+
 def parse_patch(origin: str, where: str, raw, instruments: Sequence[str]) -> dict:
     """Validate one patch mapping; returns the fields it sets (a partial `Patch`)."""
     if not isinstance(raw, dict):
         raise _fail(origin, where, f"expected a mapping, got {raw!r}", ", ".join(PATCH_KEYS))
+    if "instrument" in raw and "morph" in raw:
+        raise _fail(origin, f"{where}.morph", "given together with 'instrument'",
+                    "one of instrument or morph per patch")
     out = {}
     for key, value in raw.items():
         full = f"{where}.{key}"
         if key == "instrument":
             out[key] = parse_blend(origin, full, value, instruments)
+            out["morph"] = None  # a fixed instrument here replaces a morph said above
+        elif key == "morph":
+            out[key] = parse_morph(origin, full, value, instruments)
+            out["instrument"] = out[key].instruments[0]
         elif key == "gain":
             out[key] = _number(origin, full, value, 0.0, 4.0)
         elif key == "pan":

@@ -19,7 +19,7 @@ class Channel:
     """Program, patch and controllers of one MIDI channel."""
 
     __slots__ = ("program", "patch", "volume", "expression", "pan", "sustain", "bend",
-                 "bend_range", "rpn", "rpn_cents")
+                 "bend_range", "rpn", "rpn_cents", "controls")
 
     def __init__(self, patch: Patch):
         self.program = 0
@@ -32,6 +32,7 @@ class Channel:
         self.bend_range = 2.0   # semitones, set by RPN 0
         self.rpn = (127, 127)   # (MSB, LSB); (127, 127) is "none selected"
         self.rpn_cents = 0
+        self.controls = bytearray(128)  # last value of every controller (a morph reads its own)
 
     @property
     def rate(self) -> float:
@@ -50,8 +51,9 @@ class Channel:
         Handled: 7 volume, 11 expression, 10 pan, 64 sustain, 120 all sound off,
         121 reset all controllers (RP-015: not volume, not pan), 123 all notes off,
         RPN 0 pitch bend sensitivity (101/100 select, 6/38 data entry), 98/99 NRPN
-        (deselects RPN). Others are ignored.
+        (deselects RPN). Every value is kept in `controls` (a morph patch's controller).
         """
+        self.controls[cc & 127] = value & 127
         if cc == 7:
             self.volume = value
         elif cc == 11:
@@ -69,6 +71,7 @@ class Channel:
             return NOTES_OFF
         elif cc == 121:
             self.expression, self.bend, self.rpn, self.sustain = 127, 0, (127, 127), False
+            self.controls[1] = 0  # the mod wheel, as RP-015 asks
             return RESET
         elif cc == 101:
             self.rpn = (value, self.rpn[1])

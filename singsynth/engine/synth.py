@@ -21,6 +21,7 @@ from .events import BEND as BEND_EVENT
 from .generator import Generator, resample_notes
 from .limiter import Limiter
 from .mixer import mix
+from .morph import GLIDE, MorphVoice, prewarm_steps, start_key, step_key
 from .source import (TRAINED_VELOCITIES, NoteKey, NoteSource, level_velocity, velocity_index,
                      velocity_level)
 from .voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, playable_rate, tail_margin
@@ -86,6 +87,10 @@ class Synth:
         self._audio_thread: Optional[int] = None  # ident of the thread calling process()
         self._gains = [ch.gains() for ch in self.channels]
         self._order = 0
+        # Controllers that move morphing voices (121 resets the mod wheel).
+        ccs = preset.morph_ccs()
+        self._morph_ccs = ccs | {121} if ccs else ccs
+        self._glide = max(1, int(GLIDE * self.sample_rate))
         if generator not in ("thread", "process"):
             raise ValueError(f"generator must be 'thread' or 'process', not {generator!r}")
         self.generator: Optional[Generator] = None
@@ -153,7 +158,7 @@ class Synth:
         """
         if self.generator is None or velocity <= 0:
             return
-        key = self._key(self.channels[int(channel) & 15].patch, int(pitch) & 127, int(velocity))
+        key = self.note_key(channel, int(pitch) & 127, velocity)
         if key in self.cache or key in self.inflight or key in self._prefetched:
             return
         note = self.generator.pending.get(key) or Note(key)  # a queued prewarm note moves up
@@ -233,10 +238,18 @@ class Synth:
         for v in self.voices:  # the same key struck again: fade the old voice, start anew
             if v.channel == c and v.pitch == pitch:
                 v.steal(self.steal_samples)
+        amp = patch.gain * self._soft_gain(patch, velocity)
+        if patch.morph is not None:
+            self._make_room()
+            self._order += 1
+            self.voices.append(MorphVoice(
+                patch.morph, key, self._notes, ch.controls[patch.morph.cc], self._glide, c,
+                pitch, amp, patch.release * self.sample_rate, ch.rate, self._order,
+                live=not self.offline))
+            return
         note = self._note(key)
         self._make_room()
         self._order += 1
-        amp = patch.gain * self._soft_gain(patch, velocity)
         self.voices.append(Voice(note, c, pitch, amp, patch.release * self.sample_rate,
                                  ch.rate, self._order))
 
@@ -264,6 +277,15 @@ class Synth:
         self._cold.append(note)
         return note
 
+    def _notes(self, keys: Sequence[NoteKey]) -> List[Note]:
+        """`_note` for several keys; offline, the uncached ones are rendered in one batch."""
+        if self.offline:
+            todo = [k for k in dict.fromkeys(keys) if k not in self.cache]
+            if todo:
+                for key, data in zip(todo, self._render(todo)):
+                    self.cache.put(Note.complete(key, data, self._margin))
+        return [self._note(k) for k in keys]
+
     def _make_room(self) -> None:
         active = [v for v in self.voices if not v.stolen]
         if len(active) >= self.polyphony:
@@ -281,6 +303,10 @@ class Synth:
     def _control(self, c: int, ch: Channel, cc: int, value: int) -> None:
         action = ch.control(cc, value)
         self._gains[c] = ch.gains()
+        if cc in self._morph_ccs:  # morphing voices follow their controller from this sample
+            for v in self.voices:
+                if v.channel == c and type(v) is MorphVoice and (v.morph.cc == cc or cc == 121):
+                    v.move_to(ch.controls[v.morph.cc])
         if action == SUSTAIN_UP:
             self._release_sustained(c)
         elif action == SOUND_OFF:  # fade everything now
@@ -327,8 +353,14 @@ class Synth:
         return min(1.0, self._level_velocity(patch, velocity) / TRAINED_VELOCITIES[0])
 
     def note_key(self, channel: int, pitch: int, velocity: int) -> NoteKey:
-        """The key a note-on would play now on `channel` (with its current program)."""
-        return self._key(self.channels[int(channel) & 15].patch, int(pitch), int(velocity))
+        """The key a note-on would play now on `channel` (with its current program); for
+        a morph patch, the grid step nearest its controller's current position."""
+        ch = self.channels[int(channel) & 15]
+        patch = ch.patch
+        key = self._key(patch, int(pitch), int(velocity))
+        if patch.morph is not None:
+            key = start_key(patch.morph, key, ch.controls[patch.morph.cc])
+        return key
 
     def _render(self, keys: Sequence[NoteKey]) -> np.ndarray:
         """Whole notes at the output rate: float32 (len(keys), samples)."""
@@ -366,7 +398,8 @@ class Synth:
         return len(todo)
 
     def prewarm_keys(self) -> List[NoteKey]:
-        """Keys of the preset's prewarm ranges at every velocity level, centre first."""
+        """Keys of the preset's prewarm ranges at every velocity level, centre first (for a
+        morph patch, each note's `prewarm_steps` of the grid)."""
         keys = []
         levels = self.velocity_levels
         for patch in self.preset.prewarm_patches():
@@ -374,9 +407,12 @@ class Synth:
             mid = (lo + hi) / 2
             order = sorted(((abs(p - mid), abs(l - 0.6 * levels), p, l)
                             for p in range(lo, hi + 1) for l in range(levels)))
+            steps = prewarm_steps(patch.morph) if patch.morph is not None else ()
             for _, _, p, l in order:
                 index = round(velocity_index(level_velocity(l, levels)), 6)
-                keys.append(NoteKey(patch.instrument, min(max(p + patch.transpose, 0), 127), index))
+                key = NoteKey(patch.instrument, min(max(p + patch.transpose, 0), 127), index)
+                keys.append(key)
+                keys.extend(step_key(patch.morph, k, key) for k in steps)
         return list(dict.fromkeys(keys))
 
     def prewarm(self, keys: Optional[Sequence[NoteKey]] = None) -> List[NoteKey]:

@@ -1,0 +1,247 @@
+"""Live timbre morphing: a controller sweeps a held note between instruments.
+
+A patch with a `Morph` (presets.py) lays a grid of `steps` blends evenly between its 2-4
+instruments; controller value 0 plays the first, 127 the last. Each step is an ordinary
+note (a `NoteKey` whose instrument is a blend), generated and cached like any other, so
+memory stays within the note cache's LRU budget. A `MorphVoice` plays the steps nearest
+the controller's position from the same note-on, at the same read position, and
+crossfades between them sample by sample:
+
+- the position x = value / 127 * (steps - 1) is played as the two steps around it with
+  linear weights (1 - frac, frac): neighbouring steps are close blends, so their sum keeps
+  the level;
+- when the controller moves, the weights glide linearly to the new ones over `GLIDE`
+  seconds (per sample, from the event's own sample): a controller moving in steps of 1/127
+  makes no zipper noise and a jump makes no click;
+- a step that is not generated yet is requested like a cold note (with the next one in the
+  direction of travel); until it is whole, the voice glides to the nearest ready step, and
+  on to the wanted ones when they arrive.
+
+Audio thread only; no torch.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..presets import Blend, Morph
+from .cache import Note
+from .source import NoteKey
+from .voice import Voice
+
+GLIDE = 0.010  # seconds for the weights to reach a new controller position
+
+
+@lru_cache(maxsize=256)
+def step_blends(morph: Morph) -> tuple:
+    """The grid's blends: `morph.steps` `Blend`s, the first and last being the first and
+    last instruments exactly (so they share cache keys with plain patches of them)."""
+    out = []
+    segments = len(morph.instruments) - 1
+    for k in range(morph.steps):
+        t = k * segments / (morph.steps - 1)
+        i = min(int(t), segments - 1)
+        f = t - i
+        weights: Dict[int, float] = {}
+        for blend, share in ((morph.instruments[i], 1.0 - f), (morph.instruments[i + 1], f)):
+            for index, w in blend:
+                weights[index] = weights.get(index, 0.0) + w * share
+        total = sum(weights.values())
+        # Rounded as presets.parse_blend rounds, so a step equal to a preset's blend is the same key.
+        blend = tuple((index, round(w / total, 6)) for index, w in sorted(weights.items())
+                      if round(w / total, 6) > 0)
+        out.append(blend)
+    return tuple(out)
+
+
+def position(morph: Morph, value: int) -> float:
+    """Controller `value` 0-127 -> the position on the grid, 0.0 .. steps - 1."""
+    return min(max(value, 0), 127) / 127.0 * (morph.steps - 1)
+
+
+def step_key(morph: Morph, step: int, base: NoteKey) -> NoteKey:
+    """The note of grid `step` at `base`'s pitch and velocity."""
+    return NoteKey(step_blends(morph)[step], base.pitch, base.velocity)
+
+
+def start_key(morph: Morph, base: NoteKey, value: int) -> NoteKey:
+    """The note a note-on starts from with the controller at `value`: the nearest step."""
+    return step_key(morph, int(round(position(morph, value))), base)
+
+
+def prewarm_steps(morph: Morph) -> List[int]:
+    """Grid steps to prewarm: round(share * steps) spread evenly, plus every instrument's own."""
+    last = morph.steps - 1
+    count = int(round(morph.prewarm * morph.steps))
+    chosen = {int(round(i * last / (count - 1))) for i in range(count)} if count > 1 else set()
+    if count == 1:
+        chosen.add(0)
+    segments = len(morph.instruments) - 1
+    chosen |= {int(round(i * last / segments)) for i in range(segments + 1)}
+    return sorted(chosen)
+
+
+def weights_at(x: float, steps: int) -> Dict[int, float]:
+    """Linear weights of the (one or two) steps around position `x`: {step: weight}."""
+    lo = min(int(math.floor(x)), steps - 1)
+    f = x - lo
+    if f <= 0.0 or lo == steps - 1:
+        return {lo: 1.0}
+    return {lo: 1.0 - f, lo + 1: f}
+
+
+class MorphVoice(Voice):
+    """A voice whose timbre follows a controller across a `Morph` grid.
+
+    Args:
+        morph: the patch's `Morph`.
+        base: the note-on's key (its pitch and velocity are the steps').
+        fetch: callable(list of NoteKey) -> list of Note: the synth's cached, streaming or
+            newly requested notes for the keys (offline: rendered now, in one batch).
+        value: the controller's value at note-on, 0-127.
+        glide: samples the weights take to follow a controller move.
+        live: True when playing live: a move requests the steps it needs and the next one
+            in the direction of travel. False offline, where steps are rendered on the spot:
+            the first move needing a missing step renders all the grid's missing steps in
+            one batch (a model makes a batch of 16 notes far faster than 16 single ones).
+        The rest as `Voice`: channel, pitch, amp, release (samples), rate, order.
+
+    The voice's own `note` (the step nearest the position at note-on) may still be
+    streaming and paces playback as in `Voice`; other steps join only once whole. All steps
+    are read at the same position, so they stay aligned from the note-on, through the
+    sustain loop (every note has the same length, hence the same loop) and the release.
+    """
+
+    __slots__ = ("morph", "base", "fetch", "glide", "live", "grid", "parts",
+                 "glide_done", "x", "waiting", "block")
+
+    def __init__(self, morph: Morph, base: NoteKey, fetch: Callable[[NoteKey], Note],
+                 value: int, glide: int, channel: int, pitch: int, amp: float, release: int,
+                 rate: float = 1.0, order: int = 0, live: bool = True):
+        self.morph = morph
+        self.base = base
+        self.fetch = fetch
+        self.glide = max(1, int(glide))
+        self.live = live
+        self.grid: List[Optional[Note]] = [None] * morph.steps
+        self.x = position(morph, value)
+        first = int(round(self.x))
+        self.grid[first] = fetch([step_key(morph, first, base)])[0]
+        super().__init__(self.grid[first], channel, pitch, amp, release, rate, order)
+        self.parts: List[list] = [[first, 1.0, 1.0]]  # [step, weight from, weight to]
+        self.glide_done = self.glide  # no glide running
+        self.waiting = False
+        self.block = 0
+        self.move_to(value, instant=True)
+
+    # ---- controller (audio thread, at the event's sample) -------------------------------
+    def move_to(self, value: int, instant: bool = False) -> None:
+        """Follow the controller to `value` (0-127): request the steps needed, glide there."""
+        x = position(self.morph, value)
+        wanted = list(weights_at(x, self.morph.steps))
+        grid = self.grid
+        if self.live:
+            ahead = wanted[-1] + 1 if x >= self.x else wanted[0] - 1
+            if 0 <= ahead < self.morph.steps:
+                wanted.append(ahead)
+        elif not instant and any(grid[k] is None for k in wanted):
+            wanted = range(self.morph.steps)  # the wheel moves: make the rest of the grid now
+        self.x = x
+        missing = [k for k in wanted if grid[k] is None]
+        if missing:
+            notes = self.fetch([step_key(self.morph, k, self.base) for k in missing])
+            for k, note in zip(missing, notes):
+                grid[k] = note
+        self._retarget(instant)
+
+    def _ready(self, k: int) -> bool:
+        note = self.grid[k]
+        if note is None:
+            return False
+        return note is self.note or (note.done and not note.failed)
+
+    def _target(self) -> Dict[int, float]:
+        """The weights to glide to: those of the position, or the nearest ready step."""
+        want = weights_at(self.x, self.morph.steps)
+        if all(self._ready(k) for k in want):
+            self.waiting = False
+            return want
+        self.waiting = True
+        near = min((abs(k - self.x), k) for k in range(self.morph.steps) if self._ready(k))
+        return {near[1]: 1.0}
+
+    def _retarget(self, instant: bool = False) -> None:
+        target = self._target()
+        if instant:
+            self.parts = [[k, w, w] for k, w in target.items()]
+            self.glide_done = self.glide
+            return
+        if {k: b for k, _, b in self.parts if b > 0.0} == target:
+            return  # already heading there: the running glide goes on
+        g = min(1.0, self.glide_done / self.glide)
+        now = {k: a + (b - a) * g for k, a, b in self.parts}
+        steps = sorted(set(k for k, w in now.items() if w > 0.0) | set(target))
+        self.parts = [[k, now.get(k, 0.0), target.get(k, 0.0)] for k in steps]
+        self.glide_done = 0
+
+    # ---- rendering ------------------------------------------------------------------------
+    def read(self, n: int):
+        """As `Voice.read`, the crossfaded steps in place of the one note."""
+        if self.waiting and any(self._ready(k) for k in weights_at(self.x, self.morph.steps)):
+            self._retarget()  # a wanted step arrived (or a nearer one)
+        self.block = n
+        return Voice.read(self, n)
+
+    def _span(self, a: int, m: int, data: np.ndarray, avail: int, done: bool) -> np.ndarray:
+        parts = self.parts
+        gliding = self.glide_done < self.glide
+        if not gliding and len(parts) == 1 and parts[0][2] == 1.0 and \
+                self.grid[parts[0][0]] is self.note:
+            return Voice._span(self, a, m, data, avail, done)
+        if gliding:
+            # Sample i of the block (span index frac + rate * i) is the glide's sample
+            # glide_done + i + 1: map the span's indices back to block samples.
+            frac = self.pos - int(self.pos)
+            g = (np.arange(m, dtype=np.float64) - frac) / self.rate
+            g += self.glide_done + 1
+            g *= 1.0 / self.glide
+            g = np.clip(g, 0.0, 1.0).astype(np.float32)
+        out = np.zeros(m, np.float32)
+        for k, w0, w1 in parts:
+            if w0 == 0.0 and w1 == 0.0:
+                continue
+            note = self.grid[k]
+            span = (Voice._span(self, a, m, data, avail, done) if note is self.note
+                    else self._other_span(note, a, m))
+            if gliding and w0 != w1:
+                out += span * (np.float32(w0) + np.float32(w1 - w0) * g)
+            else:
+                out += span * np.float32(w1)
+        if gliding:
+            self.glide_done += self.block
+            if self.glide_done >= self.glide:
+                self.parts = [p for p in parts if p[2] > 0.0]
+        return out
+
+    def _other_span(self, note: Note, a: int, m: int) -> np.ndarray:
+        """Samples a .. a+m of a whole step note, as `Voice._span` reads the voice's own
+        (through its sustain loop when the voice loops); zeros where it has none."""
+        if self.looping and note.loop_end:
+            xs = note.xfade_start
+            if a >= xs:
+                got = note.tail[a - xs:a - xs + m]
+            elif a + m <= xs:
+                got = note.data[a:a + m]
+            else:
+                got = np.concatenate((note.data[a:xs], note.tail[:a + m - xs]))
+        else:
+            got = note.data[a:min(a + m, note.length)] if a < note.length else note.data[:0]
+        if len(got) == m:
+            return got
+        # Streamed notes may differ in length by a few samples: pad what is missing.
+        out = np.zeros(m, np.float32)
+        out[:len(got)] = got
+        return out
