@@ -206,7 +206,7 @@ def main(argv=None):
     parser.add_argument("--prewarm-pitches", type=int, nargs=2, default=(21, 108))
     parser.add_argument("--cache-mb", type=int, default=1024)
     parser.add_argument("--mix-only", action="store_true",
-                        help="only process(256) with 128 voices, generator idle (mixing and limiter cost)")
+                        help="only the warm note and process(256) with 128 voices, generator idle (mixing and limiter cost)")
     args = parser.parse_args(argv)
 
     from singsynth.engine import Synth
@@ -240,14 +240,13 @@ def main(argv=None):
         cold("process", source, host=True)
     synth = Synth(source, RATE, preset, cache_bytes=args.cache_mb << 20, generator="process")
     try:
-        if args.mix_only:
-            report("idle generator", *mix_cost(synth, args.blocks))
-            print(f"limiter: {synth.stats()['limiter_blocks']} blocks limited")
-            return
         ok = warm_next_block(synth, 16)
         print(f"warm note audible at sample {getattr(synth, 'latency', 0)} of the next block "
               f"(the limiter's look-ahead): {ok}/16")
         report("idle generator", *mix_cost(synth, args.blocks))
+        print(f"limiter: {synth.stats()['limiter_blocks']} blocks limited so far")
+        if args.mix_only:
+            return
         started = {}
 
         def start_prewarm():
