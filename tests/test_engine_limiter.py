@@ -67,6 +67,24 @@ def test_below_the_ceiling_the_output_is_the_input_delayed_bit_for_bit():
     assert lim.active_blocks == 0
 
 
+class Unlimited:
+    """Stands in for the limiter: the mix as it is."""
+    def process(self, block):
+        return block
+
+
+def test_a_single_quiet_note_through_the_synth_is_the_mix_exactly_delayed():
+    outs = []
+    for limited in (True, False):
+        synth = Synth(SineSource(), 48000, offline=True)
+        if not limited:
+            synth.limiter = Unlimited()
+        synth.note_on(0, 60, 100, offset=5)
+        outs.append(np.concatenate([synth.process(300) for _ in range(100)]))
+    d = synth.latency
+    assert np.abs(outs[1]).max() > 0.1 and np.array_equal(outs[0][d:], outs[1][:-d])
+
+
 def test_the_gain_moves_smoothly_and_comes_back_to_exactly_one():
     """A constant level, 4x over the ceiling for 0.1 s: the gain (output / input) falls
     along the look-ahead, holds at ceiling / level, recovers, and is exactly 1 again."""

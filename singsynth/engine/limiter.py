@@ -74,6 +74,10 @@ class Limiter:
         self._gains = np.ones(block // f + AHEAD + 8)          # boundary gains held
         self._curve = np.empty((block // f + 2, f))
         self._g32 = np.empty(block, np.float32)
+        frames = block // f + 2
+        self._r = np.empty(AHEAD + frames)     # required gains while limiting
+        self._a = np.empty(frames)             # boundary bounds while limiting
+        self._tmp = np.empty(frames)
 
     def _grow(self, block: int) -> None:
         pending, gains = self._buf[:self.latency].copy(), self._gains[:self._ng].copy()
@@ -136,7 +140,7 @@ class Limiter:
             self._gains[at:at + m] = 1.0  # nothing in reach is loud: gain exactly 1
             self._ng += m
             return
-        r = np.empty(AHEAD + m)  # required gains of frames next_frame - AHEAD .. done - 1
+        r = self._r[:AHEAD + m]  # required gains of frames next_frame - AHEAD .. done - 1
         r[:AHEAD] = self._req
         # limit / max(peak, limit), in float64: exactly 1 for frames under the limit
         # (zero ones too); NaN frames need nothing (fmax drops NaN).
@@ -144,17 +148,21 @@ class Limiter:
         need[:] = peaks
         np.fmax(need, self._limit, out=need)
         np.divide(self._limit, need, out=need)
-        a = np.minimum(r[:m], r[1:m + 1])  # the two frames beside each boundary
+        a, tmp = self._a[:m], self._tmp[:m]
+        np.minimum(r[:m], r[1:m + 1], out=a)  # the two frames beside each boundary
         for j, w in enumerate(self._weights, 1):  # the attack: loud frames j ahead
-            np.minimum(a, 1.0 - (1.0 - r[1 + j:m + 1 + j]) * w, out=a)
+            np.subtract(1.0, r[1 + j:m + 1 + j], out=tmp)  # at most 1 - (1 - need) * w
+            tmp *= -w
+            tmp += 1.0
+            np.minimum(a, tmp, out=a)
         g, decay = self._g, self._decay
         out = a.tolist()
-        for i, need in enumerate(out):
+        for i, bound in enumerate(out):  # the release: one boundary after another
             g = 1.001 - (1.001 - g) * decay
             if g > 1.0:
                 g = 1.0
-            if need < g:
-                g = need
+            if bound < g:
+                g = bound
             out[i] = g
         self._gains[at:at + m] = out
         self._ng += m
