@@ -110,6 +110,13 @@ def test_installed_wheel_renders_from_another_folder(wheel, tmp_path):
     info = json.loads(run([singsynth, "info", "--json"], timeout=120, cwd=elsewhere).stdout)
     assert Path(info["path"]) == site / "singsynth" / "shipped" / "models" / "default.safetensors"
 
+    # Bare names of shipped files resolve inside the installed package, not the checkout.
+    found = run([python, "-c", "from singsynth.files import shipped_dir; "
+                 "from singsynth.train.config import load_config; "
+                 "print(shipped_dir('presets')); print(load_config('tiny').model)"],
+                timeout=120, cwd=elsewhere).stdout.split()
+    assert found == [str(site / "singsynth" / "shipped" / "presets"), "tiny"]
+
     short_song(elsewhere / "song.mid")
     done = run([singsynth, "render", "song.mid", "-o", "song.wav", "--cache-dir",
                 tmp_path / "cache", "-q"], timeout=180, cwd=elsewhere)
@@ -118,3 +125,11 @@ def test_installed_wheel_renders_from_another_folder(wheel, tmp_path):
     audio, rate = soundfile.read(elsewhere / "song.wav")
     assert rate == 48000 and audio.shape[1] == 2
     assert 0.75 * rate < len(audio) < 7 * rate and abs(audio).max() > 0.01
+
+
+def test_bare_config_names_are_the_shipped_configs(tmp_path, monkeypatch):
+    from singsynth.train.config import load_config
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").write_text("not: a config")  # a stray file does not replace it
+    assert load_config("tiny") == load_config(ROOT / "configs" / "tiny.yaml")
+    assert load_config("harmonic").model == "harmonic"

@@ -211,6 +211,10 @@ def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
     source = str(path) if path else "<defaults>"
     data = {}
     if path:
+        from singsynth.files import shipped_dir, shipped_or_path
+        # A bare name ("wide") is a shipped config, as for models and presets: a wheel
+        # carries configs/ inside the package, where no relative path finds it.
+        path = shipped_or_path(str(path), shipped_dir("configs"), ".yaml")
         data = _read_yaml(path) or {}
     if overrides and not isinstance(data, dict):
         _fill(TrainConfig, data, "", source)  # raises: the file's top level is no mapping
