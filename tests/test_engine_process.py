@@ -226,3 +226,75 @@ def test_the_generator_loop_says_once_when_it_runs_out_of_work():
         assert Counting.idle_with == [(5, 0)]  # after all five notes, not between batches
     finally:
         gen.close()
+
+
+def test_a_played_note_does_not_wait_for_the_prewarm_chunk_in_progress():
+    """Prewarm runs in a process of its own: a note played meanwhile starts at once.
+
+    Each prewarm chunk here (16 notes x 16,000 samples) takes 1.5 s, a played chunk 1.5
+    ms. With prewarm in the played notes' loop, the note struck 0.3 s into a prewarm
+    chunk waited the 1.2 s left of it (measured before the change: 1.2-1.3 s).
+    """
+    from tests.slow_source import WorkSineSource
+    src = WorkSineSource(cost=1.5 / (16 * 16000), note_samples=16000)
+    with Synth(src, 48000, generator="process", cold="stream") as synth:
+        gen = synth.generator
+        prewarm = [synth.note_key(0, p, 100) for p in range(40, 72)]
+        gen.request_prewarm(prewarm)
+        # The first prewarm batch has its slots: its first chunk is being made.
+        assert wait_until(lambda: any(len(gen.pending[k].data) for k in prewarm
+                                      if k in gen.pending), timeout=30, poll=0.01)
+        time.sleep(0.3)
+        synth.note_on(0, 90, 100)  # not a prewarm key
+        key = synth.note_key(0, 90, 100)
+        struck = time.monotonic()
+        pump(synth, lambda out: np.abs(out).max() > 0, limit=10)
+        waited = time.monotonic() - struck
+        assert key not in synth.cache or waited < 0.5
+        assert waited < 0.5, f"the played note took {waited:.2f} s to sound"
+        assert not any(k in synth.cache for k in prewarm[:16])  # that chunk still runs
+
+
+def test_a_prewarm_note_played_before_it_is_made_moves_to_the_played_process():
+    from tests.slow_source import WorkSineSource
+    src = WorkSineSource(cost=1.5 / (16 * 16000), note_samples=16000)
+    with Synth(src, 48000, generator="process", cold="stream") as synth:
+        gen = synth.generator
+        prewarm = [synth.note_key(0, p, 100) for p in range(40, 72)]
+        gen.request_prewarm(prewarm)
+        assert wait_until(lambda: any(len(gen.pending[k].data) for k in prewarm
+                                      if k in gen.pending), timeout=30, poll=0.01)
+        for pitch in (40, 71):  # in the batch being made; still queued behind it
+            synth.note_on(0, pitch, 100)
+        keys = [synth.note_key(0, p, 100) for p in (40, 71)]
+        struck = time.monotonic()
+        pump(synth, lambda out: all(k in synth.cache for k in keys), limit=10)
+        assert time.monotonic() - struck < 1.0  # made by the played process, not waited for
+        for key in keys:
+            # (a played note is resampled by a streaming sinc, whose first ms differ)
+            np.testing.assert_allclose(synth.cache.get(key).data[4800:40000],
+                                       synth._render([key])[0][4800:40000], atol=2e-3)
+        pump(synth, lambda out: all(k in synth.cache for k in prewarm), limit=30)
+        assert synth.stats()["generating"] == 0
+
+
+def test_the_prewarm_process_runs_at_the_lowest_priority_and_leaves_when_done():
+    import os
+    src = SineSource(note_samples=4000)
+    with Synth(src, 48000, generator="process") as synth:
+        gen = synth.generator
+        gen.prewarm_linger = 0.3
+        assert gen.prewarm_pid is None  # none before there is prewarm work
+        keys = [synth.note_key(0, p, 100) for p in range(50, 60)]
+        synth.prewarm(keys)
+        assert wait_until(lambda: gen.prewarm_pid is not None, timeout=30)
+        if hasattr(os, "SCHED_IDLE"):  # (set as soon as the child runs its own code)
+            assert wait_until(lambda: os.sched_getscheduler(gen.prewarm_pid) == os.SCHED_IDLE,
+                              timeout=30)
+        assert os.sched_getscheduler(gen.pid) == os.SCHED_OTHER
+        pump(synth, lambda out: all(k in synth.cache for k in keys), limit=30)
+        assert wait_until(lambda: gen.prewarm_pid is None, timeout=10)
+        more = [synth.note_key(0, p, 100) for p in range(60, 63)]
+        synth.prewarm(more)  # a later prewarm (a program change) starts it again
+        pump(synth, lambda out: all(k in synth.cache for k in more), limit=30)
+        assert synth.stats()["generating"] == 0

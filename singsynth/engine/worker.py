@@ -4,18 +4,34 @@ Why: torch holds the GIL for milliseconds inside some ops (a conv on a CPU: 3-4.
 measured), and a generator *thread* then delays the audio callback past its block. In
 its own process the model cannot touch the audio process's GIL.
 
-How the halves talk:
+Two children, one per kind of work, so that a played note never waits for prewarm:
+- the *played* child makes the notes being played, and nothing else: it starts one the
+  moment its request arrives;
+- the *prewarm* child makes prewarm notes, at the lowest CPU priority (SCHED_IDLE: the
+  kernel takes its CPU away the moment anything else of the session wants one). It
+  starts with the first prewarm request and stops `PREWARM_LINGER` seconds after its
+  last note, so its memory (a second torch, ~170 MB) is spent only while it works.
+A prewarm step in the played child's own loop could not be short enough: the default
+model's per-chunk cost is ~2 ms, so a step that yields within 1-2 ms makes prewarm 3-4
+times slower; and two threads of one process would share the GIL and torch's global
+oneDNN switch, which `SING.stream` turns off for its short LSTM runs (a prewarm conv
+dispatched meanwhile runs 28x slower; measured).
+
+How the halves talk, per child:
 - notes are written into `slots`, rows of one shared float32 array (n_slots, capacity)
   at the output rate; the child writes samples first and then reports how many are
   written, so the parent only ever reads written samples (as with `Note.available`);
 - requests go down one pipe, reports come up another (each pipe has one writer):
-    down: ("played" | "prewarm", [(id, key), ...]), ("free", slot), None = stop
+    down: ("played" | "prewarm", [(id, key), ...]), ("drop", [id, ...]), ("free", slot),
+          None = stop
     up:   ("ready",) or ("error", class name, message), ("start", id, slot),
           ("data", [(id, available, playable), ...]), ("done", id, available),
           ("failed", [id, ...])
 - the parent keeps one `Note` per id. Its `data` is the slot's row while streaming, and a
   private copy once done; the slot goes back to the child only after `QUARANTINE`
   seconds, so a voice that read the old row at the start of a block never sees it reused.
+  A prewarm note that is played before it is done gets a new id from the played child
+  (its prewarm id is dropped: whatever the prewarm child still says of it is ignored).
 
 The audio thread touches only `request` (a SimpleQueue put), `pending` and `done`, exactly
 as with the thread `Generator`; two small parent threads move messages.
@@ -33,6 +49,7 @@ import sys
 import threading
 import time
 from collections import deque
+from multiprocessing.connection import wait as mp_wait
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -48,6 +65,7 @@ log = logging.getLogger(__name__)
 
 QUARANTINE = 0.5   # seconds a finished note's slot stays unused (voices may still read it)
 START_TIMEOUT = 120.0
+PREWARM_LINGER = 5.0  # seconds the prewarm process stays after its last note
 
 
 def realtime_thread(priority: int) -> bool:
@@ -111,6 +129,11 @@ class _SlotGenerator(Generator):
                     self.ids[note] = nid
                     self.pending[key] = note
                     self._prewarm_q.append(note)
+        elif kind == "drop":  # played meanwhile, by the other child: skip it if not begun
+            dropped = set(payload)
+            for note, nid in list(self.ids.items()):
+                if nid in dropped and not note.started:
+                    self._release(note)
 
     def room(self) -> int:
         return len(self.free)
@@ -142,7 +165,26 @@ class _SlotGenerator(Generator):
         self.ids.pop(note, None)
 
 
-def _worker(source, shared, shape, sample_rate, options, down, up, threads):
+def lowest_priority() -> str:
+    """Give the calling thread, and the threads it starts, the lowest CPU priority.
+
+    SCHED_IDLE where the OS has it (Linux; allowed to anyone): such a thread runs only on
+    a CPU nothing else of its group wants, and the kernel preempts it as soon as another
+    thread wakes there. Else nice 19. Returns which one it got ("idle", "nice" or "").
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "idle"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+        return "nice"
+    except (AttributeError, OSError):
+        return ""
+
+
+def _worker(source, shared, shape, sample_rate, options, down, up, threads, role="played"):
     """Child process entry point: run the generator loop until told to stop.
 
     Ctrl-C in a terminal signals the whole process group, this child too: it ignores
@@ -152,14 +194,20 @@ def _worker(source, shared, shape, sample_rate, options, down, up, threads):
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     try:
-        _serve(source, shared, shape, sample_rate, options, down, up, threads)
+        _serve(source, shared, shape, sample_rate, options, down, up, threads, role)
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass  # the parent is gone: nobody is left to hear about it
 
 
-def _serve(source, shared, shape, sample_rate, options, down, up, threads):
-    """The child's work: load the model, warm up, answer requests until stopped."""
-    if hasattr(os, "getpriority"):
+def _serve(source, shared, shape, sample_rate, options, down, up, threads, role="played"):
+    """The child's work: load the model, warm up, answer requests until stopped.
+
+    `role` "played" (warms up, then makes played notes) or "prewarm" (at the lowest CPU
+    priority, before it loads anything: its start-up must not slow the played child's).
+    """
+    if role == "prewarm":
+        lowest_priority()
+    elif hasattr(os, "getpriority"):
         try:  # `play` raised its own priority for the audio thread; the model does not need it
             if os.getpriority(os.PRIO_PROCESS, 0) < 0:
                 os.setpriority(os.PRIO_PROCESS, 0, 0)
@@ -187,15 +235,61 @@ def _serve(source, shared, shape, sample_rate, options, down, up, threads):
         gen._requests.put(None)
 
     threading.Thread(target=read, daemon=True).start()
-    gen.warm_up()  # before "ready": the first note must not pay the model's first call
+    if role == "played":
+        gen.warm_up()  # before "ready": the first note must not pay the model's first call
     up.send(("ready",))
     gen._run()
 
 
 # ---- audio process -------------------------------------------------------------------
+class _Child:
+    """One generator process as the audio process sees it: pipes, slots, ids it owes.
+
+    Args:
+        ctx: the multiprocessing context ("spawn").
+        role: "played" or "prewarm" (see `_serve`).
+        n_slots, capacity: shared slots (notes) and samples per slot.
+        args: (source, sample_rate, options, threads) for `_worker`.
+    """
+
+    def __init__(self, ctx, role: str, n_slots: int, capacity: int, args):
+        source, sample_rate, options, threads = args
+        self.role = role
+        shared = ctx.RawArray(ctypes.c_float, n_slots * capacity)
+        self.slots = np.frombuffer(shared, dtype=np.float32).reshape(n_slots, capacity)
+        down_r, self.down = ctx.Pipe(duplex=False)
+        self.up, up_w = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(
+            target=_worker, name=f"singsynth-generator-{role}", daemon=True,
+            args=(source, shared, (n_slots, capacity), sample_rate, options, down_r, up_w,
+                  threads, role))
+        self.proc.start()
+        down_r.close()
+        up_w.close()
+        self.slot: Dict[int, int] = {}   # id -> slot, once started
+        self.owed: set = set()           # ids asked of it and not yet done or failed
+        self.idle_since = time.monotonic()
+        self.stopping = False
+
+    def recv(self):
+        try:
+            return self.up.recv()
+        except (EOFError, OSError):
+            return None
+
+    def stop(self) -> None:
+        """Ask the child to stop (it finishes nothing more); never blocks."""
+        self.stopping = True
+        try:
+            self.down.send(None)
+        except OSError:
+            pass
+
+
 class ProcessGenerator:
     """Same surface as `Generator` (`request`, `request_prewarm`, `pending`, `done`,
-    `busy`, `generated`, `errors`, `close`), with the model in a child process.
+    `busy`, `generated`, `errors`, `close`), with the model in child processes: one for
+    played notes, one for prewarm (see the module's docstring).
 
     Args:
         source: a picklable `NoteSource`. A `ModelSource` pickles as its checkpoint path
@@ -203,55 +297,58 @@ class ProcessGenerator:
             only, so the audio process never imports torch; a bad checkpoint raises its
             `CheckpointError` here.
         sample_rate: output rate in Hz.
-        slots: notes that may be in flight at once (queued requests wait for a slot);
-            default 4 batches. Memory: slots x 4 s of float32 at the output rate.
-        threads: torch threads in the child (default: all cores but one, which the audio
-            thread keeps). The child runs at normal priority even when `play` raised its own.
+        slots: notes that may be in flight at once in the played child (queued requests
+            wait for a slot); default 4 batches. The prewarm child has 2 batches' worth
+            (at most `slots`). Memory: slots x 4 s of float32 at the output rate.
+        threads: torch threads in each child (default: all cores but one, which the audio
+            thread keeps). The children run at normal priority even when `play` raised
+            its own, the prewarm child at the lowest (`lowest_priority`).
         helper_priority: SCHED_FIFO priority for the two message threads in this process
             (`realtime_thread`); None leaves them at the caller's priority.
         is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
+        prewarm_linger: seconds the prewarm child stays after its last note.
         **options: the `Generator` options (batch_size, wait, chunk, quality, cold, ...).
     """
 
     def __init__(self, source: NoteSource, sample_rate: int, *, slots: Optional[int] = None,
                  threads: Optional[int] = None, helper_priority: Optional[int] = None,
-                 is_cached: Optional[Callable[[NoteKey], bool]] = None, **options):
+                 is_cached: Optional[Callable[[NoteKey], bool]] = None,
+                 prewarm_linger: float = PREWARM_LINGER, **options):
         self.sample_rate = int(sample_rate)
         self.is_cached = is_cached or (lambda key: False)
-        n_slots = slots or 4 * int(options.get("batch_size", 16))
-        capacity = output_samples(source, self.sample_rate) + SPARE
-        ctx = mp.get_context("spawn")  # never fork a process whose torch threads are running
-        shared = ctx.RawArray(ctypes.c_float, n_slots * capacity)
-        self.slots = np.frombuffer(shared, dtype=np.float32).reshape(n_slots, capacity)
-        down_r, self._down = ctx.Pipe(duplex=False)
-        self._up, up_w = ctx.Pipe(duplex=False)
+        self.prewarm_linger = float(prewarm_linger)
+        batch = int(options.get("batch_size", 16))
+        self._n_slots = slots or 4 * batch
+        self._capacity = output_samples(source, self.sample_rate) + SPARE
+        self._ctx = mp.get_context("spawn")  # never fork a process whose torch threads run
         if threads is None:
             threads = max(1, (os.cpu_count() or 2) - 1)
-        self._proc = ctx.Process(
-            target=_worker, name="singsynth-generator", daemon=True,
-            args=(source, shared, (n_slots, capacity), self.sample_rate, options, down_r, up_w,
-                  threads))
-        self._proc.start()
-        down_r.close()
-        up_w.close()
-        first = self._recv() if self._up.poll(START_TIMEOUT) else None
+        self._args = (source, self.sample_rate, options, threads)
+        played = _Child(self._ctx, "played", self._n_slots, self._capacity, self._args)
+        first = played.recv() if played.up.poll(START_TIMEOUT) else None
         if first and first[0] == "error":
-            self._proc.join(timeout=5.0)
+            played.proc.join(timeout=5.0)
             raise getattr(errors, first[1], EngineError)(first[2])
         if first != ("ready",):
-            self._proc.kill()
+            played.proc.kill()
             raise EngineError(f"the note generator process did not start (exit code "
-                              f"{self._proc.exitcode}); see the error above, or run with "
+                              f"{played.proc.exitcode}); see the error above, or run with "
                               "the thread generator (Synth(..., generator='thread'))")
+        self._played = played
+        self._prewarm: Optional[_Child] = None      # the prewarm child, while it runs
+        self._children: List[_Child] = [played]     # those the receive thread reads
+        self._backlog: List[Note] = []              # prewarm notes waiting for a child
+        self._spawning = False
         self.pending: Dict[NoteKey, Note] = {}
         self.done: deque = deque()
         self.generated = 0
         self.errors = 0
-        self._notes: Dict[int, Note] = {}   # id -> Note the child is (or will be) making
+        self._notes: Dict[int, Note] = {}   # id -> Note a child is (or will be) making
         self._id_of: Dict[Note, int] = {}   # the reverse (Notes hash by identity)
-        self._slot: Dict[int, int] = {}     # id -> slot, once started
+        self._child_of: Dict[int, _Child] = {}  # id -> the child asked for it
         self._ids = itertools.count()
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._spawn: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self.helper_priority = helper_priority
         self.realtime_helpers = 0  # how many message threads got the real-time priority
@@ -259,7 +356,11 @@ class ProcessGenerator:
                                           name="singsynth-generator-send"),
                          threading.Thread(target=self._receive_loop, daemon=True,
                                           name="singsynth-generator-receive")]
-        for t in self._threads:
+        # Started from this thread, not from the real-time message threads: a process
+        # started from one would begin life at real-time priority.
+        self._spawner = threading.Thread(target=self._spawn_loop, daemon=True,
+                                         name="singsynth-generator-spawn")
+        for t in self._threads + [self._spawner]:
             t.start()
 
     # ---- any thread ------------------------------------------------------------------
@@ -268,7 +369,7 @@ class ProcessGenerator:
         self._requests.put((PLAYED, list(notes)))
 
     def request_prewarm(self, keys: Sequence[NoteKey]) -> None:
-        """Generate `keys` when nothing played is waiting; never blocks."""
+        """Generate `keys` in the prewarm child, whenever a CPU is free; never blocks."""
         self._requests.put((PREWARM, list(keys)))
 
     @property
@@ -278,26 +379,54 @@ class ProcessGenerator:
 
     @property
     def alive(self) -> bool:
-        return self._proc.is_alive()
+        return self._played.proc.is_alive()
 
     @property
     def pid(self) -> int:
-        """The child process's id."""
-        return self._proc.pid
+        """The played child's process id."""
+        return self._played.proc.pid
+
+    @property
+    def prewarm_pid(self) -> Optional[int]:
+        """The prewarm child's process id while it runs, else None."""
+        child = self._prewarm
+        return child.proc.pid if child is not None and child.proc.is_alive() else None
 
     def close(self) -> None:
-        """Stop the child process and the message threads."""
+        """Stop the child processes and the message threads."""
         if self._closed:
             return
         self._closed = True
         self._requests.put(None)
+        self._spawn.put(None)
         self._threads[0].join(timeout=5.0)
-        self._proc.join(timeout=5.0)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(timeout=5.0)
+        self._spawner.join(timeout=5.0)
+        for child in list(self._children):
+            child.proc.join(timeout=5.0)
+            if child.proc.is_alive():
+                child.proc.kill()
+                child.proc.join(timeout=5.0)
         self._threads[1].join(timeout=5.0)
-        self._up.close()
+        for child in list(self._children):
+            child.up.close()
+
+    # ---- spawn thread: the prewarm child, started when there is prewarm work ----------
+    def _spawn_loop(self) -> None:
+        while self._spawn.get() is not None:
+            try:
+                child = _Child(self._ctx, "prewarm", min(self._n_slots, 2 * self._batch()),
+                               self._capacity, self._args)
+            except Exception:  # played notes go on; prewarm notes stay uncached
+                log.exception("the prewarm process did not start")
+                child = None
+            if self._closed and child is not None:  # nobody is left to stop it
+                child.stop()
+                child.proc.join(timeout=5.0)
+                continue
+            self._requests.put(("child", child))
+
+    def _batch(self) -> int:
+        return int(self._args[2].get("batch_size", 16))
 
     # ---- send thread: requests down ----------------------------------------------------
     def _helper_start(self) -> None:
@@ -306,97 +435,193 @@ class ProcessGenerator:
 
     def _send_loop(self) -> None:
         self._helper_start()
-        try:
-            while (item := self._requests.get()) is not None:
-                kind, what = item
+        while (item := self._requests.get()) is not None:
+            kind, what = item[0], item[1]
+            try:
                 if kind == "free":
-                    self._down.send(item)
+                    child = item[1]
+                    if not child.stopping:
+                        child.down.send(("free", item[2]))
                 elif kind == PLAYED:
-                    self._down.send(("played", [self._track(n) for n in what if not n.done]))
-                else:
-                    # Once per key: the child skips a key it already has, and a second id
+                    self._send_played([n for n in what if not n.done])
+                elif kind == PREWARM:
+                    # Once per key: a child skips a key it already has, and a second id
                     # for it would wait in `pending` forever.
                     keys = [k for k in dict.fromkeys(what)
                             if k not in self.pending and not self.is_cached(k)]
                     if keys:
-                        self._down.send(("prewarm", [self._track(Note(k)) for k in keys]))
-            self._down.send(None)
-        except OSError:  # the child is gone: nothing more to send
-            pass
+                        self._backlog.extend(Note(k) for k in keys)
+                        for note in self._backlog[-len(keys):]:
+                            self.pending[note.key] = note
+                        self._send_prewarm()
+                elif kind == "child":
+                    self._spawning = False
+                    if what is not None:
+                        self._prewarm = what
+                        self._children.append(what)
+                    self._send_prewarm()
+                elif kind == "retire":
+                    if what is self._prewarm and not what.owed and not self._backlog:
+                        self._prewarm = None
+                        what.stop()
+            except OSError:  # a child is gone: the receive thread fails what it owed
+                pass
+        for child in list(self._children):
+            child.stop()
 
-    def _track(self, note: Note):
-        """(id, key) for the child; a Note asked for again (a prewarm note now played)
-        keeps its id, which the child reads as "move it up"."""
+    def _send_played(self, notes: List[Note]) -> None:
+        """Ask the played child for `notes`; a prewarm note among them changes child."""
+        drop = []
+        for note in notes:
+            nid = self._id_of.get(note)
+            if nid is not None and self._child_of.get(nid) is not self._played:
+                old = self._child_of.pop(nid, None)
+                self._notes.pop(nid, None)
+                del self._id_of[note]
+                if old is not None:
+                    old.owed.discard(nid)
+                    drop.append((old, nid))
+                note.available = 0  # counted in the prewarm child's slot, not the new one
+            elif nid is None and note in self._backlog:
+                self._backlog.remove(note)
+        for old, nid in drop:
+            if not old.stopping:
+                old.down.send(("drop", [nid]))
+        if notes:
+            self._played.down.send(("played", [self._track(n, self._played) for n in notes]))
+
+    def _send_prewarm(self) -> None:
+        """Hand the backlog to the prewarm child, starting one if none runs."""
+        if not self._backlog:
+            return
+        child = self._prewarm
+        if child is None or not child.proc.is_alive():
+            if not self._spawning and not self._closed:
+                self._spawning = True
+                self._spawn.put(True)
+            return
+        notes, self._backlog = self._backlog, []
+        child.down.send(("prewarm", [self._track(n, child) for n in notes]))
+
+    def _track(self, note: Note, child: _Child):
+        """(id, key) for `child`; a Note asked for again keeps its id, which the played
+        child reads as "move it up"."""
         nid = self._id_of.get(note)
         if nid is None:
             nid = self._id_of[note] = next(self._ids)
             self._notes[nid] = note
+            self._child_of[nid] = child
+        child.owed.add(nid)
         self.pending[note.key] = note
         return nid, note.key
 
     # ---- receive thread: progress up ----------------------------------------------------
-    def _recv(self):
-        try:
-            return self._up.recv()
-        except (EOFError, OSError):
-            return None
-
     def _receive_loop(self) -> None:
         self._helper_start()
-        cooling: deque = deque()  # (time freed, slot)
+        cooling: deque = deque()  # (time freed, child, slot)
         while True:
-            while cooling and time.monotonic() - cooling[0][0] > QUARANTINE:
-                self._requests.put(("free", cooling.popleft()[1]))
-            if not self._up.poll(0.1):
-                if not self._proc.is_alive():
-                    break
-                continue
-            msg = self._recv()
-            if msg is None:
+            now = time.monotonic()
+            while cooling and now - cooling[0][0] > QUARANTINE:
+                _, child, slot = cooling.popleft()
+                self._requests.put(("free", child, slot))
+            child = self._prewarm
+            if (child is not None and not child.owed and not child.stopping
+                    and now - child.idle_since > self.prewarm_linger):
+                child.idle_since = now  # asked once per linger period at most
+                self._requests.put(("retire", child))
+            children = list(self._children)
+            ready = mp_wait([c.up for c in children], timeout=0.1)
+            for child in children:
+                if child.up not in ready:
+                    continue
+                msg = child.recv()
+                if msg is None:
+                    self._child_ended(child)
+                else:
+                    self._handle(child, msg, cooling)
+            if self._played not in self._children:
                 break
-            kind = msg[0]
-            if kind == "start":
-                _, nid, slot = msg
-                self._slot[nid] = slot
-                note = self._notes.get(nid)
-                if note is not None:
-                    note.data = self.slots[slot]
-            elif kind == "data":
-                for nid, available, playable in msg[1]:
-                    note = self._notes.get(nid)
-                    if note is not None:
-                        note.available = available
-                        note.playable = note.playable or playable
-            elif kind == "done":
-                _, nid, available = msg
-                slot = self._slot.pop(nid)
-                note = self._notes.pop(nid, None)
-                if note is not None:
-                    self._id_of.pop(note, None)
-                    note.data = self.slots[slot][:available].copy()
+        for child in list(self._children):
+            self._child_ended(child)
+
+    def _handle(self, child: _Child, msg, cooling: deque) -> None:
+        kind = msg[0]
+        if kind == "start":
+            _, nid, slot = msg
+            child.slot[nid] = slot
+            note = self._owned(child, nid)
+            if note is not None and not note.done:
+                note.data = child.slots[slot]
+        elif kind == "data":
+            for nid, available, playable in msg[1]:
+                note = self._owned(child, nid)
+                if note is not None and not note.done:
                     note.available = available
-                    note.finish()
-                    self.generated += 1
+                    note.playable = note.playable or playable
+        elif kind == "done":
+            _, nid, available = msg
+            slot = child.slot.pop(nid)
+            note = self._owned(child, nid)
+            if note is not None:
+                self._forget(nid, note)
+            if note is not None and not note.done:  # (done: the other child finished it)
+                note.data = child.slots[slot][:available].copy()
+                note.available = available
+                note.finish()
+                self.generated += 1
+                self._release(note)
+            self._settled(child, nid)
+            cooling.append((time.monotonic(), child, slot))
+        elif kind == "failed":
+            self.errors += 1
+            for nid in msg[1]:
+                note = self._owned(child, nid)
+                if note is not None:
+                    self._forget(nid, note)
+                    note.failed = note.done = True
                     self._release(note)
-                cooling.append((time.monotonic(), slot))
-            elif kind == "failed":
-                self.errors += 1
-                for nid in msg[1]:
-                    note = self._notes.pop(nid, None)
-                    if note is not None:
-                        self._id_of.pop(note, None)
-                        note.failed = note.done = True
-                        self._release(note)
-                    if nid in self._slot:
-                        cooling.append((time.monotonic(), self._slot.pop(nid)))
-        # The child ended: whatever it still owed will not come.
-        for note in list(self._notes.values()):
-            note.failed = note.done = True
-            self._release(note)
-        self._notes.clear()
-        if not self._closed:
+                self._settled(child, nid)
+                if nid in child.slot:
+                    cooling.append((time.monotonic(), child, child.slot.pop(nid)))
+        elif kind == "error":  # the prewarm child could not load the model
+            log.error("the prewarm process failed: %s", msg[2])
+
+    def _owned(self, child: _Child, nid: int) -> Optional[Note]:
+        """The Note `nid` stands for, if `child` is still the one making it."""
+        if self._child_of.get(nid) is child:
+            return self._notes.get(nid)
+        return None
+
+    def _forget(self, nid: int, note: Note) -> None:
+        self._notes.pop(nid, None)
+        self._child_of.pop(nid, None)
+        if self._id_of.get(note) == nid:
+            del self._id_of[note]
+
+    def _settled(self, child: _Child, nid: int) -> None:
+        child.owed.discard(nid)
+        if not child.owed:
+            child.idle_since = time.monotonic()
+
+    def _child_ended(self, child: _Child) -> None:
+        """A child is gone: whatever it still owed will not come."""
+        if child in self._children:
+            self._children.remove(child)
+        for nid in list(child.owed):
+            note = self._owned(child, nid)
+            if note is not None:
+                self._forget(nid, note)
+                note.failed = note.done = True
+                self._release(note)
+        child.owed.clear()
+        if self._prewarm is child:
+            self._prewarm = None
+        if child is self._played and not self._closed:
             log.error("the note generator process stopped (exit code %s); uncached notes "
-                      "stay silent", self._proc.exitcode)
+                      "stay silent", child.proc.exitcode)
+        elif child.role == "prewarm" and not child.stopping:
+            log.error("the prewarm process stopped (exit code %s)", child.proc.exitcode)
+        child.proc.join(timeout=1.0)
 
     def _release(self, note: Note) -> None:
         if self.pending.get(note.key) is note:
