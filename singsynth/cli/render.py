@@ -103,7 +103,7 @@ def plan_outputs(args) -> list:
         raise SingsynthError("'-' (standard input) can be given only once")
     folder = args.out_dir
     if args.output is not None and (args.output.endswith(("/", os.sep))
-                                    or (args.output != STDIO and Path(args.output).is_dir())):
+                                    or (args.output != STDIO and os.path.isdir(args.output))):
         folder = args.output
     if folder is None:
         if len(inputs) > 1:
@@ -141,7 +141,7 @@ def check_pairs(pairs, args) -> None:
     for name, out in pairs:
         if out != STDIO:
             output_format(out, args.bits)
-            if Path(out).exists() and not args.force:
+            if os.path.lexists(out) and not args.force:  # a name too long: render_file says
                 raise SingsynthError(f"{out} already exists; pass -f to overwrite it")
         if name != STDIO and len(pairs) > 1:
             read_midi(name)  # MidiFileError: one line naming the file
@@ -203,7 +203,7 @@ def main(argv=None):
         source = open_model_source(args.model)
 
     with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="singsynth-")))
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="singsynth-render-")))
         stdin_path = read_stdin(scratch) if STDIO in args.inputs else None
         audio_fd = stack.enter_context(stdout_for_audio()) if to_stdout else None
         lines_to = sys.stderr if to_stdout else sys.stdout
