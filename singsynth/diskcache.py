@@ -19,9 +19,12 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from singsynth.engine.source import NoteKey, NoteSource
-from singsynth.files import cache_dir
+from singsynth.errors import SingsynthError
+from singsynth.files import cache_dir, open_regular, printable
 
 log = logging.getLogger(__name__)
+
+NPY_HEADER_MAX = 4096  # a float32 vector's .npy header is 128 bytes
 
 
 def default_cache_dir() -> Path:
@@ -63,12 +66,26 @@ class DiskCachedSource:
         return self.dir / (key_name(key) + ".npy")
 
     def load(self, key: NoteKey) -> Optional[np.ndarray]:
-        """The cached note for `key`, float32 (note_samples,), or None if absent or unreadable."""
+        """The cached note for `key`, float32 (note_samples,), or None if absent, unreadable
+        or not a playable note (then it is made again).
+
+        What is read is checked as what comes from a model: a regular file of the note's
+        size, every sample finite and within [-1, 1]. A cache file replaced by NaN would
+        otherwise play as full-scale noise, or as -1.0 everywhere after the clip.
+        """
+        path = self.path(key)
         try:
-            note = np.load(self.path(key), allow_pickle=False)
-        except (OSError, ValueError, EOFError):
+            with open_regular(path, "a cached note") as f:
+                if os.fstat(f.fileno()).st_size > self.note_samples * 4 + NPY_HEADER_MAX:
+                    raise ValueError("larger than a note")
+                note = np.load(f, allow_pickle=False)
+        except (SingsynthError, OSError, ValueError, EOFError):
             return None
         if note.dtype != np.float32 or note.shape != (self.note_samples,):
+            return None
+        if not np.isfinite(note).all() or float(np.max(np.abs(note), initial=0.0)) > 1.0:
+            log.warning("note cache: %s holds NaN, infinite or out-of-range samples; "
+                        "making the note again", printable(path))
             return None
         return note
 

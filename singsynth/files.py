@@ -55,28 +55,30 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def os_error_line(path, exc: OSError, action: str = "read") -> str:
+def os_error_line(path, exc: OSError, action: str = "read", option: str = "-o") -> str:
     """One line naming what went wrong with `path` and what to do about it.
 
     Args:
         action: "read" or "write" (what singsynth was doing with `path`).
+        option: the command-line option that chose `path`, for the fix ("choose another -o").
     """
     code, head = exc.errno, f"cannot {action} {shown(path)}"
     if code == errno.ENOENT:
         return f"{head}: no such file or folder; check the path"
     if code in (errno.EACCES, errno.EPERM):
-        return (f"{head}: permission denied; make it {'writable' if action == 'write' else 'readable'} for this user (chmod) "
-                f"or use another {'path' if action == 'write' else 'file'}")
+        able = "writable" if action == "write" else "readable"
+        return (f"{head}: permission denied; make it {able} for this user (chmod) or "
+                f"choose another {option if action == 'write' else 'file'}")
     if code == errno.ENAMETOOLONG:
         return f"{head}: a name in the path is too long (255 bytes at most); use a shorter name"
     if code in (errno.ENOSPC, errno.EDQUOT):
         folder = shown(Path(path).absolute().parent)
-        return f"{head}: disk full; free space on {folder} or choose another -o"
+        return f"{head}: disk full; free space on {folder} or choose another {option}"
     if code == errno.EFBIG:
         return (f"{head}: the file is larger than this system's file size limit (ulimit -f); "
                 "raise the limit or write a shorter file")
     if code == errno.EROFS:
-        return f"{head}: read-only file system; choose another -o"
+        return f"{head}: read-only file system; choose another {option}"
     if code == errno.EISDIR:
         return f"{head}: it is a folder; give a file"
     if code == errno.ENOTDIR:

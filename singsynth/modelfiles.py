@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from singsynth.files import shipped_dir, shipped_or_path
+from singsynth.errors import SingsynthError
+from singsynth.files import open_regular, shipped_dir, shipped_or_path
 
 if TYPE_CHECKING:
     from singsynth.engine.source import NoteKey
@@ -78,7 +79,11 @@ def read_header(path) -> dict:
     """A safetensors file's JSON header: {tensor name: {dtype, shape, data_offsets}, ...,
     "__metadata__": {str: str}}. Read as JSON, never unpickled; OSError or ValueError
     for a file that is not one."""
-    with open(path, "rb") as f:
+    try:  # a regular file only: a FIFO would block this open forever
+        f = open_regular(path, "a checkpoint")
+    except SingsynthError as exc:
+        raise OSError(str(exc)) from None
+    with f:
         size = int.from_bytes(f.read(8), "little")
         if not 2 <= size <= 100_000_000:
             raise ValueError("implausible header size")

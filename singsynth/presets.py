@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 from .errors import ConfigError
-from .files import shipped_dir, shipped_or_path
+from .files import missing, read_bytes, shipped_dir, shipped_or_path
 from .yamlfile import load_yaml
 
 # As `singsynth.engine.source.Blend` (not imported: the engine imports this module).
 Blend = Tuple[Tuple[int, float], ...]
 
 PRESET_DIR = shipped_dir("presets")
+MAX_FILE_BYTES = 1 << 20  # a preset is a few KB (gm.yaml, the largest shipped, is 5 KB)
 CURVES = {"linear": 1.0, "soft": 0.6, "hard": 1.6}
 PATCH_KEYS = ("instrument", "gain", "pan", "release", "velocity_curve", "transpose", "prewarm",
               "morph")
@@ -297,11 +298,13 @@ def load_preset(path_or_name: Union[str, Path, None], instruments: Sequence[str]
     if path_or_name is None:
         path_or_name = "default"
     path = shipped_or_path(str(path_or_name), PRESET_DIR, ".yaml")
-    if not path.is_file():
+    if missing(path):
         raise ConfigError(f"preset {str(path_or_name)!r} not found: give a .yaml file or one of "
                           f"{', '.join(available_presets()) or '(none shipped)'}")
+    # A regular file of bounded size (a folder, a FIFO, /dev/zero are named, not read).
+    raw = read_bytes(path, "a YAML preset (.yaml)", MAX_FILE_BYTES, ConfigError)
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = load_yaml(raw.decode("utf-8"), str(path))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file, so not a YAML preset; give a .yaml file "
                           "or one of " + ", ".join(available_presets())) from None

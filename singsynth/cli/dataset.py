@@ -129,8 +129,9 @@ def main(argv=None):
         print(info(args.dir))
         return 0
     from singsynth.data.report import check
+    from singsynth.files import shown
     problems = check(args.dir)
     for p in problems:
         print(p)
-    print(f"{args.dir}: {len(problems)} problem(s)")
+    print(f"{shown(args.dir)}: {len(problems)} problem(s)")
     return 1 if problems else 0

@@ -9,6 +9,7 @@ renamed when closed, so an interrupted session leaves either a playable file or 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from singsynth.errors import DeviceError
+from singsynth.files import KeepWriteError, make_public, os_error_line, printable, shown
 
 # Extension -> (libsndfile format, subtype). WAV keeps float32 exactly as sent.
 FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
@@ -57,12 +59,24 @@ class Recorder:
     def __init__(self, path, sample_rate, channels=2, seconds=10.0):
         self.path = Path(path)
         fmt = record_format(self.path)
-        self._tmp = self.path.with_name(f".{self.path.name}.part")
+        self._raw = None
         try:
-            self._file = sf.SoundFile(self._tmp, "w", samplerate=int(sample_rate),
+            # A fresh name (O_EXCL), never a fixed ".take.wav.part" that a planted link
+            # could point elsewhere.
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name[:100]}.", suffix=".part",
+                                       dir=self.path.parent)
+            self._tmp = Path(tmp)
+            self._raw = os.fdopen(fd, "r+b", buffering=0)
+            # Through KeepWriteError: libsndfile reports a full disk only as "System
+            # error"; the OSError it keeps names it.
+            self._sink = KeepWriteError(self._raw)
+            self._file = sf.SoundFile(self._sink, "w", samplerate=int(sample_rate),
                                       channels=channels, format=fmt[0], subtype=fmt[1])
         except (sf.LibsndfileError, OSError) as exc:
-            raise DeviceError(f"--record {path}: cannot write there ({exc})") from None
+            if self._raw is not None:
+                self._raw.close()
+                self._tmp.unlink(missing_ok=True)
+            raise DeviceError(f"--record {shown(path)}: cannot write there ({printable(exc)})") from None
         self._ring = np.zeros((int(seconds * sample_rate), channels), np.float32)
         # Fault every page in here, not on the audio thread's first pass through the ring
         # (numpy may back a big array with 2 MiB transparent huge pages, each zeroed on its
@@ -104,9 +118,9 @@ class Recorder:
         try:
             while not self._stop.wait(0.05):
                 self._drain()
-        except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+        except (sf.LibsndfileError, OSError, RuntimeError, AssertionError) as exc:
             # Disk full, say: the sound goes on, `play` says so, `close` reports it.
-            self.error = f"cannot write {self.path} ({exc})"
+            self.error = self._why(exc)
 
     @property
     def frames(self):
@@ -129,13 +143,23 @@ class Recorder:
             if self.error is None:
                 self._drain()
                 self._file.close()
+                if self._sink.error is not None:
+                    raise self._sink.error
+                self._raw.close()
+                make_public(self._tmp)
                 os.replace(self._tmp, self.path)
                 return
-        except (sf.LibsndfileError, OSError, RuntimeError) as exc:
-            self.error = f"cannot write {self.path} ({exc})"
+        except (sf.LibsndfileError, OSError, RuntimeError, AssertionError) as exc:
+            self.error = self._why(exc)
         self.discard()
-        raise DeviceError(f"--record: {self.error}; nothing was saved (free some space or "
-                          "record to another disk)")
+        raise DeviceError(f"--record: {self.error}; nothing was saved")
+
+    def _why(self, exc) -> str:
+        """The line for a failed write: the OSError behind it when there is one."""
+        err = self._sink.error if self._sink.error is not None else exc
+        if isinstance(err, OSError):
+            return os_error_line(self.path, err, "write", option="--record")
+        return f"cannot write {shown(self.path)} ({printable(err)})"
 
     def discard(self):
         """Abandon the recording and remove the temporary file."""
@@ -144,6 +168,7 @@ class Recorder:
             self._thread.join()
         try:
             self._file.close()
-        except (sf.LibsndfileError, OSError, RuntimeError):
+        except (sf.LibsndfileError, OSError, RuntimeError, AssertionError):
             pass  # a full disk cannot take the header either; the file goes anyway
+        self._raw.close()
         self._tmp.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ import torch
 
 from singsynth.checkpoint import load_checkpoint, save_model
 from singsynth.errors import ConfigError
+from singsynth.files import atomic_path, write_atomic
 from singsynth.model import build
 from singsynth.train import extend
 from singsynth.train.config import STAGES, TrainConfig
@@ -43,9 +44,7 @@ def forget_stages(out: Path, stages) -> None:
     if log.exists():
         keep = [line for line in log.read_text(errors="replace").splitlines()
                 if (log_record(line) or {}).get("stage") not in (None, *stages)]
-        tmp = log.with_name(log.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        tmp.replace(log)
+        write_atomic(log, "".join(line + "\n" for line in keep))
 
 
 def init_weights(model, path) -> None:
@@ -83,7 +82,8 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
             if force and not resume:
                 forget_stages(out, stages)
             # A kill during an atomic save leaves its temporary file behind.
-            for tmp in out.glob("*.safetensors.*.tmp"):
+            for tmp in [*out.glob("*.safetensors.*.tmp"), *out.glob(".model.safetensors.*.tmp"),
+                        *out.glob(".log.jsonl.*.tmp")]:
                 tmp.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         world.barrier()
@@ -146,8 +146,8 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
                 save_model(out / f"{name}.safetensors", model, provenance)
             world.barrier()
         if world.main:
-            shutil.copyfile(out / f"{stages[-1]}.safetensors", out / "model.safetensors.tmp")
-            (out / "model.safetensors.tmp").replace(out / "model.safetensors")
+            with atomic_path(out / "model.safetensors") as tmp:  # a fresh name, never a link
+                shutil.copyfile(out / f"{stages[-1]}.safetensors", tmp)
             print(f"wrote {out / 'model.safetensors'}", file=sys.stderr)
         return out / "model.safetensors"
     finally:

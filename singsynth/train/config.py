@@ -8,6 +8,7 @@ from pathlib import Path
 
 from singsynth.dsp import N_FFT
 from singsynth.errors import ConfigError
+from singsynth.files import missing, read_bytes
 from singsynth.model import CONFIGS
 from singsynth.yamlfile import load_yaml
 
@@ -189,10 +190,10 @@ def _read_yaml(path):
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a config file; pass a .yaml file such "
                           "as configs/small.yaml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file; see configs/*.yaml") from None
+    if missing(path):
+        raise ConfigError(f"{path}: no such config file; see configs/*.yaml")
+    try:  # a regular file of bounded size: a FIFO or /dev/zero is named, not read
+        text = read_bytes(path, "a YAML config (.yaml)", 1 << 20, ConfigError).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file (UTF-8); pass a .yaml config such as "
                           "configs/small.yaml") from None

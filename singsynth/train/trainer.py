@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from singsynth.checkpoint import atomic_save_tensors, read_tensors
 from singsynth.errors import CheckpointError, ConfigError
+from singsynth.files import write_atomic
 from singsynth.train.config import StageConfig
 
 # The way out of a state file that cannot be resumed from.
@@ -305,9 +306,7 @@ class Loop:
                                            and record.get("epoch", 0) > epochs):
                 keep.append(line)
         if len(keep) != len(lines):
-            tmp = self.log_path.with_name(self.log_path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
-            tmp.replace(self.log_path)
+            write_atomic(self.log_path, "".join(line + "\n" for line in keep))
 
     def log(self, record: dict):
         if self.world.main:
