@@ -34,9 +34,18 @@ THRESHOLD = 1e-3          # "audible": -60 dBFS
 MAX_ONSET = int(0.15 * RATE)
 PERIOD = 256              # frames per JACK cycle (jack_fixtures starts jackd with -p 256)
 PERIOD_MARGIN = PERIOD    # the last cycle may be cut by SIGTERM on either side
+# The sine source's instruments are not the GM preset's: these runs play `--preset default`
+# unless their arguments name another.
 SINE_PLAY = ("import sys; from singsynth.cli import play; "
              "from singsynth.engine.testing import SineSource; "
-             "sys.exit(play.main(sys.argv[1:], source=SineSource(note_samples=32000, decay=0.5)))")
+             "sys.exit(play.main(['--preset', 'default'] + sys.argv[1:], "
+             "source=SineSource(note_samples=32000, decay=0.5)))")
+# A sine source whose prewarm chunks (16 notes x 16,000 samples) take 1 s each and whose
+# played chunks (1 x 256) take 1 ms, as a model's cost grows with the chunk.
+WORK_PLAY = ("import sys; from singsynth.cli import play; "
+             "from tests.slow_source import WorkSineSource; "
+             "sys.exit(play.main(['--preset', 'default'] + sys.argv[1:], "
+             "source=WorkSineSource(cost=1 / (16 * 16000), note_samples=32000, decay=0.5)))")
 
 
 # ---- pure parts -----------------------------------------------------------------------
@@ -283,7 +292,7 @@ def test_play_tiny_checkpoint_cli_end_to_end(jack_server, tiny_checkpoint, tmp_p
     probe = JackProbe(seconds=15)
     out = tmp_path / "tiny.wav"
     play = Play(["--virtual", "--midi-api", "jack", "--model", str(tiny_checkpoint),
-                 "--no-prewarm", "--record", str(out)])
+                 "--preset", "default", "--no-prewarm", "--record", str(out)])
     try:
         play.wait_ready()
         connect(probe)
@@ -305,6 +314,113 @@ def test_play_tiny_checkpoint_cli_end_to_end(jack_server, tiny_checkpoint, tmp_p
     check_xruns(play, probe, jack_server, logged_before)
     rec, sr = sf.read(out, dtype="float32")
     assert sr == RATE and len(rec) > RATE and np.abs(rec).max() > THRESHOLD
+
+
+def test_a_cold_note_struck_while_prewarm_runs_sounds_at_once(jack_server):
+    """Prewarm (the default preset's 976 notes) is running; notes outside its range are
+    struck. Each prewarm chunk takes 1 s here: with prewarm in the played notes' loop, a
+    note waited for the chunk in progress, 0.5 s on average (run before the change: 3 of
+    the 4 notes not heard within 150 ms). The bound leaves room for a loaded machine."""
+    probe = JackProbe(seconds=20)
+    play = Play(["--virtual", "--midi-api", "jack"], code=WORK_PLAY)
+    try:
+        play.wait_ready()
+        connect(probe)
+        probe.recording = True
+        time.sleep(1.5)  # the prewarm process is up and inside its first chunks
+        sent = play_notes(probe, [30, 100, 31, 99], hold=0.2, gap=0.37)
+    finally:
+        rc = play.stop()
+        probe.recording = False
+        probe.close()
+    assert rc == 0, play.err
+    audio, start = probe.recorded_audio()
+    latencies = onsets(audio, start, sent)
+    print("onsets while prewarming (ms)",
+          [None if lat is None else round(1000 * lat / RATE, 1) for lat in latencies])
+    assert all(lat is not None and lat < 0.1 * RATE for lat in latencies), latencies
+
+
+def test_a_program_change_then_a_note_100_ms_later(jack_server, tmp_path):
+    """The program change selects a patch with a prewarm range, which `play` starts
+    prewarming; the note 100 ms later (outside that range, so cold) sounds at once and
+    with the new patch's instrument (the sine source's organ adds a 3rd harmonic)."""
+    preset = tmp_path / "switch.yaml"
+    preset.write_text("name: switch\n"
+                      "defaults: {instrument: piano, prewarm: null}\n"
+                      "programs:\n"
+                      "  5: {instrument: organ, prewarm: [40, 80]}\n")
+    probe = JackProbe(seconds=20)
+    play = Play(["--virtual", "--midi-api", "jack", "--preset", str(preset)], code=WORK_PLAY)
+    try:
+        play.wait_ready()
+        connect(probe)
+        probe.recording = True
+        time.sleep(0.3)
+        sent = []
+        for pitch in (90, 93):
+            probe.send([0xC0, 5])   # program change to 5 (again: already selected)
+            time.sleep(0.1)
+            sent += play_notes(probe, [pitch], hold=0.3, gap=0.3)
+    finally:
+        rc = play.stop()
+        probe.recording = False
+        probe.close()
+    assert rc == 0, play.err
+    audio, start = probe.recorded_audio()
+    latencies = onsets(audio, start, sent)
+    print("onsets after a program change (ms)",
+          [None if lat is None else round(1000 * lat / RATE, 1) for lat in latencies])
+    assert all(lat is not None and lat < 0.1 * RATE for lat in latencies), latencies
+    for pitch, f, lat in zip((90, 93), sent, latencies):
+        seg = audio[f - start + lat:f - start + lat + int(0.2 * RATE), 0]
+        spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), 1 << 17))
+        f0 = midi_to_hz(pitch)
+        at = [spec[round(h * f0 * (1 << 17) / RATE)] for h in (1, 2, 3)]
+        assert at[2] > 0.1 * at[0] and at[1] < 0.1 * at[0], (pitch, at)  # organ: 3rd
+
+
+def test_play_uses_the_gm_preset_unless_told_otherwise(tiny_checkpoint):
+    from singsynth.cli import play
+    from singsynth.errors import ConfigError
+    from singsynth.modelfiles import open_model_source
+    assert play.get_parser().parse_args(["--virtual"]).preset is None
+    default = open_model_source(None)
+    assert play.play_preset(None, default).name == "gm"
+    assert play.play_preset("default", default).name == "default"
+    # GM programs select GM instruments: a guitar program is not the piano.
+    gm = play.play_preset(None, default)
+    assert gm.patch(0, 24).instrument != gm.patch(0, 0).instrument
+    tiny = open_model_source(str(tiny_checkpoint))  # other instruments than GM names
+    with pytest.raises(ConfigError, match="pass --preset default"):
+        play.play_preset(None, tiny)
+    assert play.play_preset("default", tiny).name == "default"
+
+
+def test_play_prewarms_the_patches_the_channels_start_on_then_each_one_selected():
+    from singsynth.cli.play import Prewarm, patch_keys
+    from singsynth.engine import Synth
+    from singsynth.engine.testing import SineSource
+    from singsynth.presets import parse_preset
+
+    src = SineSource()
+    preset = parse_preset({"name": "two", "defaults": {"instrument": "piano", "prewarm": [60, 61]},
+                           "programs": {5: {"instrument": "organ", "prewarm": [40, 42]},
+                                        6: {"instrument": "guitar", "prewarm": None}}},
+                          src.instruments, origin="test", name="two")
+    with Synth(src, 48000, preset, offline=True) as synth:
+        asked = []
+        synth.prewarm = asked.append
+        prewarm = Prewarm(synth)
+        assert prewarm.start() == len(patch_keys(synth, preset.patch(0, 0))) == 2 * 14
+        assert {k.instrument for k in asked[0]} == {preset.patch(0, 0).instrument}
+        assert prewarm.program(3, 5) == 3 * 14 and len(asked) == 2
+        assert {k.pitch for k in asked[1]} == {40, 41, 42}
+        assert prewarm.program(4, 5) == 0 and prewarm.program(0, 6) == 0  # once; no range
+        assert len(asked) == 2
+        # The same keys and order as Synth.prewarm_keys gives for the whole preset.
+        # (Levels below velocity 25 share a note: 14 keys a pitch.)
+        assert synth.prewarm_keys() == asked[0] + asked[1]
 
 
 def test_play_survives_port_unplug_and_reconnects(jack_server, tmp_path):
@@ -381,7 +497,7 @@ def test_play_sound_server_dying_is_one_line_and_keeps_the_recording(jack_server
     out = tmp_path / "cut.wav"
     with start_jack(f"singsynth-doomed-{os.getpid()}") as doomed:
         play = Play(["--virtual", "--midi-api", "jack", "--model", str(tiny_checkpoint),
-                     "--no-prewarm", "--record", str(out)])
+                     "--preset", "default", "--no-prewarm", "--record", str(out)])
         play.wait_ready()
         time.sleep(0.5)
         kill_jack(doomed)

@@ -43,7 +43,9 @@ def get_parser():
                         help="low, high or seconds: PortAudio's suggested output latency")
     parser.add_argument("--sample-rate", type=int,
                         help="Hz (default: the device's own; the engine resamples)")
-    parser.add_argument("--preset", default="default", help="preset YAML file or name")
+    parser.add_argument("--preset", help="preset YAML file or name (default: gm, General "
+                        "MIDI for the default model; `default` plays a model's first "
+                        "instrument on every channel and program)")
     parser.add_argument("--model", help="checkpoint file or name (default: models/default)")
     parser.add_argument("--record", help="also write what is sent to the device (.wav float32)")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite --record")
@@ -51,7 +53,8 @@ def get_parser():
                         help="where the model runs: a child process (default; torch never "
                              "holds the audio thread's GIL) or a thread of this one")
     parser.add_argument("--no-prewarm", action="store_true",
-                        help="do not pre-generate the preset's prewarm notes at start")
+                        help="do not pre-generate the prewarm notes of the patches the "
+                             "channels start on, nor of those a program change selects")
     parser.add_argument("--cpu-sleep", action="store_true",
                         help="let idle CPUs sleep while playing (saves power). By default "
                              "play asks Linux to keep them polling, where allowed: a CPU "
@@ -63,7 +66,6 @@ def get_parser():
 def build_synth(args, sample_rate, source=None):
     """The engine for `args`. `source` replaces the checkpoint (Python API and tests only)."""
     from singsynth.engine import Synth
-    from singsynth.presets import load_preset
     if source is None and args.generator == "process":
         # Only the header is read here: the child loads the weights, so this (audio)
         # process never imports torch (~360 MB and a GIL-holding thread pool less).
@@ -78,19 +80,83 @@ def build_synth(args, sample_rate, source=None):
         from singsynth.checkpoint import load_model
         from singsynth.engine.model_source import ModelSource
         source = ModelSource(load_model(args.model))
-    preset = load_preset(args.preset, list(source.instruments))
+    preset = play_preset(args.preset, source)
     return Synth(source, sample_rate=sample_rate, preset=preset, generator=args.generator,
                  helper_priority=HELPER_PRIORITY if args.generator == "process" else None)
 
 
-def arrival(synth, scheduler):
+def play_preset(name, source):
+    """The preset `name`, or with None the GM preset as render uses (ConfigError, in one
+    line saying what to pass, when the GM preset does not fit the model)."""
+    from singsynth.errors import ConfigError
+    from singsynth.presets import PRESET_DIR, load_preset
+    if name is not None:
+        return load_preset(name, list(source.instruments))
+    name = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
+    try:
+        return load_preset(name, list(source.instruments))
+    except ConfigError as exc:
+        # The GM preset names the default model's instruments; another model has its own.
+        raise ConfigError(f"{exc} (the default preset {name!r} is made for the default "
+                          "model: pass --preset default to play this model's first "
+                          "instrument, or a preset naming its instruments)") from None
+
+
+def patch_keys(synth, patch):
+    """The keys of `patch`'s prewarm range at every velocity level, centre first (as
+    `Synth.prewarm_keys` orders a whole preset's)."""
+    from singsynth.engine.source import NoteKey, level_velocity, velocity_index
+    if not patch.prewarm:
+        return []
+    levels = synth.velocity_levels
+    lo, hi = patch.prewarm
+    mid = (lo + hi) / 2
+    order = sorted((abs(p - mid), abs(l - 0.6 * levels), p, l)
+                   for p in range(lo, hi + 1) for l in range(levels))
+    keys = [NoteKey(patch.instrument, min(max(p + patch.transpose, 0), 127),
+                    round(velocity_index(level_velocity(l, levels)), 6))
+            for _, _, p, l in order]
+    return list(dict.fromkeys(keys))
+
+
+class Prewarm:
+    """What `play` prewarms: the patches the 16 channels start on (program 0), then each
+    patch a program change selects, once each. A note played meanwhile does not wait for
+    it (the process generator prewarms in a process of its own, at the lowest priority).
+    """
+
+    def __init__(self, synth):
+        self.synth = synth
+        self.done = []  # patches already asked for (Patch compares by value)
+
+    def patch(self, patch) -> int:
+        """Queue `patch`'s prewarm range unless already asked; returns how many keys."""
+        if not patch.prewarm or patch in self.done:
+            return 0
+        self.done.append(patch)
+        keys = patch_keys(self.synth, patch)
+        self.synth.prewarm(keys)
+        return len(keys)
+
+    def start(self) -> int:
+        preset = self.synth.preset
+        return sum(self.patch(preset.patch(c, 0)) for c in range(16))
+
+    def program(self, channel: int, program: int) -> int:
+        return self.patch(self.synth.preset.patch(channel, program))
+
+
+def arrival(synth, scheduler, prewarm=None):
     """The MIDI thread's handler: a note-on starts its note generating at once (the
-    scheduler holds every event a block, for exact timing), then the event is queued."""
+    scheduler holds every event a block, for exact timing), a program change prewarms
+    the patch it selects (`prewarm`, a `Prewarm`), then the event is queued."""
     prefetch = getattr(synth, "prefetch", None)
 
     def on_message(stamp, msg):
         if prefetch is not None and msg.type == "note_on":
             prefetch(msg.channel, msg.note, msg.velocity)
+        elif prewarm is not None and msg.type == "program_change":
+            prewarm.program(msg.channel, msg.program)
         scheduler.push(stamp, msg)
     return on_message
 
@@ -184,12 +250,13 @@ def main(argv=None, *, source=None, make_synth=None):
                                      before_block=scheduler.dispatch, recorder_path=args.record)
         # MIDI opens before the stream starts: on JACK a client joining the graph can cost
         # an xrun, which must not land in the middle of playing.
-        midi.connect_to(arrival(synth, scheduler), audio.time)
+        prewarm = None if args.no_prewarm or not hasattr(synth, "preset") else Prewarm(synth)
+        midi.connect_to(arrival(synth, scheduler, prewarm), audio.time)
         port_name = midi.open()
         quiet_gc()
         audio.start()
-        if not args.no_prewarm:
-            synth.prewarm()
+        if prewarm is not None:
+            prewarm.start()
         print(f"singsynth play: MIDI {port_name!r} -> {device['name']!r} "
               f"[{device['hostapi']}] at {sample_rate} Hz, {args.blocksize or 'host'}-frame "
               f"blocks, output latency {1000 * audio.latency:.1f} ms"

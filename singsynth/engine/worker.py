@@ -412,6 +412,10 @@ class ProcessGenerator:
 
     # ---- spawn thread: the prewarm child, started when there is prewarm work ----------
     def _spawn_loop(self) -> None:
+        try:  # a child inherits this thread's nice: its start-up, too, gives way
+            os.setpriority(os.PRIO_PROCESS, 0, 19)
+        except (AttributeError, OSError):
+            pass
         while self._spawn.get() is not None:
             try:
                 child = _Child(self._ctx, "prewarm", min(self._n_slots, 2 * self._batch()),
