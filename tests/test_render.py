@@ -530,6 +530,12 @@ def test_stdin_to_stdout_is_the_file_render_and_stdout_carries_only_audio(tmp_pa
     assert done.stdout == (tmp_path / "file.wav").read_bytes()  # not one byte of text
     assert b"rendered stdin -> stdout" in done.stderr
     assert sorted(os.listdir(tmp_path)) == ["cache", "file.wav", "song.mid"]
+    # Not a MIDI file on stdin: one line naming stdin, and not one byte on stdout.
+    bad = subprocess.run([sys.executable, "-m", "singsynth", "render", "-", "-o", "-", *args],
+                         input=b"hello", capture_output=True, timeout=120)
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert bad.stderr.decode().startswith("singsynth render: error: stdin")
+    assert len(bad.stderr.splitlines()) == 1
 
 
 def test_stdout_takes_the_format_and_bits_asked_for(tmp_path, tiny_checkpoint, capfdbinary,
