@@ -116,7 +116,7 @@ def model_metadata(model: SING, provenance: dict | None = None) -> dict:
         "instruments": json.dumps(model.instruments),
         "velocities": json.dumps(list(model.velocities)),
         "pitch_range": json.dumps([0, model.sequence.pitch.num_embeddings - 1]),
-        "sample_rate": str(model.config.sample_rate),
+        "sample_rate": str(model.config.output_rate),   # what it plays (the config has the core's)
         "provenance": json.dumps(provenance or {}),
     }
 
@@ -139,8 +139,9 @@ def _meta_json(path, metadata: dict, key: str):
 def _check_info(path, info: dict) -> None:
     """CheckpointError unless the decoded metadata has the types and values SING needs."""
     def bad(key, what):
+        # repr: the value comes from the file, and may hold newlines or terminal escapes.
         return CheckpointError(f"{path}: metadata {key!r} must be {what}, not "
-                               f"{str(info[key])[:60]}; not a usable singsynth checkpoint")
+                               f"{repr(info[key])[:60]}; not a usable singsynth checkpoint")
     instruments, velocities = info["instruments"], info["velocities"]
     if (not isinstance(instruments, list) or not 1 <= len(instruments) <= MAX_INSTRUMENTS
             or not all(isinstance(i, str) for i in instruments)):

@@ -117,8 +117,9 @@ def load_yaml(text: str, origin: str, fix: str = "fix the syntax"):
     if len(text) > MAX_CHARS:
         raise ConfigError(f"{origin}: {len(text):,} characters is too long for a preset or "
                           f"config (at most {MAX_CHARS:,}); give the right file")
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)   # its reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -137,4 +138,5 @@ def load_yaml(text: str, origin: str, fix: str = "fix the syntax"):
         raise ConfigError(f"{origin}: a YAML value cannot be read ({type(exc).__name__}: "
                           f"{str(exc)[:120]}); {fix}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -87,3 +87,11 @@ def test_a_preset_name_must_be_a_string_and_long_values_are_cut_in_errors(tmp_pa
     with pytest.raises(ConfigError, match=r"key 'defaults\.gain': got \[1, 1.* \.\.\. ") as err:
         load_preset(str(path), INSTRUMENTS)
     assert len(str(err.value)) < 400
+
+
+def test_a_control_character_is_one_line(tmp_path):
+    # PyYAML's reader refuses it while the loader is being made, before any parsing.
+    path = tmp_path / "p.yaml"
+    path.write_text("name: bell\x07\n")
+    with pytest.raises(ConfigError, match="not valid YAML .*unacceptable character #x0007"):
+        load_preset(str(path), INSTRUMENTS)
