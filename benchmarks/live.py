@@ -11,8 +11,14 @@ Runs, each a fresh `singsynth play`, in one sitting so that they share the machi
   0. the storm with no synth at all: the xruns of the harness and the machine alone;
   1. sine floor: a trivial Python sine synth in place of the engine (same path), its
      latency and then the same storm;
-  2. model, nothing prewarmed: cold notes (never played), then the same notes warm;
-     then a storm of 50 note-ons/s over 4 channels, counting xruns.
+  2. the model as a musician meets it: `play` with its default (GM) preset and prewarm,
+     cold notes (keys never played, on 4 GM programs that prewarm does not cover) in
+     three phases: (a) from the moment the port opens, while the start-up prewarm runs;
+     (b) once `play` says prewarm is done; (c) each 100 ms after a program change to a
+     program whose prewarm range that change starts (the benchmark's preset gives 4
+     programs one, `SWITCH_PROGRAMS`), the note outside that range; then the phase-(b)
+     notes again, warm; then a storm of 50 note-ons/s over 4 channels set to 4 more
+     programs (cold at first, as in the storm of earlier runs), counting xruns.
 Each xrun is attributed twice: by jackd's log (which client was late) and by time, against
 the stalls of each CPU that a SCHED_FIFO 20 sleeper pinned to it saw (`tests/stall_monitor.py`).
 
@@ -20,9 +26,9 @@ With --cpu-sleep-pairs N, then N pairs of storms alone, the model's `play` holdi
 out of sleep (its default) and with --cpu-sleep, alternating, side by side.
 
 Usage: .venv/bin/python benchmarks/live.py [--model FILE] [--storm 60] [--notes 16]
-                                           [--cpu-sleep-pairs N]
+                                           [--cpu-sleep-pairs N] [--generators process]
 Without --model, models/default.safetensors, else a random-init `small` checkpoint (the
-same compute per note as a trained one).
+same compute per note as a trained one; played with --preset default).
 """
 import argparse
 import collections
@@ -43,6 +49,10 @@ from tests.jack_fixtures import (JackProbe, Play, StallMonitor, late_clients,  #
 
 RATE = 48000
 THRESHOLD = 1e-3  # -60 dBFS
+COLD_PROGRAMS = (24, 40, 56, 73)    # guitar, violin, trumpet, flute: channels 1-4, no prewarm
+SWITCH_PROGRAMS = (16, 32, 48, 66)  # organ, bass, strings, sax: a prewarm range here
+SWITCH_RANGE = (54, 78)             # ... which the notes after the change stay out of
+STORM_PROGRAMS = (4, 8, 29, 57)     # rhodes, vibraphone, overdrive guitar, brass: channels 0-3
 SINE_PLAY = ("import sys; sys.path.insert(0, 'benchmarks'); from live import SineSynth; "
              "from singsynth.cli import play; "
              "sys.exit(play.main(sys.argv[1:], make_synth=SineSynth))")
@@ -233,6 +243,120 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
     return result
 
 
+def switch_preset(tmp):
+    """presets/gm.yaml with the prewarm range `SWITCH_RANGE` on `SWITCH_PROGRAMS`, so that
+    a program change to one of them starts a prewarm (gm.yaml gives one to piano only)."""
+    import re
+    text = (ROOT / "presets" / "gm.yaml").read_text()
+    for program in SWITCH_PROGRAMS:
+        text, n = re.subn(rf"^(  {program}: {{instrument: [^}},]+)}}",
+                          rf"\1, prewarm: [{SWITCH_RANGE[0]}, {SWITCH_RANGE[1]}]}}", text,
+                          flags=re.M)
+        assert n == 1, program
+    path = Path(tmp) / "gm-switch.yaml"
+    path.write_text(text.replace("name: gm", "name: gm-switch"))
+    return str(path)
+
+
+def onset_ms(probe, frames, before=0.01):
+    """ms from each note-on frame to the first audible sample (NaN: none within 1 s, or
+    sound in the `before` s before it)."""
+    audio = np.abs(probe.audio).max(axis=1)
+    result = []
+    for f in frames:
+        at = f - probe.record_start
+        seg = audio[at:at + RATE]
+        hits = np.flatnonzero(seg > THRESHOLD)
+        quiet = audio[max(0, at - int(before * RATE)):at].max(initial=0.0) <= THRESHOLD
+        result.append(1000.0 * hits[0] / RATE if len(hits) and quiet else float("nan"))
+    return result
+
+
+def strike(probe, channel, pitch, velocity=100, hold=0.25):
+    """One note alone: wait for silence, note-on, hold, note-off; its note-on frame."""
+    wait_quiet(probe)
+    frame = probe.note_on(pitch, velocity, channel=channel)
+    time.sleep(hold)
+    probe.send([0x80 | channel, pitch, 0])
+    return frame
+
+
+def prewarm_running(play, count):
+    """Whether `play` has said "prewarmed" fewer than `count` times."""
+    return sum("prewarmed" in line for line in play.out + play.err) < count
+
+
+def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process"):
+    """One `singsynth play` of the model, prewarm on: cold notes in three phases, warm
+    notes, a storm (see the module docstring)."""
+    logged_before = len(late_clients(server))
+    monitor = StallMonitor()
+    probe = JackProbe(seconds=420 + storm_seconds)  # prewarm may take minutes on a busy host
+    args = ["--model", path, "--generator", kind, "--preset", preset or "default"]
+    play = Play(["--virtual", "--midi-api", "jack", *args])
+    res = {"phases": [("start-up", time.monotonic())]}
+    try:
+        play.wait_ready(timeout=300)
+        ready = time.monotonic()
+        probe.wait_for_ports("^singsynth:out_", 2)
+        probe.wait_for_ports("^singsynth-midi:", 1, is_midi=True)
+        probe.connect_to("singsynth-midi:singsynth", ["singsynth:out_0", "singsynth:out_1"])
+        probe.recording = True
+        for i, program in enumerate(COLD_PROGRAMS):
+            probe.send([0xC0 | (i + 1), program])
+        # Distinct keys, never played: 4 programs x pitches 40, 43, 46, ... per phase.
+        series = [[(1 + i % 4, 40 + 3 * (i // 4) + 12 * phase) for i in range(notes)]
+                  for phase in range(2)]
+        res["phases"].append(("cold during start-up prewarm", time.monotonic()))
+        res["first_after_ready"] = time.monotonic() - ready
+        frames = [strike(probe, c, p) for c, p in series[0]]
+        res["prewarm_during_a"] = prewarm_running(play, 1)
+        res["a"] = frames
+        if not play.wait_for("prewarmed", timeout=600):
+            raise RuntimeError("play never said prewarm was done")
+        res["prewarm_line"] = [l for l in play.out + play.err if "prewarmed" in l][0]
+        res["phases"].append(("cold after prewarm", time.monotonic()))
+        res["b"] = [strike(probe, c, p) for c, p in series[1]]
+        res["phases"].append(("cold after a program change", time.monotonic()))
+        frames = []
+        outside = [p for p in range(36, 97, 5) if not SWITCH_RANGE[0] <= p <= SWITCH_RANGE[1]]
+        for i in range(notes):
+            channel = 5 + i % 4
+            wait_quiet(probe)
+            probe.send([0xC0 | channel, SWITCH_PROGRAMS[i % 4]])
+            time.sleep(0.1)
+            frames.append(strike(probe, channel, outside[i % len(outside)] + i // len(outside)))
+        res["c"] = frames
+        res["prewarm_during_c"] = prewarm_running(play, 2)
+        res["phases"].append(("warm", time.monotonic()))
+        res["warm"] = [strike(probe, c, p) for c, p in series[1]]
+        time.sleep(0.5)
+        for key in ("a", "b", "c", "warm"):
+            res[key] = np.array(onset_ms(probe, res[key]))
+        if storm_seconds:
+            for i, program in enumerate(STORM_PROGRAMS):
+                probe.send([0xC0 | i, program])
+            time.sleep(0.5)
+            before = len(late_clients(server))
+            start = time.monotonic()
+            res["phases"].append(("storm", start))
+            res["prewarm_at_storm"] = prewarm_running(play, 2)
+            storm(probe, storm_seconds)
+            res["storm_window"] = (start, time.monotonic())
+            res["storm_jack"] = late_clients(server)[before:]
+            res["storm_times"] = xrun_times(server)[before:]
+    finally:
+        res["phases"].append(("stop", time.monotonic()))
+        play.stop()
+        probe.close()
+        res["stalls"] = monitor.stop()
+    res["xruns"] = play.xruns()
+    res["line"] = [line for line in play.out if "stopped after" in line][-1]
+    res["jack_xruns"] = late_clients(server)[logged_before:]
+    res["jack_times"] = xrun_times(server)[logged_before:]
+    return res
+
+
 def stall_text(logged, times, stalls, window=None):
     """How many xruns (all, and those with singsynth late) jackd logged at a CPU stall.
 
@@ -293,7 +417,7 @@ def main():
     parser.add_argument("--notes", type=int, default=16, help="notes per latency series")
     parser.add_argument("--cpu-sleep-pairs", type=int, default=0,
                         help="then N pairs of model storms: CPUs held awake, then --cpu-sleep")
-    parser.add_argument("--generators", default="process,thread",
+    parser.add_argument("--generators", default="process",
                         help="play's --generator values to compare, side by side in one run")
     args = parser.parse_args()
     # The probe is a Python JACK client too: give it the priority `singsynth play` asks
@@ -302,6 +426,7 @@ def main():
     raise_priority()
     with tempfile.TemporaryDirectory() as tmp, start_jack() as server:
         path, about = model_path(args.model, tmp)
+        preset = switch_preset(tmp) if path.endswith("default.safetensors") else None
         print(f"JACK dummy 48000 Hz / 256 frames; model: {about}", flush=True)
 
         if args.storm:
@@ -318,20 +443,32 @@ def main():
         print(f"  {phase_text(sine)}", flush=True)
 
         for kind in args.generators.split(","):
-            res = session(server, ["--model", path, "--no-prewarm", "--generator", kind],
-                          notes=args.notes, storm_seconds=args.storm, seconds=60 + args.storm)
-            print(f"--generator {kind}:")
-            print(f"  model cold (never played, nothing prewarmed): {summary(res['cold'])}")
-            print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res['cold'])} ms")
-            print(f"  model warm (same notes again, cached):       {summary(res['warm'])}")
-            print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res['warm'])} ms")
+            res = model_session(server, path, preset, notes=args.notes,
+                                storm_seconds=args.storm, kind=kind)
+            print(f"--generator {kind}, {'GM preset' if preset else '--preset default'} "
+                  f"with prewarm ({res['prewarm_line'].strip()}):")
+            print(f"  first cold note {res['first_after_ready']:.1f} s after the port opened")
+            for key, what in (("a", "cold, during start-up prewarm "
+                                    f"(prewarm still running after them: "
+                                    f"{'yes' if res['prewarm_during_a'] else 'NO'})"),
+                              ("b", "cold, after prewarm"),
+                              ("c", "cold, 100 ms after a program change (its prewarm "
+                                    f"still running after them: "
+                                    f"{'yes' if res['prewarm_during_c'] else 'NO'})"),
+                              ("warm", "warm (the after-prewarm notes again)")):
+                print(f"  {what}: {summary(res[key])}")
+                print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res[key])} ms")
+            if args.storm:
+                print(f"  storm (prewarm still running at its start: "
+                      f"{'yes' if res['prewarm_at_storm'] else 'no'}):")
             storm_report(res, args.storm)
             print(f"  whole session: singsynth reported xruns {res['xruns']}; "
                   f"{blame_text(res['jack_xruns'])}")
             print(f"  {phase_text(res)}")
             print(f"  {res['line']}", flush=True)
 
-        model = ["--model", path, "--no-prewarm", "--generator", "process"]
+        model = ["--model", path, "--no-prewarm", "--generator", "process",
+                 "--preset", preset or "default"]
         for _ in range(args.cpu_sleep_pairs):
             for extra in ([], ["--cpu-sleep"]):
                 res = session(server, model + extra, notes=0, storm_seconds=args.storm,

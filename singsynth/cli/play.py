@@ -128,6 +128,8 @@ class Prewarm:
     def __init__(self, synth):
         self.synth = synth
         self.done = []  # patches already asked for (Patch compares by value)
+        self.since = None  # time.monotonic() of the request being waited for, if any
+        self.busy = False  # notes were generating since then
 
     def patch(self, patch) -> int:
         """Queue `patch`'s prewarm range unless already asked; returns how many keys."""
@@ -135,8 +137,27 @@ class Prewarm:
             return 0
         self.done.append(patch)
         keys = patch_keys(self.synth, patch)
+        if self.since is None:
+            self.since, self.busy = time.monotonic(), False
         self.synth.prewarm(keys)
         return len(keys)
+
+    def check(self):
+        """A line once all asked is made ("prewarmed: N notes cached S s after the request"),
+        else None. Main thread, every status tick."""
+        if self.since is None:
+            return None
+        stats = self.synth.stats()
+        if stats.get("generating", 0):
+            self.busy = True
+            return None
+        if not self.busy:  # not begun yet, or there was nothing to make
+            if time.monotonic() - self.since > 5.0:
+                self.since = None
+            return None
+        seconds, self.since = time.monotonic() - self.since, None
+        return (f"prewarmed: {stats.get('cache_notes', 0)} notes cached "
+                f"{seconds:.1f} s after the request")
 
     def start(self) -> int:
         preset = self.synth.preset
@@ -262,7 +283,7 @@ def main(argv=None, *, source=None, make_synth=None):
               f"blocks, output latency {1000 * audio.latency:.1f} ms"
               f"{', CPUs kept out of sleep' if awake and awake.held else ''}; Ctrl-C stops",
               flush=True)
-        run(stop, synth, audio, midi, scheduler)
+        run(stop, synth, audio, midi, scheduler, prewarm)
         ok = True
     finally:
         # The signal handlers stay until everything is closed: a second Ctrl-C or
@@ -289,8 +310,9 @@ def main(argv=None, *, source=None, make_synth=None):
     return 0
 
 
-def run(stop, synth, audio, midi, scheduler):
-    """Main thread loop: status line, MIDI port checks, audio failure detection."""
+def run(stop, synth, audio, midi, scheduler, prewarm=None):
+    """Main thread loop: status line, MIDI port checks, prewarm done, audio failure
+    detection."""
     tty = sys.stderr.isatty()
     width = 0
     blocks, moved = audio.blocks, time.monotonic()
@@ -309,6 +331,9 @@ def run(stop, synth, audio, midi, scheduler):
                               f"audio for {STALLED:.0f} s (sound server gone or device "
                               "unplugged); restart singsynth play")
         message = midi.check()
+        done = prewarm.check() if prewarm is not None else None
+        if done:
+            message = (message + "\n" if message else "") + done
         if audio.recorder is not None and audio.recorder.error and not told_record:
             message = (message + "\n" if message else "") + (
                 f"recording stopped: {audio.recorder.error}; sound continues")
