@@ -572,7 +572,8 @@ def test_several_inputs_render_into_a_folder_with_one_json_report_each(tmp_path,
     a, b = two_note_song(tmp_path / "a.mid", 60), two_note_song(tmp_path / "b.mid", 72)
     args = tiny_args(tmp_path, tiny_checkpoint)
     with pytest.raises(SystemExit) as info:
-        cli_main(["render", str(a), str(b), "--out-dir", str(tmp_path / "out"), "--json", *args])
+        # Options may sit between the inputs.
+        cli_main(["render", str(a), "--out-dir", str(tmp_path / "out"), str(b), "--json", *args])
     assert info.value.code == 0
     reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["input"], r["output"]) for r in reports] == [

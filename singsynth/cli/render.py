@@ -185,7 +185,8 @@ def report_dict(report, input_name: str, output_name: str) -> dict:
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    # Intermixed: `render a.mid -o out/ b.mid` as well as `render a.mid b.mid -o out/`.
+    args = get_parser().parse_intermixed_args(argv)
     from singsynth.render import render_file
 
     logging.basicConfig(level=logging.WARNING, format="singsynth render: %(message)s")
