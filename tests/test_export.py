@@ -71,6 +71,19 @@ def test_velocity_layers_take_the_nearest_velocities_and_edge_keys_cover_the_key
     assert key_ranges([40]) == [(0, 127)]
 
 
+def test_instrument_by_name_index_or_blend():
+    from singsynth.errors import ConfigError
+    from singsynth.export import parse_instrument, parse_pitches, parse_velocities
+    names = ["piano", "organ", "guitar"]
+    assert parse_instrument("organ", names) == ((1, 1.0),)
+    assert parse_instrument("2", names) == ((2, 1.0),)
+    assert parse_instrument("piano:0.7,organ:0.3", names) == ((0, 0.7), (1, 0.3))
+    with pytest.raises(ConfigError, match="unknown instrument 'harp'"):
+        parse_instrument("harp", names)
+    assert parse_pitches("21-108") == (21, 108) and parse_pitches("60") == (60, 60)
+    assert parse_velocities("127,25,50") == (25, 50, 127)
+
+
 # ---- the SoundFont, exactly, with a sine source ---------------------------------------------
 
 def test_sf2_reads_back_with_every_zone_loop_and_sample_as_exported(tmp_path):
