@@ -8,6 +8,7 @@ and torch is not installed again. About 10-20 s on the 2-core VM (most of it imp
 torch and generating 3 notes); each step has a timeout well above that.
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,10 @@ def copy_checkout(dest: Path) -> None:
 
 
 def run(cmd, timeout, **kw):
+    # Without PYTHONPATH: a checkout on it would stand in for the installed package.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+                          timeout=timeout, env=env, **kw)
     assert done.returncode == 0, f"{cmd} failed ({done.returncode}):\n{done.stderr[-3000:]}"
     return done
 
