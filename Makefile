@@ -8,7 +8,7 @@ APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont jackd2 libporta
 # (see README), and pip then keeps it.
 TORCH := torch==2.13.0
 
-.PHONY: setup apt test demo bench clean
+.PHONY: setup apt test demo morph-demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ test: apt setup
 
 demo: apt setup
 	$(PY) -m singsynth render examples/demo.mid -o out/demo.wav -f
+
+# A held chord whose timbre the mod wheel sweeps from flute to overdrive guitar (presets/morph.yaml).
+morph-demo: apt setup
+	$(PY) -m singsynth render examples/morph.mid --preset morph -o out/morph.wav -f
 
 bench: apt setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

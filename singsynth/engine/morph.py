@@ -30,9 +30,10 @@ import numpy as np
 from ..presets import Blend, Morph
 from .cache import Note
 from .source import NoteKey
-from .voice import Voice
+from .voice import _RAMP32, Voice
 
 GLIDE = 0.010  # seconds for the weights to reach a new controller position
+FADED = 0.02   # a step's weight below which a new glide hands it to its nearest neighbour
 
 
 @lru_cache(maxsize=256)
@@ -139,7 +140,8 @@ class MorphVoice(Voice):
 
     # ---- controller (audio thread, at the event's sample) -------------------------------
     def move_to(self, value: int, instant: bool = False) -> None:
-        """Follow the controller to `value` (0-127): request the steps needed, glide there."""
+        """Follow the controller to `value` (0-127) from the next sample the voice plays (the
+        synth applies events at their sample): request the steps needed, glide there."""
         x = position(self.morph, value)
         wanted = list(weights_at(x, self.morph.steps))
         grid = self.grid
@@ -183,8 +185,16 @@ class MorphVoice(Voice):
             return  # already heading there: the running glide goes on
         g = min(1.0, self.glide_done / self.glide)
         now = {k: a + (b - a) * g for k, a, b in self.parts}
-        steps = sorted(set(k for k, w in now.items() if w > 0.0) | set(target))
-        self.parts = [[k, now.get(k, 0.0), target.get(k, 0.0)] for k in steps]
+        # A wheel moving faster than the glide would keep every step it passed with a
+        # dwindling weight: hand weights under FADED to the nearest step kept (its
+        # neighbour on the grid, nearly the same sound), so a voice mixes 2-4 steps.
+        keep = set(target) | {k for k, w in now.items() if w >= FADED}
+        for k, w in list(now.items()):
+            if k not in keep:
+                near = min(keep, key=lambda j: abs(j - k))
+                now[near] = now.get(near, 0.0) + w
+                del now[k]
+        self.parts = [[k, now.get(k, 0.0), target.get(k, 0.0)] for k in sorted(keep)]
         self.glide_done = 0
 
     # ---- rendering ------------------------------------------------------------------------
@@ -205,11 +215,16 @@ class MorphVoice(Voice):
             # Sample i of the block (span index frac + rate * i) is the glide's sample
             # glide_done + i + 1: map the span's indices back to block samples.
             frac = self.pos - int(self.pos)
-            g = (np.arange(m, dtype=np.float64) - frac) / self.rate
-            g += self.glide_done + 1
-            g *= 1.0 / self.glide
-            g = np.clip(g, 0.0, 1.0).astype(np.float32)
-        out = np.zeros(m, np.float32)
+            if frac == 0.0 and self.rate == 1.0:
+                g = _RAMP32[:m] + np.float32(self.glide_done + 1)
+            else:
+                g = (np.arange(m, dtype=np.float64) - frac) * (1.0 / self.rate)
+                g += self.glide_done + 1
+                np.maximum(g, 0.0, out=g)
+                g = g.astype(np.float32)
+            g *= np.float32(1.0 / self.glide)
+            np.minimum(g, np.float32(1.0), out=g)
+        out = None
         for k, w0, w1 in parts:
             if w0 == 0.0 and w1 == 0.0:
                 continue
@@ -217,9 +232,15 @@ class MorphVoice(Voice):
             span = (Voice._span(self, a, m, data, avail, done) if note is self.note
                     else self._other_span(note, a, m))
             if gliding and w0 != w1:
-                out += span * (np.float32(w0) + np.float32(w1 - w0) * g)
+                w = g * np.float32(w1 - w0)
+                w += np.float32(w0)
+                w *= span
             else:
-                out += span * np.float32(w1)
+                w = span * np.float32(w1)
+            if out is None:
+                out = w
+            else:
+                out += w
         if gliding:
             self.glide_done += self.block
             if self.glide_done >= self.glide:

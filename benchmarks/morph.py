@@ -1,0 +1,215 @@
+"""Benchmark timbre morphing (issue 24): grid cost, mixing cost, controller-to-sound latency.
+
+    python benchmarks/morph.py [--model PATH] [--share 0.25] [--pitches 55 67] [--blocks 3000]
+
+At 48 kHz with 256-frame blocks (5.33 ms), the shipped `presets/morph.yaml` (flute to
+overdrive guitar on the mod wheel, 16 steps) and the default model.
+
+1. grid: generate the morph channel's prewarm keys (its pitch range x every velocity level x
+   `--share` of the 16 steps) in batches, as `render` does (`Synth.prepare`, all cores), and
+   report the time and the note cache's bytes; the whole grid's figures follow per note.
+2. mix: `process(256)` with 32 held morphing voices (every step cached), thread CPU time
+   p50/p99, with the wheel parked at 0 (one step a voice), parked half-way (two steps) and
+   sweeping 0 -> 127 -> 0 with one controller message every block; 32 plain voices beside.
+3. latency, warm steps: the first output sample that differs from the unmoved note, after a
+   controller change at a random offset of a block (samples; deterministic, offline).
+4. latency, cold steps: with the generator thread and the model, a held note, then the wheel
+   to 127 with no step there cached: wall time (paced at real time) until the voice is heading
+   for the step (the whole note made), and until it sounds it alone (plus the 10 ms glide).
+Pause other CPU-heavy jobs first: timings are wall-clock (CPU times excepted).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+RATE, BLOCK = 48000, 256
+BLOCK_S = BLOCK / RATE
+
+
+def model_source(path):
+    import torch
+
+    from singsynth.checkpoint import load_model
+    from singsynth.engine.model_source import ModelSource
+    torch.set_num_threads(int(os.environ.get("MORPH_BENCH_THREADS", "1")))
+    return ModelSource(load_model(path), device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def morph_preset(instruments, share, pitches):
+    from singsynth.presets import load_preset
+    from dataclasses import replace
+    preset = load_preset("morph", instruments)
+    morph = replace(preset.defaults.morph, prewarm=share)
+    preset.defaults = replace(preset.defaults, morph=morph, prewarm=tuple(pitches))
+    preset.programs, preset.channels = {}, {}
+    preset.__post_init__()
+    return preset
+
+
+def grid_cost(source, share, pitches):
+    from singsynth.engine import Synth
+    from singsynth.engine.cache import note_nbytes
+    preset = morph_preset(source.instruments, share, pitches)
+    synth = Synth(source, RATE, preset, offline=True, cache_bytes=64 << 30)
+    keys = synth.prewarm_keys()
+    t0 = time.perf_counter()
+    synth.prepare(keys, progress=False)
+    seconds = time.perf_counter() - t0
+    per_note = note_nbytes(synth.cache.get(keys[0]).length)
+    full = morph_preset(source.instruments, 1.0, pitches)
+    whole = len(Synth(source, RATE, full, offline=True).prewarm_keys())
+    print(f"grid: {len(keys)} notes ({pitches[0]}-{pitches[1]} x every velocity level x share "
+          f"{share} of the 16 steps) in {seconds:.1f} s ({1000 * seconds / len(keys):.1f} ms a note); "
+          f"note cache {synth.cache.bytes / 2**20:.0f} MB ({per_note / 2**20:.2f} MB a note). "
+          f"The whole grid over that range: {whole} notes, {whole * per_note / 2**30:.2f} GB, "
+          f"about {whole * seconds / len(keys):.0f} s at that speed")
+    return synth
+
+
+def mix_cost(blocks):
+    """Thread CPU of process(256) with 32 held voices: plain, and morphing three ways."""
+    from singsynth.engine import Synth
+    from singsynth.engine.testing import SineSource
+    from singsynth.presets import parse_preset
+    # Mixing cost does not depend on what the notes sound like: sine notes of SING's length.
+    source = SineSource(["flute", "guitar"], note_samples=64000)
+    pitches = range(44, 76)
+    results = {}
+    for label, spec in (("32 plain voices", {"instrument": "flute"}),
+                        ("32 morphing voices, wheel at 0", "morph 0"),
+                        ("32 morphing voices, wheel parked half-way (2 steps each)", "morph 64"),
+                        ("32 morphing voices, wheel sweeping 0-127-0, a message every block", "sweep")):
+        patch = spec if isinstance(spec, dict) else {"morph": {"instruments": ["flute", "guitar"]}}
+        synth = Synth(source, RATE, parse_preset({"defaults": patch}, source.instruments),
+                      offline=True, cache_bytes=2 << 30)
+        if "morph" in patch:
+            from singsynth.engine.morph import step_key
+            morph = synth.preset.defaults.morph
+            synth.prepare([step_key(morph, k, synth.note_key(0, p, 100)) for p in pitches
+                           for k in range(morph.steps)], progress=False)
+        value = int(spec.split()[1]) if isinstance(spec, str) and spec.startswith("morph") else 0
+        synth.control_change(0, 1, value)
+        for p in pitches:
+            synth.note_on(0, p, 100)
+        synth.process(BLOCK)
+        assert synth.stats()["voices"] == 32
+        cpu = []
+        for i in range(blocks):
+            if spec == "sweep":
+                synth.control_change(0, 1, abs(i % 254 - 127), offset=i * 37 % BLOCK)
+            c0 = time.thread_time()
+            synth.process(BLOCK)
+            cpu.append((time.thread_time() - c0) * 1000)
+        misses = synth.cache.misses
+        cpu = np.array(cpu)
+        results[label] = cpu
+        print(f"process(256), {label}: thread CPU p50 {np.percentile(cpu, 50):.3f} ms, "
+              f"p99 {np.percentile(cpu, 99):.3f} ms, max {cpu.max():.3f} ms "
+              f"(target p99 <= {BLOCK_S * 200:.2f} ms, 20 % of the block; cache misses {misses})")
+    return results
+
+
+def warm_latency(trials=20):
+    """Samples from a controller change to the first changed output sample (warm steps)."""
+    from singsynth.engine import Synth
+    from singsynth.engine.testing import SineSource
+    from singsynth.presets import parse_preset
+    source = SineSource(["flute", "guitar"], note_samples=64000)
+    preset = parse_preset({"defaults": {"morph": {"instruments": ["flute", "guitar"]}}},
+                          source.instruments)
+    rng = np.random.default_rng(1)
+    lags = []
+    for _ in range(trials):
+        outs = []
+        offset, value = int(rng.integers(0, BLOCK)), int(rng.integers(1, 128))
+        for move in (False, True):
+            synth = Synth(source, RATE, preset, offline=True)
+            synth.note_on(0, 60, 100)
+            out = [synth.process(BLOCK) for _ in range(10)]
+            if move:
+                synth.control_change(0, 1, value, offset=offset)
+            out += [synth.process(BLOCK) for _ in range(4)]
+            outs.append(np.concatenate(out)[:, 0])
+        changed = int(np.flatnonzero(outs[0] != outs[1])[0])
+        lags.append(changed - (10 * BLOCK + offset))
+    lags = np.array(lags)
+    print(f"latency, warm steps: the output changes {lags.min()}-{lags.max()} samples after the "
+          f"controller's sample ({1000 * lags.max() / RATE:.2f} ms; the limiter's look-ahead), "
+          f"and reaches the new position {GLIDE_MS:.0f} ms later (the glide); live, `play` holds "
+          f"each MIDI event one block (5.33 ms) for its timing inside the block")
+
+
+def cold_latency(source, trials):
+    """Wall ms from a wheel move to a cold step being used (generator thread, the model)."""
+    from singsynth.engine import Synth
+    from singsynth.presets import parse_preset
+    names = ["flute_073", "overdrive_guitar_029"]
+    preset = parse_preset({"defaults": {"morph": {"instruments": names}}}, source.instruments)
+    heading, alone = [], []
+    with Synth(source, RATE, preset, generator="thread") as synth:
+        for t in range(trials):
+            pitch = 50 + 3 * t  # a pitch not generated before: its steps are cold
+            synth.prepare([synth.note_key(0, pitch, 100)], progress=False)
+            synth.control_change(0, 1, 0)
+            synth.note_on(0, pitch, 100)
+            start = time.perf_counter()
+            for i in range(8):
+                synth.process(BLOCK)
+                time.sleep(max(0.0, start + (i + 1) * BLOCK_S - time.perf_counter()))
+            voice = synth.voices[-1]
+            synth.control_change(0, 1, 127)
+            t0 = time.perf_counter()
+            got_head = None
+            for i in range(4000):
+                synth.process(BLOCK)
+                if got_head is None and not voice.waiting and i > 0:
+                    got_head = time.perf_counter() - t0
+                if got_head is not None and len(voice.parts) == 1 and voice.parts[0][0] == 15:
+                    alone.append(1000 * (time.perf_counter() - t0))
+                    break
+                time.sleep(max(0.0, t0 + (i + 1) * BLOCK_S - time.perf_counter()))
+            heading.append(1000 * got_head)
+            synth.control_change(0, 120, 0)
+            for _ in range(4):
+                synth.process(BLOCK)
+    heading, alone = np.array(heading), np.array(alone)
+    print(f"latency, cold steps ({trials} moves 0 -> 127 on a held note, nothing of step 15 cached): "
+          f"heading for the step after p50 {np.median(heading):.0f} ms, max {heading.max():.0f} ms; "
+          f"sounding it alone after p50 {np.median(alone):.0f} ms, max {alone.max():.0f} ms "
+          f"(a step joins only once whole: the model makes the 4-s note)")
+
+
+GLIDE_MS = 10.0
+
+
+def main(argv=None):
+    global GLIDE_MS
+    from singsynth.engine.morph import GLIDE
+    GLIDE_MS = GLIDE * 1000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--share", type=float, default=0.25, help="share of the grid prewarmed")
+    parser.add_argument("--pitches", type=int, nargs=2, default=(55, 67))
+    parser.add_argument("--blocks", type=int, default=3000)
+    parser.add_argument("--cold", type=int, default=5, help="cold moves to time")
+    parser.add_argument("--skip-grid", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    mix_cost(args.blocks)
+    warm_latency()
+    source = model_source(args.model)
+    if args.cold:
+        cold_latency(source, args.cold)
+    if not args.skip_grid:
+        grid_cost(source, args.share, args.pitches)
+
+
+if __name__ == "__main__":
+    main()
