@@ -8,7 +8,7 @@ APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont jackd2 libporta
 # (see README), and pip then keeps it.
 TORCH := torch==2.13.0
 
-.PHONY: setup apt test demo morph-demo bench clean
+.PHONY: setup apt test demo morph-demo bench fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ morph-demo: apt setup
 
 bench: apt setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# The fuzz cases of tests/test_fuzz.py for as long as asked: make fuzz MINUTES=60
+MINUTES ?= 10
+fuzz: apt setup
+	$(PY) benchmarks/fuzz.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) out *.egg-info

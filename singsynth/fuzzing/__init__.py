@@ -31,7 +31,7 @@ from pathlib import Path
 
 from singsynth.errors import SingsynthError
 
-from .targets import PENDING, TARGETS, PropertyFailed, Target, one_line  # noqa: F401
+from .targets import TARGETS, PropertyFailed, Target, one_line  # noqa: F401
 
 VICTIM = b"a file outside every case: no case may change it\n"
 
@@ -178,12 +178,11 @@ def run_case(target: Target, seed: int, case: int, work: Path, *, case_seconds: 
 
 
 def run(names, seed: int, work: Path, *, cases: int | None = None, seconds: float | None = None,
-        pending=(), case_seconds: float = 20.0, memory_mb: int = 1500, progress=None) -> dict:
+        case_seconds: float = 20.0, memory_mb: int = 1500, progress=None) -> dict:
     """Fuzz each target in `names` for `cases` cases or `seconds` seconds (each).
 
     Args:
         names: target names (keys of `TARGETS`). work: an empty scratch folder.
-        pending: names of `PENDING` properties to leave out (fixes not landed yet).
         progress: called with each Tally after every case, if given.
     Returns:
         target name -> Tally.
@@ -191,7 +190,7 @@ def run(names, seed: int, work: Path, *, cases: int | None = None, seconds: floa
     peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tallies = {}
     for name in names:
-        target = TARGETS[name](pending=pending)
+        target = TARGETS[name]()
         setup = work / f"{name}-seeds"
         setup.mkdir(parents=True, exist_ok=True)
         target.setup(setup)
