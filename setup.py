@@ -42,7 +42,10 @@ setup(
     ],
     extras_require={
         "eval": ["librosa>=0.10", "matplotlib>=3.7"],
-        "dev": ["pytest>=7.4", "librosa>=0.10", "matplotlib>=3.7", "JACK-Client>=0.5.4"],
+        # `dataset build --sfz`: sfizz's Python bindings.
+        "sfz": ["pysfizz>=0.1.3"],
+        "dev": ["pytest>=7.4", "librosa>=0.10", "matplotlib>=3.7", "JACK-Client>=0.5.4",
+                "pysfizz>=0.1.3"],
     },
     entry_points={"console_scripts": ["singsynth=singsynth.cli:main"]},
 )

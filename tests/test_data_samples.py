@@ -228,3 +228,26 @@ def test_map_and_instrument_and_sample_rate(tmp_path):
     (tmp_path / "bad.csv").write_text("file,pitch\ntake1.wav,H9\n")
     with pytest.raises(DatasetError, match="line 2: pitch 'H9'"):
         build_samples(root, tmp_path / "ds2", map_file=tmp_path / "bad.csv", progress=False)
+
+
+def test_sfz_instrument_renders_through_sfizz(tmp_path):
+    pytest.importorskip("pysfizz")
+    t = np.arange(2 * 48000) / 48000
+    tone = 0.3 * np.exp(-1.5 * t) * sum(np.sin(2 * np.pi * 261.63 * h * t) / h for h in range(1, 6))
+    sf.write(tmp_path / "c4.wav", tone.astype(np.float32), 48000)
+    sfz = tmp_path / "Tone.sfz"
+    sfz.write_text("<region> sample=c4.wav pitch_keycenter=60 lokey=48 hikey=72 ampeg_release=0.3\n")
+    out = tmp_path / "ds"
+    assert cli.main(["build", "--sfz", str(sfz), "--out", str(out), "--pitches", "44,60,72,76",
+                     "--velocities", "25,127"]) == 0
+    examples = json.loads((out / "examples.json").read_text())
+    # 44 and 76 lie outside the region's keys: dropped as silent, as the SoundFont builder does.
+    assert sorted(examples) == ["tone-060-025", "tone-060-127", "tone-072-025", "tone-072-127"]
+    x, rate = sf.read(out / "audio" / "tone-072-127.wav", dtype="float32")
+    assert rate == 16000 and x.shape == (64000,)
+    spectrum = np.abs(np.fft.rfft(x[:32000]))
+    assert abs(np.argmax(spectrum) * 16000 / 32000 - 523.25) < 2      # C5: played an octave up
+    quiet, _ = sf.read(out / "audio" / "tone-072-025.wav", dtype="float32")
+    assert np.abs(quiet).max() < 0.5 * np.abs(x).max()
+    with pytest.raises(DatasetError, match="not an .sfz file"):
+        cli.main(["build", "--sfz", str(tmp_path / "c4.wav"), "--out", str(tmp_path / "y")])

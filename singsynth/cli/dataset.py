@@ -36,6 +36,9 @@ def get_parser():
                         help="folder of sample files (WAV, FLAC, AIFF, OGG), one note each, "
                              "named like Cello_G3_v100.wav or cello-55-100.flac; one instrument "
                              "per subfolder or per name prefix")
+    source.add_argument("--sfz", metavar="FILE.sfz",
+                        help="an SFZ instrument, rendered with sfizz (pip install pysfizz) at "
+                             "--pitches and --velocities")
     b.add_argument("--out", required=True, help="dataset folder to write")
     which = b.add_mutually_exclusive_group()
     which.add_argument("--programs", help="GM programs, e.g. 0,24,40 or 0-7 (default: --all)")
@@ -55,7 +58,7 @@ def get_parser():
                    help="with --samples: CSV with columns file,pitch[,velocity][,instrument] "
                         "for files whose names do not say (pitch: 55 or G3)")
     b.add_argument("--instrument", metavar="NAME",
-                   help="with --samples: one instrument name for every file")
+                   help="with --samples or --sfz: one instrument name for every file")
     b.add_argument("--skip-bad", action="store_true",
                    help="with --samples: build from the good files, listing the others")
     b.add_argument("--no-pitch-check", action="store_true",
@@ -94,13 +97,28 @@ def run_samples(args) -> int:
     return 0
 
 
+def run_sfz(args) -> int:
+    from singsynth.data.sfz import build_sfz
+    summary = build_sfz(args.sfz, args.out, pitches=parse_list(args.pitches, "--pitches"),
+                        velocities=parse_list(args.velocities, "--velocities"),
+                        sample_rate=args.sample_rate, instrument=args.instrument,
+                        force=args.force)
+    drops = ", ".join(f"{n} {r}" for r, n in summary["dropped"].items())
+    print(f"{args.out}: {summary['notes']} notes from {args.sfz}; dropped out-of-range "
+          f"notes: {drops}")
+    return 0
+
+
 def run_build(args) -> int:
     if args.samples:
         return run_samples(args)
-    for given, option in ((args.map, "--map"), (args.instrument, "--instrument"),
-                          (args.skip_bad, "--skip-bad"), (args.no_pitch_check, "--no-pitch-check")):
+    for given, option in ((args.map, "--map"), (args.skip_bad, "--skip-bad"),
+                          (args.no_pitch_check, "--no-pitch-check"),
+                          (args.instrument and not args.sfz, "--instrument")):
         if given:
-            raise DatasetError(f"{option} goes with --samples DIR, not --soundfont")
+            raise DatasetError(f"{option} goes with --samples DIR, not --soundfont or --sfz")
+    if args.sfz:
+        return run_sfz(args)
     from singsynth.data.build import build
     programs = None if args.programs is None else parse_list(args.programs, "--programs")
     summary = build(args.soundfont, args.out, programs=programs,

@@ -232,11 +232,16 @@ def heard_pitch(wave: np.ndarray, rate: int, pitch: int | None = None) -> float:
     without, it searches C1 (32.7 Hz) to B5 (988 Hz), then around C7 if nothing was heard
     or the answer lies at the top of that range (YIN needs a period of many samples).
     """
+    try:
+        import librosa
+    except ImportError:
+        raise DatasetError("hearing a sample's pitch needs librosa (pip install "
+                           "'singsynth[eval]'); or name every file's pitch and pass "
+                           "--no-pitch-check") from None
     from singsynth.eval.metrics import track_pitch
 
     if pitch is not None:
         return track_pitch(wave, pitch, rate)
-    import librosa
     y = wave[int(0.2 * rate):int(2.5 * rate)]
     if len(y) >= 2048:
         with warnings.catch_warnings():
