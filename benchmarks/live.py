@@ -183,6 +183,10 @@ def storm(probe, seconds, rate=50, channels=4, seed=1):
     time.sleep(0.3)
 
 
+def yes_no(flag):
+    return "unknown" if flag is None else "yes" if flag else "no"
+
+
 def summary(values):
     v = values[~np.isnan(values)]
     missing = len(values) - len(v)
@@ -281,19 +285,62 @@ def strike(probe, channel, pitch, velocity=100, hold=0.25):
     return frame
 
 
+def descendants_cpu(pid):
+    """CPU seconds (user + system) used so far by the processes below `pid`."""
+    import os
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    below, total = {pid}, 0.0
+    for _ in range(4):  # children, grandchildren, ...
+        below |= {p for p, pp in parent.items() if pp in below}
+    return sum(cpu[p] for p in below - {pid})
+
+
 def prewarm_running(play, count):
     """Whether `play` has said "prewarmed" fewer than `count` times."""
     return sum("prewarmed" in line for line in play.out + play.err) < count
 
 
-def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process"):
+def wait_prewarm(play, count, timeout=600.0, quiet=3.0):
+    """Wait until `play` says "prewarmed" for the `count`-th time, or (a `play` that does
+    not say it: --baseline) until its child processes used under 2 % of a CPU for `quiet`
+    s. Returns the line, or how long it waited."""
+    start = time.monotonic()
+    last, since = descendants_cpu(play.proc.pid), time.monotonic()
+    while time.monotonic() - start < timeout:
+        lines = [l for l in play.out + play.err if "prewarmed" in l]
+        if len(lines) >= count:
+            return lines[count - 1].strip()
+        time.sleep(0.25)
+        now, cpu = time.monotonic(), descendants_cpu(play.proc.pid)
+        if cpu - last > 0.02 * (now - since):
+            last, since = cpu, now
+        elif now - since > quiet:
+            return f"generator idle {since - start:.1f} s after this wait began"
+    raise RuntimeError("prewarm did not end")
+
+
+def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process", root=None):
     """One `singsynth play` of the model, prewarm on: cold notes in three phases, warm
-    notes, a storm (see the module docstring)."""
+    notes, a storm (see the module docstring). `root`: run the singsynth found there (an
+    earlier version, for a baseline) instead of this one."""
     logged_before = len(late_clients(server))
     monitor = StallMonitor()
     probe = JackProbe(seconds=420 + storm_seconds)  # prewarm may take minutes on a busy host
     args = ["--model", path, "--generator", kind, "--preset", preset or "default"]
-    play = Play(["--virtual", "--midi-api", "jack", *args])
+    code = None if root is None else (
+        f"import sys; sys.path.insert(0, {str(root)!r}); from singsynth.cli import play; "
+        "sys.exit(play.main(sys.argv[1:]))")
+    play = Play(["--virtual", "--midi-api", "jack", *args], code=code)
     res = {"phases": [("start-up", time.monotonic())]}
     try:
         play.wait_ready(timeout=300)
@@ -312,9 +359,8 @@ def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process
         frames = [strike(probe, c, p) for c, p in series[0]]
         res["prewarm_during_a"] = prewarm_running(play, 1)
         res["a"] = frames
-        if not play.wait_for("prewarmed", timeout=600):
-            raise RuntimeError("play never said prewarm was done")
-        res["prewarm_line"] = [l for l in play.out + play.err if "prewarmed" in l][0]
+        res["prewarm_line"] = wait_prewarm(play, 1)
+        res["prewarm_line"] += f"; {time.monotonic() - ready:.1f} s after the port opened"
         res["phases"].append(("cold after prewarm", time.monotonic()))
         res["b"] = [strike(probe, c, p) for c, p in series[1]]
         res["phases"].append(("cold after a program change", time.monotonic()))
@@ -328,6 +374,8 @@ def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process
             frames.append(strike(probe, channel, outside[i % len(outside)] + i // len(outside)))
         res["c"] = frames
         res["prewarm_during_c"] = prewarm_running(play, 2)
+        if root is not None:  # an earlier `play` does not say when prewarm is done
+            res["prewarm_during_a"] = res["prewarm_during_c"] = None
         res["phases"].append(("warm", time.monotonic()))
         res["warm"] = [strike(probe, c, p) for c, p in series[1]]
         time.sleep(0.5)
@@ -340,7 +388,7 @@ def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process
             before = len(late_clients(server))
             start = time.monotonic()
             res["phases"].append(("storm", start))
-            res["prewarm_at_storm"] = prewarm_running(play, 2)
+            res["prewarm_at_storm"] = prewarm_running(play, 2) if root is None else None
             storm(probe, storm_seconds)
             res["storm_window"] = (start, time.monotonic())
             res["storm_jack"] = late_clients(server)[before:]
@@ -417,6 +465,8 @@ def main():
     parser.add_argument("--notes", type=int, default=16, help="notes per latency series")
     parser.add_argument("--cpu-sleep-pairs", type=int, default=0,
                         help="then N pairs of model storms: CPUs held awake, then --cpu-sleep")
+    parser.add_argument("--baseline", help="a folder holding another singsynth (e.g. `git "
+                        "archive` of an earlier commit): its model session runs too, last")
     parser.add_argument("--generators", default="process",
                         help="play's --generator values to compare, side by side in one run")
     args = parser.parse_args()
@@ -442,25 +492,29 @@ def main():
               f"{blame_text(sine['jack_xruns'])}")
         print(f"  {phase_text(sine)}", flush=True)
 
-        for kind in args.generators.split(","):
+        runs = [(kind, None) for kind in args.generators.split(",")]
+        if args.baseline:
+            runs.append(("process", args.baseline))
+        for kind, root in runs:
             res = model_session(server, path, preset, notes=args.notes,
-                                storm_seconds=args.storm, kind=kind)
-            print(f"--generator {kind}, {'GM preset' if preset else '--preset default'} "
+                                storm_seconds=args.storm, kind=kind, root=root)
+            print(f"{'BASELINE ' + root + ', ' if root else ''}--generator {kind}, "
+                  f"{'GM preset' if preset else '--preset default'} "
                   f"with prewarm ({res['prewarm_line'].strip()}):")
             print(f"  first cold note {res['first_after_ready']:.1f} s after the port opened")
             for key, what in (("a", "cold, during start-up prewarm "
                                     f"(prewarm still running after them: "
-                                    f"{'yes' if res['prewarm_during_a'] else 'NO'})"),
+                                    f"{yes_no(res['prewarm_during_a'])})"),
                               ("b", "cold, after prewarm"),
                               ("c", "cold, 100 ms after a program change (its prewarm "
                                     f"still running after them: "
-                                    f"{'yes' if res['prewarm_during_c'] else 'NO'})"),
+                                    f"{yes_no(res['prewarm_during_c'])})"),
                               ("warm", "warm (the after-prewarm notes again)")):
                 print(f"  {what}: {summary(res[key])}")
                 print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res[key])} ms")
             if args.storm:
                 print(f"  storm (prewarm still running at its start: "
-                      f"{'yes' if res['prewarm_at_storm'] else 'no'}):")
+                      f"{yes_no(res['prewarm_at_storm'])}):")
             storm_report(res, args.storm)
             print(f"  whole session: singsynth reported xruns {res['xruns']}; "
                   f"{blame_text(res['jack_xruns'])}")
