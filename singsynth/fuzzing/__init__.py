@@ -66,7 +66,8 @@ class Tally:
     def line(self) -> str:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes.items()))
         return (f"{self.target:10s} {self.cases:6d} cases  {len(self.failures):3d} failures  "
-                f"{self.seconds:6.1f} s (slowest {self.slowest:.2f} s)  {counts}")
+                f"{self.seconds:6.1f} s (slowest {self.slowest:.2f} s, peak memory "
+                f"+{self.peak_mb:.0f} MB)  {counts}")
 
 
 def case_rng(seed: int, target: str, case: int) -> random.Random:
@@ -118,31 +119,27 @@ def _snapshot(folder: Path) -> dict:
     return out
 
 
-def _cwd_names() -> set:
-    try:
-        return set(os.listdir("."))
-    except OSError:
-        return set()
-
-
 def run_case(target: Target, seed: int, case: int, work: Path, *, case_seconds: float = 20.0,
              memory_mb: int = 1500) -> tuple:
     """Make and check one case -> (outcome word, Failure or None, seconds)."""
-    folder, outside = work / target.name, work / "outside"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder, outside, cwd = work / target.name, work / "outside", work / "cwd"
+    for path in (folder, cwd):
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
     outside.mkdir(exist_ok=True)
     victim = outside / "victim.txt"
     victim.write_bytes(VICTIM)
     target.make(case_rng(seed, target.name, case), folder, outside)
-    before, around, cwd = _snapshot(folder), _snapshot(outside), _cwd_names()
+    before, around = _snapshot(folder), _snapshot(outside)
 
     def fail(what):
         return "FAILED", Failure(target.name, case, seed, what.replace("\n", " | ")[:400])
 
     start = time.perf_counter()
     failure = None
+    home = os.getcwd()
     try:
+        os.chdir(cwd)                      # an empty folder: a relative write lands here
         with bounded(case_seconds, memory_mb):
             word = target.check(folder, outside)
     except SingsynthError as exc:
@@ -161,19 +158,20 @@ def run_case(target: Target, seed: int, case: int, work: Path, *, case_seconds: 
         where = traceback.extract_tb(exc.__traceback__)[-1]
         word, failure = fail(f"{type(exc).__name__}: {str(exc)[:200]} "
                              f"(at {Path(where.filename).name}:{where.lineno})")
+    finally:
+        os.chdir(home)
     seconds = time.perf_counter() - start
     # Writes: only the target's own outputs in its folder; nothing beside it.
     if failure is None:
         after = _snapshot(folder)
         changed = sorted(k for k in set(before) | set(after)
-                         if before.get(k) != after.get(k)
-                         and not any(k == w or k.startswith(f".{w}") for w in target.writes))
+                         if before.get(k) != after.get(k) and k not in target.writes)
         if victim.read_bytes() != VICTIM or _snapshot(outside) != around:
             word, failure = fail("wrote outside its folder (the victim file beside it changed)")
         elif changed:
             word, failure = fail(f"changed its inputs or wrote elsewhere: {changed[:5]}")
-        elif _cwd_names() - cwd:
-            word, failure = fail(f"wrote into the current folder: {sorted(_cwd_names() - cwd)[:5]}")
+        elif os.listdir(cwd):
+            word, failure = fail(f"wrote into the current folder: {sorted(os.listdir(cwd))[:5]}")
     return word, failure, seconds
 
 
