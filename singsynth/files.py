@@ -202,6 +202,23 @@ class KeepWriteError:
         return self.file.read(size)
 
 
+def write_sound(path, audio, sample_rate: int, **kwargs) -> None:
+    """`soundfile.write` into the existing, empty file `path` (a `mkstemp` file), raising
+    the OSError behind a failed write (ENOSPC, EFBIG) instead of libsndfile's "System
+    error". `kwargs`: soundfile's format and subtype."""
+    import soundfile
+
+    with open(path, "r+b", buffering=0) as f:
+        sink = KeepWriteError(f)
+        try:
+            soundfile.write(sink, audio, sample_rate, **kwargs)
+        except (RuntimeError, AssertionError):  # a short write: soundfile asserts
+            if sink.error is None:
+                raise
+        if sink.error is not None:
+            raise sink.error
+
+
 @contextlib.contextmanager
 def atomic_path(path, error: Optional[Type[SingsynthError]] = None) -> Iterator[str]:
     """A fresh temporary file beside `path` to write; renamed over `path` when the block
@@ -284,14 +301,15 @@ def ignore_interrupts() -> None:
 
 
 def make_public(path) -> None:
-    """Give `path` the permissions any new file gets here (0666 less the umask).
+    """Give `path` the permissions any new file (0666) or folder (0777) gets here, less
+    the umask.
 
-    `tempfile.mkstemp` creates files readable by their owner only; a checkpoint or a
-    rendered song renamed from one would otherwise stay private.
+    `tempfile.mkstemp` and `mkdtemp` create files and folders their owner only can read;
+    a checkpoint, a rendered song or a dataset renamed from one would otherwise stay private.
     """
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
 
 
 def cache_dir(variable: str, name: str) -> Path:

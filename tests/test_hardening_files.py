@@ -485,3 +485,40 @@ def test_a_config_that_is_a_fifo_or_device_is_one_line(tmp_path):
     for path in (tmp_path / "c.yaml", "/dev/zero"):
         with alarm(), pytest.raises(ConfigError, match="not a file"):
             load_config(path)
+
+
+def test_a_full_disk_while_building_a_dataset_is_named(tmp_path, small_tmpfs):
+    from singsynth.data.soundfont import write_wav
+
+    with pytest.raises(DatasetError) as err:
+        write_wav(small_tmpfs / "note.wav", np.zeros(64000, np.float32) + 0.1)  # 128 KB
+    assert f"disk full; free space on {small_tmpfs} or choose another --out" in str(err.value)
+    assert os.listdir(small_tmpfs) == []
+
+
+def test_a_record_path_too_long_is_one_line(tmp_path):
+    from singsynth.errors import DeviceError
+    from singsynth.io.record import check_record_path
+
+    with pytest.raises(DeviceError, match="too long"):
+        check_record_path(tmp_path / f"{LONG}.wav", overwrite=False)
+
+
+def test_a_samples_map_that_is_a_fifo_is_one_line(tmp_path):
+    from singsynth.data.samples import read_map
+
+    os.mkfifo(tmp_path / "map.csv")
+    with alarm(), pytest.raises(DatasetError, match="named pipe"):
+        read_map(tmp_path / "map.csv", tmp_path)
+
+
+def test_a_loss_plot_never_writes_through_a_planted_tmp_link(tmp_path):
+    from singsynth.eval import plots
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "loss.png.tmp").symlink_to(victim)
+    fig = plots._pyplot().figure()
+    plots._save(fig, tmp_path / "loss.png")
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

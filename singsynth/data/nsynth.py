@@ -33,8 +33,10 @@ def load_json(root) -> dict:
     """root/examples.json as a dict, unvalidated; DatasetError if missing or not JSON."""
     path = Path(root) / "examples.json"
     if not os.path.lexists(path):
-        try:  # a root that is not a folder, or a name too long, says so
+        try:  # a name too long or a folder that cannot be entered says so
             os.stat(root)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
         except OSError as exc:
             raise DatasetError(os_error_line(root, exc)) from None
         raise DatasetError(f"{shown(path)} is missing; point at an NSynth split folder "

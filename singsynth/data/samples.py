@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from singsynth.data import soundfont as sfr
 from singsynth.data.build import PARTS, SETTINGS, _write_json, merge
 from singsynth.data.naming import midi_to_note, parse_name, parse_pitch
 from singsynth.errors import DatasetError
+from singsynth.files import make_public, read_bytes
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
 NOTE_SECONDS = 4            # NSynth's notes: 4 s, key held for the first 3
@@ -93,9 +95,9 @@ def read_map(path, root: Path) -> dict:
     """A CSV map (header: file, pitch[, velocity][, instrument]) -> resolved path ->
     {pitch, velocity, instrument}; DatasetError naming the row for a bad value."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+    try:  # a regular file, bounded: a FIFO or /dev/zero as --map is named, not read
+        text = read_bytes(path, "a CSV map", 64 << 20, DatasetError).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise DatasetError(f"--map {path}: cannot read it ({exc.__class__.__name__}); "
                            "pass a UTF-8 CSV file with columns file,pitch,velocity,instrument")
     rows = list(csv.DictReader(text.splitlines()))
@@ -385,8 +387,10 @@ def build_samples(samples, out, instrument=None, map_file=None, sample_rate=1600
 
 def _write(out: Path, notes: list[Note], rate: int, force: bool, settings: dict) -> None:
     """Write the dataset into a temporary folder beside `out`, then move it into place."""
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A fresh folder (mkdtemp), never a predictable name a planted link could redirect.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:100]}.", suffix=".partial", dir=out.parent))
+    make_public(tmp)
     try:
         (tmp / "audio").mkdir(parents=True)
         (tmp / PARTS).mkdir()

@@ -23,7 +23,7 @@ import soxr
 from singsynth.data import gm
 from singsynth.data.sf2 import read_presets
 from singsynth.errors import DatasetError
-from singsynth.files import atomic_path
+from singsynth.files import atomic_path, os_error_line, write_sound
 
 SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000           # 4 s at 16 kHz, as NSynth
@@ -286,8 +286,11 @@ def example_entry(inst: Instrument, pitch: int, velocity: int) -> dict:
 
 def write_wav(path: Path, audio: np.ndarray) -> None:
     """16-bit PCM WAV at 16 kHz (as NSynth), written to a fresh temporary file then renamed."""
-    with atomic_path(path) as tmp:
-        sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    try:
+        with atomic_path(path) as tmp:
+            write_sound(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    except OSError as exc:  # a full disk is named (libsndfile says only "System error")
+        raise DatasetError(os_error_line(path, exc, "write", option="--out")) from None
 
 
 def render_instrument(soundfont, inst: Instrument, pitches, velocities, out_dir,

@@ -6,13 +6,13 @@ temporary file and renamed, so a killed process never leaves half an image.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from singsynth.errors import SingsynthError
+from singsynth.files import atomic_path, read_bytes
 
 SAMPLE_RATE = 16000
 DYNAMIC_RANGE_DB = 80.0
@@ -32,12 +32,10 @@ def _pyplot():
 def _save(fig, png_path) -> Path:
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(png_path.name + ".tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, png_path)
+    try:  # a fresh temporary name: --plot's folder may hold a planted link at any fixed one
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
     finally:
-        tmp.unlink(missing_ok=True)
         _pyplot().close(fig)
     return png_path
 
@@ -55,7 +53,7 @@ def read_log(jsonl_path) -> dict:
                              "`singsynth train --out RUN_DIR` wrote into RUN_DIR")
     stages: dict = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(path, "a training log (log.jsonl)", 1 << 30).decode("utf-8")
     except UnicodeDecodeError:
         raise SingsynthError(f"{path}: not a text file, so not a training log; pass the "
                              "log.jsonl that `singsynth train --out RUN_DIR` wrote") from None

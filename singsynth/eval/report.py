@@ -215,8 +215,9 @@ def write_report(out, results: dict, media: dict, log=None, force: bool = False)
         (tmp / "report.md").write_text(markdown(results, figures))
         old = None
         if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            # A fresh empty folder to rename the old report over, never a fixed ".old"
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name[:100]}.", suffix=".old",
+                                        dir=out.parent))
             os.replace(out, old)
         os.replace(tmp, out)
         if old is not None:

@@ -34,6 +34,12 @@ def record_format(path: Path) -> tuple:
 def check_record_path(path, overwrite: bool) -> None:
     """DeviceError, before anything starts, unless a recording can be written to `path`."""
     path = Path(path)
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:  # a name too long, a folder that cannot be entered
+        raise DeviceError(f"--record: {os_error_line(path, exc, 'write', '--record')}") from None
     if path.is_dir():
         raise DeviceError(f"--record {path} is a folder; give a file name such as take1.wav")
     record_format(path)

@@ -14,7 +14,7 @@ import torch
 
 from singsynth.checkpoint import load_checkpoint, save_model
 from singsynth.errors import ConfigError
-from singsynth.files import atomic_path, write_atomic
+from singsynth.files import atomic_path, read_bytes, write_atomic
 from singsynth.model import build
 from singsynth.train import extend
 from singsynth.train.config import STAGES, TrainConfig
@@ -42,7 +42,8 @@ def forget_stages(out: Path, stages) -> None:
     (out / "model.safetensors").unlink(missing_ok=True)
     log = out / "log.jsonl"
     if log.exists():
-        keep = [line for line in log.read_text(errors="replace").splitlines()
+        text = read_bytes(log, "a training log", 1 << 30, ConfigError).decode(errors="replace")
+        keep = [line for line in text.splitlines()
                 if (log_record(line) or {}).get("stage") not in (None, *stages)]
         write_atomic(log, "".join(line + "\n" for line in keep))
 

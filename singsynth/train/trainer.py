@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from singsynth.checkpoint import atomic_save_tensors, read_tensors
 from singsynth.errors import CheckpointError, ConfigError
-from singsynth.files import write_atomic
+from singsynth.files import read_bytes, write_atomic
 from singsynth.train.config import StageConfig
 
 # The way out of a state file that cannot be resumed from.
@@ -298,7 +298,8 @@ class Loop:
         """Drop this stage's log lines past `epochs` (logged, then killed before the save)."""
         if not self.world.main or not self.log_path.exists():
             return
-        lines = self.log_path.read_text(errors="replace").splitlines()
+        lines = read_bytes(self.log_path, "a training log", 1 << 30,
+                           ConfigError).decode(errors="replace").splitlines()
         keep = []
         for line in lines:
             record = log_record(line)
