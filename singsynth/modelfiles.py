@@ -98,7 +98,11 @@ def open_model_source(name_or_path=None):
         meta = read_header(path)["__metadata__"]
         config = json.loads(meta["config"])
         instruments = json.loads(meta["instruments"])
+        # The notes it plays: the core's rate and length times the full-band upsampling.
+        up = config.get("upsample", 1)
         rate, length = config["sample_rate"], config["note_samples"]
+        if type(up) is int and 1 <= up <= 8 and type(rate) is int and type(length) is int:
+            rate, length = rate * up, length * up
         # Only what the lazy source needs is looked at here; anything odd goes to the
         # full loader, whose checks name the problem.
         if (meta.get("format") != "singsynth" or not isinstance(instruments, list)

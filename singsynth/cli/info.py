@@ -20,8 +20,11 @@ def describe(model, source: str) -> str:
         f"generator (LSTM + decoder{' + harmonics' if cfg.harmonics else ''}): {gen:,} "
         f"parameters, {gen * 4 / MIB:.1f} MB float32",
         f"encoder (autoencoder stage): {enc:,} parameters, {enc * 4 / MIB:.1f} MB float32",
-        f"output: {cfg.note_samples} samples at {cfg.sample_rate} Hz "
-        f"({cfg.note_samples / cfg.sample_rate:.1f} s) from {cfg.steps} steps",
+        f"output: {cfg.output_samples} samples at {cfg.output_rate} Hz "
+        f"({cfg.output_samples / cfg.output_rate:.1f} s) from {cfg.steps} steps"
+        + (f" (a {cfg.sample_rate} Hz core upsampled x{cfg.upsample}"
+           + (f", plus {cfg.noise_bands} noise bands from {cfg.noise_low_hz} Hz" if cfg.noise_bands else "")
+           + ")" if cfg.upsample > 1 or cfg.noise_bands else ""),
         f"velocities: {list(model.velocities)}",
         # Names come from the file: escaped, so they cannot drive the terminal.
         f"instruments ({len(model.instruments)}): " + ", ".join(

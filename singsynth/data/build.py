@@ -20,6 +20,8 @@ PARTS = ".parts"
 SETTINGS = "settings.json"
 MAX_RENDER_RATE = 96000  # FluidSynth's highest synth.sample-rate
 MAX_PART_BYTES = 256 << 20
+# A dataset's note rate: 16 kHz as NSynth and the `paper` model; 32-48 kHz for full-band models.
+SAMPLE_RATES = (16000, 32000, 44100, 48000)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -105,16 +107,24 @@ def merge(out) -> tuple[dict, dict]:
 
 
 def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.VELOCITIES,
-          drums=False, jobs=2, render_rate=44100, force=False, progress=True,
-          fluidsynth="fluidsynth") -> dict:
+          drums=False, jobs=2, render_rate=None, force=False, progress=True,
+          fluidsynth="fluidsynth", sample_rate=sfr.SAMPLE_RATE) -> dict:
     """Render instruments of `soundfont` into `out`; return a summary dict.
 
     Args:
         programs: GM program numbers (bank 0), or None for every bank-0 preset.
         pitches: MIDI pitches; velocities: MIDI velocities 1-127.
         jobs: FluidSynth runs in parallel (one per CPU core).
-        render_rate: FluidSynth's rate in Hz; notes are resampled to 16 kHz with soxr.
+        render_rate: FluidSynth's rate in Hz; notes are resampled to `sample_rate` with
+            soxr. None: 44,100 for a 16 kHz dataset, `sample_rate` itself above 32 kHz
+            (FluidSynth renders 48 kHz natively; nothing to fold back).
+        sample_rate: the notes' rate: 16,000 (as NSynth) or 32,000-48,000 for full-band models.
     """
+    if sample_rate not in SAMPLE_RATES:
+        raise DatasetError(f"--sample-rate {sample_rate} is not supported; use one of "
+                           f"{', '.join(map(str, SAMPLE_RATES))} Hz")
+    if render_rate is None:
+        render_rate = 44100 if sample_rate < 32000 else sample_rate
     soundfont, out = Path(soundfont), Path(out)
     pitches, velocities = [int(p) for p in pitches], [int(v) for v in velocities]
     if not pitches or any(not 0 <= p <= 127 for p in pitches):
@@ -122,27 +132,29 @@ def build(soundfont, out, programs=None, pitches=range(21, 109), velocities=sfr.
     if not velocities or any(v not in sfr.VELOCITIES for v in velocities):
         raise DatasetError(f"velocities must be among NSynth's {list(sfr.VELOCITIES)} (the "
                            f"model has one embedding row for each), got {velocities}")
-    if not sfr.SAMPLE_RATE <= render_rate <= MAX_RENDER_RATE:
+    if not sample_rate <= render_rate <= MAX_RENDER_RATE:
         raise DatasetError(f"--render-rate {render_rate} is out of range; use "
-                           f"{sfr.SAMPLE_RATE}-{MAX_RENDER_RATE} Hz (44100 is the default)")
+                           f"{sample_rate}-{MAX_RENDER_RATE} Hz (the dataset's rate or above)")
     if jobs < 1:
         raise DatasetError(f"-j {jobs}: need at least 1 FluidSynth run at a time")
     instruments = sfr.plan_instruments(soundfont, programs, drums)
     settings = {"soundfont": soundfont.name, "soundfont_bytes": soundfont.stat().st_size,
                 "pitches": pitches, "velocities": velocities, "render_rate": render_rate,
                 "format": 1}
+    if sample_rate != sfr.SAMPLE_RATE:  # absent for 16 kHz: earlier builds stay resumable
+        settings["sample_rate"] = sample_rate
     created = not out.exists()
     parts = _prepare_out(out, settings, force)
     try:
         return _render_all(soundfont, out, parts, instruments, pitches, velocities, jobs,
-                           render_rate, progress, fluidsynth)
+                           render_rate, progress, fluidsynth, sample_rate)
     except BaseException:
         _undo_empty_build(out, created)
         raise
 
 
 def _render_all(soundfont, out, parts, instruments, pitches, velocities, jobs, render_rate,
-                progress, fluidsynth) -> dict:
+                progress, fluidsynth, sample_rate) -> dict:
     """`build`'s work once out/ is prepared: render what is not yet rendered, merge."""
     todo = [i for i in instruments if not (parts / f"{i.name}.json").exists()]
     skipped = len(instruments) - len(todo)
@@ -153,7 +165,7 @@ def _render_all(soundfont, out, parts, instruments, pitches, velocities, jobs, r
     # Threads suffice: FluidSynth is a subprocess and soxr/soundfile/numpy release the GIL.
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(sfr.render_instrument, soundfont, inst, pitches, velocities,
-                               out, render_rate, fluidsynth): inst for inst in todo}
+                               out, render_rate, fluidsynth, sample_rate): inst for inst in todo}
         try:
             for fut in as_completed(futures):
                 inst, result = futures[fut], fut.result()

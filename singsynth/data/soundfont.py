@@ -178,21 +178,24 @@ def stream_fluidsynth(soundfont, midi, rate: int, fluidsynth="fluidsynth", block
                            "FluidSynth or Polyphone?)")
 
 
-def cut_notes(blocks, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut each note's 4-second window out of a mono stream and resample it to 16 kHz.
+def cut_notes(blocks, rate: int, onsets_ms, sample_rate: int = SAMPLE_RATE
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut each note's 4-second window out of a mono stream and resample it to `sample_rate`.
 
     Args:
         blocks: iterable of float32 mono blocks at `rate` Hz (or one whole array in a list).
         onsets_ms: nominal note-on times in ms, increasing.
+        sample_rate: the dataset's rate (16 kHz as NSynth, or 48 kHz for full-band models).
     Returns:
-        (audio float32 (n, 64000) at 16 kHz, raw RMS at `rate` (n,),
+        (audio float32 (n, 4 s) at `sample_rate`, raw RMS at `rate` (n,),
         found (n,) bool: False where the note made no sound at all).
     """
     n = len(onsets_ms)
-    audio = np.zeros((n, NOTE_SAMPLES), np.float32)
+    note_samples = 4 * sample_rate
+    audio = np.zeros((n, note_samples), np.float32)
     raw_rms = np.zeros(n, np.float64)
     found = np.zeros(n, bool)
-    span = NOTE_SAMPLES * rate // SAMPLE_RATE
+    span = note_samples * rate // sample_rate
     tail = rate // 100    # 10 ms more, so the resampler's filter has real context at the end
     search = rate * 3 // 100  # onsets land a FluidSynth block (<5 ms) after the nominal time;
     # search + span + tail stays before KILL_MS, so a window never includes the cut.
@@ -206,9 +209,9 @@ def cut_notes(blocks, rate: int, onsets_ms) -> tuple[np.ndarray, np.ndarray, np.
         seg = buf[begin:begin + span + tail]
         found[i] = True
         raw_rms[i] = np.sqrt(np.mean(np.square(seg[:span], dtype=np.float64)))
-        if rate != SAMPLE_RATE:
-            seg = soxr.resample(seg, rate, SAMPLE_RATE, quality="HQ")
-        seg = seg[:NOTE_SAMPLES]
+        if rate != sample_rate:
+            seg = soxr.resample(seg, rate, sample_rate, quality="HQ")
+        seg = seg[:note_samples]
         audio[i, :len(seg)] = seg
 
     # One preallocated buffer holding samples [base, base + fill) of the stream;
@@ -242,7 +245,9 @@ def classify(audio: np.ndarray, raw_rms: np.ndarray, found: np.ndarray, resample
     of its energy (a sample stretched past the band).
     """
     rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=1))
-    frames = audio[:, :NOTE_SAMPLES // 1024 * 1024].reshape(len(audio), -1, 1024)
+    # 64 ms frames at the notes' rate (4 s = 62.5 of them)
+    frame = audio.shape[1] // 62 // 256 * 256
+    frames = audio[:, :audio.shape[1] // frame * frame].reshape(len(audio), -1, frame)
     level = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=2)).max(axis=1, initial=0.0)
     floor = max(ABS_FLOOR, level.max(initial=0.0) * 10 ** (SILENCE_DB / 20))
     reasons = []
@@ -270,13 +275,14 @@ def instrument_gain(audio: np.ndarray, velocities) -> float:
     return min(gain, PEAK_MAX / max(peak, 1e-12))
 
 
-def example_entry(inst: Instrument, pitch: int, velocity: int) -> dict:
+def example_entry(inst: Instrument, pitch: int, velocity: int, sample_rate: int = SAMPLE_RATE
+                  ) -> dict:
     """NSynth examples.json fields (the integer "note" id is assigned at merge)."""
     fam, src = gm.family(inst.program, inst.drums), gm.source(inst.program, inst.drums)
     return {
         "note_str": note_str(inst, pitch, velocity),
         "instrument": inst.instrument, "instrument_str": inst.name,
-        "pitch": pitch, "velocity": velocity, "sample_rate": SAMPLE_RATE,
+        "pitch": pitch, "velocity": velocity, "sample_rate": sample_rate,
         "instrument_family": fam, "instrument_family_str": gm.FAMILY_NAMES[fam],
         "instrument_source": src, "instrument_source_str": gm.SOURCES[src],
         "qualities": [0] * 10, "qualities_str": [],
@@ -284,25 +290,27 @@ def example_entry(inst: Instrument, pitch: int, velocity: int) -> dict:
     }
 
 
-def write_wav(path: Path, audio: np.ndarray) -> None:
-    """16-bit PCM WAV at 16 kHz (as NSynth), written to a fresh temporary file then renamed."""
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """16-bit PCM WAV (16 kHz as NSynth), written to a fresh temporary file then renamed."""
     try:
         with atomic_path(path) as tmp:
-            write_sound(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+            write_sound(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
     except OSError as exc:  # a full disk is named (libsndfile says only "System error")
         raise DatasetError(os_error_line(path, exc, "write", option="--out")) from None
 
 
 def render_instrument(soundfont, inst: Instrument, pitches, velocities, out_dir,
-                      render_rate=44100, fluidsynth="fluidsynth") -> Rendered:
-    """Render every (pitch, velocity) of one instrument into out_dir/audio/."""
+                      render_rate=44100, fluidsynth="fluidsynth",
+                      sample_rate: int = SAMPLE_RATE) -> Rendered:
+    """Render every (pitch, velocity) of one instrument into out_dir/audio/ at `sample_rate`."""
     notes = [(p, v) for p in pitches for v in velocities]
     with tempfile.TemporaryDirectory(prefix="singsynth-render-") as tmp:
         midi = Path(tmp) / "notes.mid"
         onsets = write_midi(midi, inst, notes)
         stream = stream_fluidsynth(soundfont, midi, render_rate, fluidsynth)
-        audio, raw_rms, found = cut_notes(stream, render_rate, onsets)
-    reasons = classify(audio, raw_rms, found, render_rate != SAMPLE_RATE)
+        audio, raw_rms, found = cut_notes(stream, render_rate, onsets, sample_rate)
+    # "above 8 kHz" means lost in the downsampling: only a 16 kHz dataset loses that band.
+    reasons = classify(audio, raw_rms, found, render_rate > sample_rate and sample_rate < 32000)
     result = Rendered(dropped={r: 0 for r in DROP_REASONS})
     keep = [i for i, r in enumerate(reasons) if r is None]
     for r in reasons:
@@ -314,7 +322,7 @@ def render_instrument(soundfont, inst: Instrument, pitches, velocities, out_dir,
     audio_dir = Path(out_dir) / "audio"
     for i in keep:
         pitch, velocity = notes[i]
-        entry = example_entry(inst, pitch, velocity)
-        write_wav(audio_dir / f"{entry['note_str']}.wav", audio[i] * gain)
+        entry = example_entry(inst, pitch, velocity, sample_rate)
+        write_wav(audio_dir / f"{entry['note_str']}.wav", audio[i] * gain, sample_rate)
         result.examples[entry["note_str"]] = entry
     return result

@@ -34,8 +34,8 @@ class ModelSource:
         if max_batch is None:
             max_batch = 16 if self.device.type == "cpu" else 64
         self.max_batch = max_batch
-        self.sample_rate = model.config.sample_rate
-        self.note_samples = model.config.note_samples
+        self.sample_rate = model.config.output_rate      # 16 or 48 kHz (full band)
+        self.note_samples = model.config.output_samples
         self.instruments = list(model.instruments)
         self._identity = None
 
@@ -57,7 +57,7 @@ class ModelSource:
         return weights, pitch, velocity
 
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
-        """Whole notes, float32 (len(keys), 64000) at 16 kHz."""
+        """Whole notes, float32 (len(keys), note_samples) at `sample_rate`."""
         out = np.empty((len(keys), self.note_samples), dtype=np.float32)
         for start in range(0, len(keys), self.max_batch):
             batch = keys[start:start + self.max_batch]

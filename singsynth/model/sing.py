@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from singsynth.model.config import VELOCITIES, SINGConfig, trim_samples
+from singsynth.model.fullband import UPSAMPLE_HALF_TAPS, NoiseBand, Upsampler
 from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator
 
 # A run of at most this many LSTM steps uses PyTorch's native CPU kernel: oneDNN's LSTM
@@ -88,6 +89,8 @@ class SING(nn.Module):
                                           len(self.velocities))
         self.decoder = Decoder(config)
         self.harmonics = Harmonics(config) if config.harmonics else None
+        self.upsampler = Upsampler(config.upsample) if config.upsample > 1 else None
+        self.noise = NoiseBand(config) if config.noise_bands else None
         self.encoder = Encoder(config) if with_encoder else None
 
     @property
@@ -104,9 +107,30 @@ class SING(nn.Module):
         return self.sequence.condition(instrument, pitch, velocity)
 
     def forward(self, instrument, pitch, velocity) -> torch.Tensor:
-        """Differentiable whole notes, (B, 64000) float32, not clamped (for training)."""
+        """Differentiable whole notes of the core, (B, 64000) at 16 kHz, not clamped (for
+        training the paper's three stages)."""
         s, _ = self.sequence(self._inputs(instrument, pitch, velocity))
         return self.decode(s.transpose(1, 2), pitch)
+
+    def full_band(self, instrument, pitch, velocity) -> torch.Tensor:
+        """Whole notes at the output rate, (B, output_samples), not clamped: the core's
+        note upsampled, plus the noise band (model/fullband.py). The core's alone when the
+        model has neither."""
+        s, _ = self.sequence(self._inputs(instrument, pitch, velocity))
+        s = s.transpose(1, 2)
+        h = self.decoder.hidden(s)
+        wave = self.decoder.overlap_add(h)
+        if self.harmonics is not None:
+            f0 = self.harmonics.pitch_hz(pitch, h.device)
+            wave = wave + self.harmonics.synthesize(self.harmonics.frames(h, f0), f0, 0,
+                                                    wave.shape[-1])
+        if self.upsampler is not None:
+            wave = self.upsampler.whole(wave)
+        if self.noise is not None:
+            seeds = NoiseBand.seeds(instrument, pitch, velocity).to(h.device)
+            grains = self.noise.grains(self.noise.log_energy(h), seeds, 0)
+            wave = wave + self.noise.overlap_add(grains, wave.shape[-1])
+        return wave
 
     def decode(self, s: torch.Tensor, pitch, first_step=0) -> torch.Tensor:
         """See `decode`."""
@@ -123,20 +147,83 @@ class SING(nn.Module):
             velocity: (B,) velocity indices 0-4, or fractional indices (float).
             dtype: compute dtype, e.g. torch.bfloat16 on CUDA; None for float32.
         Returns:
-            (B, 64000) float32 waveforms at 16 kHz in [-1, 1].
+            (B, output_samples) float32 waveforms at `config.output_rate` in [-1, 1]:
+            (B, 64000) at 16 kHz, or (B, 192000) at 48 kHz for a full-band model.
         """
         dev = self.device
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            wave = self(instrument, pitch, velocity)
+            wave = self.full_band(instrument, pitch, velocity)
         return wave.float().clamp(-1, 1)
 
     @torch.no_grad()
     def stream(self, instrument, pitch, velocity, chunk: int = 256) -> Iterator[torch.Tensor]:
-        """The same notes as `generate`, as consecutive (B, chunk) float32 chunks.
+        """The same notes as `generate`, as consecutive (B, chunk) float32 chunks at the
+        output rate.
 
-        The last chunk is shorter when `chunk` does not divide 64,000. Concatenated, the
-        chunks equal `generate` to within float rounding.
+        The last chunk is shorter when `chunk` does not divide the note's length.
+        Concatenated, the chunks equal `generate` to within float rounding.
         """
+        if self.upsampler is None and self.noise is None:
+            for out, _, _ in self._stream_core(instrument, pitch, velocity, chunk):
+                yield out.clamp(-1, 1)
+            return
+        yield from self._stream_full_band(instrument, pitch, velocity, chunk)
+
+    def _stream_full_band(self, instrument, pitch, velocity, chunk: int):
+        """`stream` for a full-band model: the core streamed in whole strides, each
+        output chunk sent once the upsampler's context (3 ms of core) and every noise grain
+        over it are there (the core's frames run ahead of its samples, so the grains are)."""
+        cfg, f = self.config, self.config.upsample
+        half = UPSAMPLE_HALF_TAPS if self.upsampler is not None else 0
+        # Core chunks of about the output chunk's span (whole strides): one LSTM call and
+        # one decoder call each, as a 16 kHz model streams.
+        core_chunk = max(1, -(-chunk // (f * cfg.stride))) * cfg.stride
+        core = self._stream_core(instrument, pitch, velocity, core_chunk)
+        core_buf = None    # (B, half + note_samples + half + 1): core sample m at m + half
+        noise_buf = None   # (B, span): output sample n at n + lead
+        noise = self.noise
+        seeds = None
+        have = frames_done = emitted = 0
+        total_frames = cfg.steps - (cfg.kernel - 1)
+        lead = noise.n_fft // 2 - noise.centre0 if noise is not None else 0
+        total = cfg.output_samples
+        while emitted < total:
+            end = min(emitted + chunk, total)
+            need_core = min(cfg.note_samples, -(-end // f) + half + 1)
+            need_frames = total_frames if noise is None else min(
+                total_frames, (end - 1 + lead) // noise.hop + 1)
+            while have < need_core or (noise is not None and frames_done < need_frames):
+                out, h, frame0 = next(core)
+                if core_buf is None:
+                    batch = out.shape[0]
+                    core_buf = out.new_zeros(batch, cfg.note_samples + 2 * half + 1)
+                    if noise is not None:
+                        seeds = NoiseBand.seeds(instrument, pitch, velocity).to(out.device)
+                        noise_buf = out.new_zeros(batch, (total_frames - 1) * noise.hop
+                                                  + noise.n_fft)
+                core_buf[:, half + have:half + have + out.shape[1]] = out
+                have += out.shape[1]
+                if noise is not None and h is not None:
+                    grains = noise.grains(noise.log_energy(h), seeds, frame0)
+                    for i in range(grains.shape[1]):
+                        at = (frame0 + i) * noise.hop
+                        noise_buf[:, at:at + noise.n_fft] += grains[:, i]
+                    frames_done = frame0 + grains.shape[1]
+            a = emitted - emitted % f
+            if self.upsampler is not None:
+                x = core_buf[:, a // f:(end + f - 1) // f + 2 * half + 1]
+                wave = self.upsampler.span(x, a, end - a)[:, emitted - a:]
+            else:
+                wave = core_buf[:, emitted:end]
+            if noise is not None:
+                wave = wave + noise_buf[:, emitted + lead:end + lead]
+            yield wave.clamp(-1, 1)
+            emitted = end
+
+    def _stream_core(self, instrument, pitch, velocity, chunk: int):
+        """The core's note in (B, chunk) chunks at its own rate, not clamped, each with the
+        decoder activations computed for it ((B, C, new frames) from frame index frame0,
+        or None): yields (chunk, h, frame0)."""
         cfg = self.config
         cond = self._inputs(instrument, pitch, velocity)
         batch, dev = cond.shape[0], cond.device
@@ -165,6 +252,7 @@ class SING(nn.Module):
                     s, hidden = self.sequence(cond, steps, need_steps - steps, hidden)
                 seq[:, :, steps:need_steps] = s.transpose(1, 2)
                 steps = need_steps
+            h, frame0 = None, frames
             if need_frames > frames:
                 h = self.decoder.hidden(seq[:, :, frames:need_frames + cfg.kernel - 1])
                 grains = torch.einsum("bcf,cw->bfw", h, weight)
@@ -177,12 +265,13 @@ class SING(nn.Module):
             if harmonics is not None:
                 out = out + harmonics.synthesize(amps, f0, emitted, end - emitted,
                                                  oscillators=oscillators)
-            yield out.clamp(-1, 1)
+            yield out, h, frame0
             emitted = end
 
     def parameter_count(self, part: str = "generator") -> int:
         """Parameters of the 'generator' (LSTM + decoder, what plays), 'encoder' or 'all'."""
-        generator = [self.sequence, self.decoder] + ([self.harmonics] if self.harmonics else [])
+        generator = [self.sequence, self.decoder] + [m for m in (self.harmonics, self.noise)
+                                                     if m is not None]
         parts = {"generator": generator,
                  "encoder": [self.encoder] if self.encoder is not None else [],
                  "all": [self]}[part]

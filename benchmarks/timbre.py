@@ -1,0 +1,195 @@
+"""How close singsynth's notes sound to the SoundFont it learned from, full band and below
+7.5 kHz, beside a real small GM SoundFont (TimGM6mb) rendered the same way.
+
+For every program the model covers (its instruments' `_NNN` program suffix), notes at a
+few pitches and velocities come from:
+- FluidSynth + FluidR3_GM (the source; reverb and chorus off), at 48 kHz;
+- FluidSynth + TimGM6mb (the peer, dry), at 48 kHz;
+- each model given (`--model`, repeatable: old and new side by side), resampled to 48 kHz
+  with soxr when it plays another rate.
+Each note is RMS-normalised (loudness does not count) and compared with FluidR3's on a
+log-mel spectrogram (128 mels, 2,048-point STFT, hop 512): the mean absolute difference
+of log10 mel power, on the full band (0-16 kHz, `--fmax`) and below 7.5 kHz. Also the
+energy between 9 and 16 kHz as a share of FluidR3's (median over notes) and the count of
+programs where the model is closer than TimGM6mb. `--figure` draws spectrograms to 24 kHz
+side by side; `--wavs DIR` writes the notes compared, for listening.
+
+    python benchmarks/timbre.py --model models/default-16k.safetensors \\
+        --model models/default.safetensors --figure models/default-spectrograms.png
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+RATE = 48000
+VELOCITIES = (25, 50, 75, 100, 127)
+
+
+def render_soundfont(path, program: int, notes):
+    """FluidSynth's 4-second notes [(pitch, velocity)] of bank-0 `program`, (n, 192000)
+    at 48 kHz, dry, cut as the dataset builder cuts them (None rows: no sound)."""
+    from singsynth.data import soundfont as sfr
+    inst = sfr.plan_instruments(path, [program])[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        midi = Path(tmp) / "notes.mid"
+        onsets = sfr.write_midi(midi, inst, notes)
+        audio, _, found = sfr.cut_notes(sfr.stream_fluidsynth(path, midi, RATE), RATE,
+                                        onsets, RATE)
+    return [a if ok else None for a, ok in zip(audio, found)]
+
+
+def render_model(model, instrument: int, notes):
+    """The model's notes at 48 kHz, (n, 192000)."""
+    import soxr
+    import torch
+    velocity = torch.tensor([float(VELOCITIES.index(v)) for _, v in notes])
+    wave = model.generate(torch.full((len(notes),), instrument), torch.tensor([p for p, _ in notes]),
+                          velocity).numpy()
+    rate = model.config.output_rate
+    if rate != RATE:
+        wave = np.stack([soxr.resample(w, rate, RATE, quality="VHQ") for w in wave])
+    return list(wave[:, :4 * RATE])
+
+
+def log_mel(wave, fmax):
+    import librosa
+    wave = wave / max(float(np.sqrt(np.mean(wave ** 2))), 1e-9) * 0.1
+    mel = librosa.feature.melspectrogram(y=wave, sr=RATE, n_fft=2048, hop_length=512,
+                                         n_mels=128, fmin=0, fmax=fmax)
+    return np.log10(mel + 1e-6)
+
+
+def distance(a, b, fmax) -> float:
+    """Mean |log10 mel power| difference of two RMS-normalised notes."""
+    return float(np.mean(np.abs(log_mel(a, fmax) - log_mel(b, fmax))))
+
+
+def band_energy(wave, low=9000, high=16000) -> float:
+    """Energy between `low` and `high` Hz of the RMS-normalised note."""
+    wave = wave / max(float(np.sqrt(np.mean(wave ** 2))), 1e-9)
+    spec = np.abs(np.fft.rfft(wave)) ** 2
+    freqs = np.fft.rfftfreq(len(wave), 1 / RATE)
+    return float(spec[(freqs >= low) & (freqs < high)].sum() / spec.sum())
+
+
+def program_of(name: str) -> int | None:
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() and len(tail) == 3 else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", help="checkpoint(s) to compare")
+    parser.add_argument("--pitches", default="48,60,72")
+    parser.add_argument("--velocities", default="100")
+    parser.add_argument("--fmax", type=int, default=16000, help="full band's top, Hz")
+    parser.add_argument("--figure", help="PNG of spectrograms side by side")
+    parser.add_argument("--wavs", help="folder for the compared notes (FLAC)")
+    parser.add_argument("--json", help="write the per-program table here")
+    args = parser.parse_args(argv)
+    from singsynth.checkpoint import load_model
+    paths = args.model or [str(ROOT / "models" / "default.safetensors")]
+    models = {Path(p).stem: load_model(p) for p in paths}
+    first = next(iter(models.values()))
+    programs = [(i, program_of(n)) for i, n in enumerate(first.instruments)
+                if program_of(n) is not None]
+    notes = [(p, v) for p in map(int, args.pitches.split(","))
+             for v in map(int, args.velocities.split(","))]
+    rows, examples = [], {}
+    start = time.time()
+    for index, program in programs:
+        source = render_soundfont(FLUIDR3, program, notes)
+        peer = render_soundfont(TIMGM, program, notes)
+        outputs = {name: render_model(m, m.instruments.index(first.instruments[index]), notes)
+                   for name, m in models.items()}
+        row = {"program": program, "instrument": first.instruments[index]}
+        for label, waves in [("timgm6mb", peer)] + list(outputs.items()):
+            full, low, share = [], [], []
+            for ref, w in zip(source, waves):
+                if ref is None or w is None:
+                    continue
+                full.append(distance(w, ref, args.fmax))
+                low.append(distance(w, ref, 7500))
+                share.append(band_energy(w) / max(band_energy(ref), 1e-12))
+            row[label] = {"full": float(np.mean(full)), "low": float(np.mean(low)),
+                          "share_9_16k": float(np.median(share))}
+        rows.append(row)
+        examples[program] = {"fluidr3": source, "timgm6mb": peer, **outputs}
+        print(f"{program:3d} {row['instrument']:<26} " + "  ".join(
+            f"{k}: {row[k]['full']:.2f}/{row[k]['low']:.2f}/{row[k]['share_9_16k']:.2f}"
+            for k in ["timgm6mb", *models]), flush=True)
+    print(f"\n{len(rows)} programs, notes {notes}, {time.time() - start:.0f} s; "
+          "distance to FluidR3 full band (0-%d Hz) / below 7.5 kHz / 9-16 kHz energy share" % args.fmax)
+    summary = {}
+    for label in ["timgm6mb", *models]:
+        full = [r[label]["full"] for r in rows]
+        low = [r[label]["low"] for r in rows]
+        share = [r[label]["share_9_16k"] for r in rows]
+        s = {"median_full": float(np.median(full)), "median_low": float(np.median(low)),
+             "median_share_9_16k": float(np.median(share))}
+        if label != "timgm6mb":
+            s["closer_full"] = sum(r[label]["full"] < r["timgm6mb"]["full"] for r in rows)
+            s["closer_low"] = sum(r[label]["low"] < r["timgm6mb"]["low"] for r in rows)
+        summary[label] = s
+        print(f"{label:<24} median full {s['median_full']:.3f}  below 7.5 kHz {s['median_low']:.3f}"
+              f"  9-16 kHz share {s['median_share_9_16k']:.2f}"
+              + (f"  closer than TimGM6mb: {s['closer_full']}/{len(rows)} full, "
+                 f"{s['closer_low']}/{len(rows)} low" if "closer_full" in s else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "programs": rows}, indent=1))
+    if args.figure:
+        figure(examples, notes, args.figure, list(models))
+    if args.wavs:
+        write_wavs(examples, notes, Path(args.wavs))
+
+
+def figure(examples, notes, path, model_names, programs=(0, 40, 73)):
+    """Spectrograms to 24 kHz: one row per program (first pitch of `notes` at 60 if there),
+    one column per source."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = ["fluidr3", "timgm6mb", *model_names]
+    programs = [p for p in programs if p in examples] or list(examples)[:3]
+    pick = next((i for i, (p, _) in enumerate(notes) if p == 60), 0)
+    fig, axes = plt.subplots(len(programs), len(cols), figsize=(3.2 * len(cols), 2.6 * len(programs)),
+                             squeeze=False)
+    for r, prog in enumerate(programs):
+        for c, col in enumerate(cols):
+            ax = axes[r][c]
+            wave = examples[prog][col][pick]
+            if wave is None:
+                ax.axis("off")
+                continue
+            ax.specgram(wave[:3 * RATE], NFFT=2048, Fs=RATE, noverlap=1536, cmap="magma",
+                        vmin=-140, vmax=-20)
+            ax.set_ylim(0, 24000)
+            ax.set_title(f"{col}: program {prog}, MIDI {notes[pick][0]}", fontsize=8)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
+
+
+def write_wavs(examples, notes, folder: Path, programs=(0, 40, 73)):
+    import soundfile as sf
+    folder.mkdir(parents=True, exist_ok=True)
+    pick = next((i for i, (p, _) in enumerate(notes) if p == 60), 0)
+    for prog in programs:
+        for col, waves in examples.get(prog, {}).items():
+            if waves[pick] is not None:
+                sf.write(folder / f"program{prog:03d}-{col}.flac", waves[pick], RATE)
+    print(f"wrote {folder}")
+
+
+if __name__ == "__main__":
+    main()

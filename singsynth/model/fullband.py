@@ -1,0 +1,197 @@
+"""The full-band part of a SING model: its 16 kHz note upsampled to the output rate, plus
+a learned band of filtered noise above what 16 kHz can hold.
+
+Why this shape (models/default.md, "Full band"): SING at 16 kHz already plays its band
+well (pitch 97 %, as close to FluidR3 below 7.5 kHz as a small SoundFont is), and its
+LSTM, which is most of the cost, runs at the frame rate whatever the sample rate. What a
+16 kHz note lacks is everything above 7.8 kHz: the partials, bow and breath noise of the
+upper octave and the hiss of cymbals. Above ~7 kHz the ear hears a band's energy, not
+its partials one by one (critical bands there are 1-3 kHz wide), so a noise band shaped
+per frame and per 375 Hz band, as DDSP's filtered-noise synthesiser does, carries it at
+a small cost, and it learns from the frozen 16 kHz model in minutes on a CPU.
+
+Lengths: the core works at `config.sample_rate` (16 kHz) on `config.note_samples`;
+output sample n is core sample n / `config.upsample`. The noise has one grain per
+decoder frame, centred where that frame's grain peaks: frame j at output sample
+upsample * (stride * j - window // 2 - trim + ...), see `NoiseBand.centre`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from singsynth.model.config import SINGConfig, trim_samples
+
+# Core samples of context on each side of the upsampling filter (3 ms at 16 kHz): its
+# transition band is ~0.8 kHz wide, ending before 8 kHz, so images of the 16 kHz band
+# (8-16 kHz) are 80 dB down and do not leak into the noise band's place.
+UPSAMPLE_HALF_TAPS = 48
+UPSAMPLE_CUTOFF = 0.475        # of the core rate: 7.6 kHz for 16 kHz
+NOISE_TABLE_ROWS = 512         # grains of stored white noise (a fixed seed: renders repeat)
+# Band energies (mean |STFT|^2 over a band's bins, Hann window of 2 hops) below this are
+# silence: a full-scale sine peaks near 1.5e5 at 48 kHz, so this is about -100 dB.
+ENERGY_FLOOR = 1e-5
+
+
+def upsampling_filter(factor: int, half_taps: int = UPSAMPLE_HALF_TAPS) -> torch.Tensor:
+    """Kaiser-windowed sinc low-pass for zero-stuffed upsampling by `factor`: (taps,) float32,
+    taps = 2 * half_taps * factor + 1, with gain `factor` so the level is kept."""
+    n = np.arange(-half_taps * factor, half_taps * factor + 1, dtype=np.float64)
+    cutoff = UPSAMPLE_CUTOFF / factor       # in cycles per output sample, of the core's 0.5
+    h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(len(n), 8.0)
+    h *= factor / h.sum()
+    return torch.from_numpy(h.astype(np.float32))
+
+
+class Upsampler(nn.Module):
+    """Core-rate waveforms (B, L) -> output-rate (B, L * factor), a linear-phase FIR.
+
+    `whole` treats the note as zero before sample 0 and after its end; `Streamer` gives the
+    same samples chunk by chunk, `half_taps` core samples behind its input.
+    """
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = factor
+        kernel = torch.empty(2 * UPSAMPLE_HALF_TAPS * factor + 1)
+        if not kernel.is_meta:
+            kernel = upsampling_filter(factor)
+        self.register_buffer("kernel", kernel, persistent=False)
+
+    def whole(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, L * factor): output n = sum_m x[m] h[n - factor m + centre]."""
+        f, half = self.factor, UPSAMPLE_HALF_TAPS
+        y = F.conv_transpose1d(x.unsqueeze(1), self.kernel.flip(0).view(1, 1, -1), stride=f)
+        start = half * f                    # the kernel's centre: output 0 = core sample 0
+        return y[:, 0, start:start + x.shape[-1] * f]
+
+    def span(self, core: torch.Tensor, first: int, length: int) -> torch.Tensor:
+        """Output samples [first, first + length) (first a multiple of factor) from
+        `core`, core samples [first / factor - half_taps, ...) of the note, zeros beyond it;
+        core must reach (first + length) / factor + half_taps. (B, length)."""
+        f, half = self.factor, UPSAMPLE_HALF_TAPS
+        y = F.conv_transpose1d(core.unsqueeze(1), self.kernel.flip(0).view(1, 1, -1), stride=f)
+        start = 2 * half * f
+        return y[:, 0, start:start + length]
+
+
+class NoiseBand(nn.Module):
+    """Filtered noise above the core's band, shaped per frame from the decoder's activations.
+
+    Per frame j, a small 1x1 conv net maps h (B, C, F) to log band energies P (B, bands, F):
+    the energy a Hann-windowed STFT (n_fft = 2 * hop, hop = upsample * stride) of the
+    target would see in each band. The grain is white noise from a fixed table, shaped in
+    the frequency domain by gains interpolated across bands, windowed with a sine window
+    (sine windows at 50 % overlap keep the noise's variance constant: no 62.5 Hz flutter),
+    and overlap-added.
+    """
+
+    def __init__(self, config: SINGConfig):
+        super().__init__()
+        self.config = config
+        self.bands = config.noise_bands
+        self.hop = config.upsample * config.stride
+        self.n_fft = 2 * self.hop
+        rate = config.sample_rate * config.upsample
+        hidden = max(32, min(256, config.channels // 2))
+        self.net = nn.Sequential(nn.Conv1d(config.channels, hidden, 1), nn.ReLU(),
+                                 nn.Conv1d(hidden, self.bands, 1))
+        with torch.no_grad():   # start silent: the core already sounds
+            self.net[-1].bias.fill_(math.log(ENERGY_FLOOR))
+        bins = self.n_fft // 2 + 1
+        edges = np.linspace(config.noise_low_hz, rate / 2, self.bands + 1)
+        centres = (edges[:-1] + edges[1:]) / 2
+        freqs = np.arange(bins) * rate / self.n_fft
+        # (bins, bands): each bin's gain interpolates its two nearest band centres; no gain
+        # below the lowest edge, so the noise leaves the core's band alone.
+        interp = np.zeros((bins, self.bands))
+        for k, fk in enumerate(freqs):
+            if fk < edges[0]:
+                continue
+            b = np.clip(np.searchsorted(centres, fk) - 1, 0, self.bands - 2)
+            w = np.clip((fk - centres[b]) / (centres[b + 1] - centres[b]), 0, 1)
+            interp[k, b], interp[k, b + 1] = 1 - w, w
+        # Which bins each band's energy is measured over (for training targets).
+        member = np.zeros((self.bands, bins))
+        for b in range(self.bands):
+            member[b, (freqs >= edges[b]) & (freqs < edges[b + 1])] = 1
+        member /= np.maximum(member.sum(1, keepdims=True), 1)
+        probe = torch.empty(0)
+        if probe.is_meta:
+            table = torch.empty(NOISE_TABLE_ROWS, bins, 2)
+            interp_t, member_t = torch.empty(bins, self.bands), torch.empty(self.bands, bins)
+            window = torch.empty(self.n_fft)
+        else:
+            table = torch.from_numpy(noise_table(NOISE_TABLE_ROWS, self.n_fft))
+            interp_t = torch.from_numpy(interp.astype(np.float32))
+            member_t = torch.from_numpy(member.astype(np.float32))
+            window = torch.hann_window(self.n_fft, periodic=True).sqrt()
+        self.register_buffer("table", table, persistent=False)
+        self.register_buffer("interp", interp_t, persistent=False)
+        self.register_buffer("member", member_t, persistent=False)
+        self.register_buffer("window", window, persistent=False)
+        # A unit-variance white noise has E|X_k|^2 = sum(hann^2) in each bin of the analysis
+        # STFT; a band gain g gives g^2 times that.
+        self.unit_energy = 0.375 * self.n_fft
+        # Output sample of frame 0's centre (negative: before the note starts).
+        self.centre0 = config.upsample * (config.window // 2 - (config.window - config.stride)
+                                          - trim_samples(config))
+
+    def log_energy(self, h: torch.Tensor) -> torch.Tensor:
+        """Predicted log band energies, h (B, C, F) -> (B, bands, F)."""
+        return self.net(h)
+
+    def band_energy(self, spec_power: torch.Tensor) -> torch.Tensor:
+        """|STFT|^2 (B, bins, F) -> mean energy per band (B, bands, F), for training targets."""
+        return torch.einsum("gk,bkf->bgf", self.member, spec_power)
+
+    def grains(self, log_energy: torch.Tensor, seeds: torch.Tensor, first_frame: int
+               ) -> torch.Tensor:
+        """Windowed noise grains for frames [first_frame, first_frame + F): (B, F, n_fft)."""
+        gains = torch.exp(0.5 * log_energy) / math.sqrt(self.unit_energy)      # (B, bands, F)
+        shape = torch.einsum("kg,bgf->bfk", self.interp, gains)                 # (B, F, bins)
+        frames = torch.arange(first_frame, first_frame + log_energy.shape[-1],
+                              device=log_energy.device)
+        rows = (seeds[:, None] + frames[None]) % NOISE_TABLE_ROWS               # (B, F)
+        z = torch.view_as_complex(self.table[rows].contiguous())                # (B, F, bins)
+        grain = torch.fft.irfft(z * shape, n=self.n_fft)
+        return grain * self.window
+
+    @staticmethod
+    def seeds(instrument, pitch, velocity) -> torch.Tensor:
+        """A table offset per note (B,): notes of other pitches, velocities and instruments
+        get other noise, so a chord's noise does not add up coherently; the same note always
+        gets the same noise, so renders repeat bit for bit."""
+        pitch = torch.as_tensor(pitch).long().reshape(-1)
+        vel = torch.round(torch.as_tensor(velocity).double().reshape(-1) * 8).long()
+        inst = torch.as_tensor(instrument)
+        inst = inst.argmax(-1) if inst.is_floating_point() else inst.long()
+        return (pitch * 131 + vel * 37 + inst.reshape(-1) * 211) % NOISE_TABLE_ROWS
+
+    def overlap_add(self, grains: torch.Tensor, length: int) -> torch.Tensor:
+        """Grains of frames 0..F-1 (B, F, n_fft) -> output samples [0, length) (B, length)."""
+        batch, frames, n = grains.shape
+        span = (frames - 1) * self.hop + n
+        out = F.fold(grains.transpose(1, 2), (1, span), (1, n), stride=(1, self.hop))
+        out = out.reshape(batch, span)
+        start = -(self.centre0 - n // 2)          # span index of output sample 0
+        return out[:, start:start + length]
+
+
+def noise_table(rows: int, n_fft: int, seed: int = 20181203) -> np.ndarray:
+    """Complex white noise spectra (rows, n_fft // 2 + 1, 2) whose irfft has unit variance.
+
+    numpy's legacy RandomState is used because its stream is fixed forever: a checkpoint
+    plays the same noise on every machine and version."""
+    rng = np.random.RandomState(seed)
+    bins = n_fft // 2 + 1
+    z = rng.standard_normal((rows, bins, 2))
+    z[:, 0, 1] = 0
+    z[:, -1, 1] = 0
+    spec = z[..., 0] + 1j * z[..., 1]
+    scale = 1 / np.sqrt(np.mean(np.fft.irfft(spec, n=n_fft) ** 2))
+    return (z * scale).astype(np.float32)

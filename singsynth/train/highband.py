@@ -1,0 +1,202 @@
+"""The full-band stage: teach a 16 kHz SING model's noise band (model/fullband.py) what a
+48 kHz dataset holds above 16 kHz's reach, with the 16 kHz model frozen.
+
+    singsynth train --stage highband --init models/default.safetensors \\
+        --data data/gm19-48k --out runs/fullband
+
+Why a stage of its own, and so quick: the core is frozen, so its per-frame decoder
+activations h (what the noise band reads) and its own output are fixed. They are
+computed once per training note, with the target's band energies minus the core's (what
+the noise has to add): afterwards an epoch is a few matrix products over 1.8 M frames,
+seconds on a CPU, instead of the LSTM's minutes. The loss is the L1 distance of log
+band energies: in the log, a band 60 dB down counts as much as a loud one, so the quiet
+top octave is learned, not left silent.
+
+Output: OUT/model.safetensors (a playable full-band checkpoint, after every epoch),
+OUT/state-highband.safetensors (the head, Adam's moments and the epoch: `--resume`),
+OUT/log.jsonl (one line per epoch) and OUT/features-*.npy (the frozen model's features,
+reused by `--resume`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.nn import functional as F
+
+from singsynth.errors import ConfigError, DatasetError
+from singsynth.model.fullband import ENERGY_FLOOR
+from singsynth.model.sing import SING
+
+BATCH = 16
+
+
+def full_band_model(core: SING, upsample: int = 3, noise_bands: int = 48,
+                    noise_low_hz: int = 6000) -> SING:
+    """A full-band model with `core`'s weights (all of them) and a new, silent noise band."""
+    if core.config.noise_bands or core.config.upsample > 1:
+        config = core.config
+    else:
+        config = dataclasses.replace(core.config, name="fullband", upsample=upsample,
+                                     noise_bands=noise_bands, noise_low_hz=noise_low_hz)
+    model = SING(config, core.instruments, core.velocities,
+                 core.sequence.pitch.num_embeddings, with_encoder=core.encoder is not None)
+    missing, _ = model.load_state_dict(core.state_dict(), strict=False)
+    if any(not k.startswith("noise.") for k in missing):
+        raise ConfigError(f"the core checkpoint lacks {missing[:3]}")
+    model.provenance = dict(getattr(core, "provenance", {}) or {})
+    return model
+
+
+def band_energy(model: SING, wave: torch.Tensor) -> torch.Tensor:
+    """Mean |STFT|^2 per noise band and decoder frame of output-rate waves:
+    (B, L) -> (B, bands, frames), frames centred where the model's noise grains are."""
+    noise, cfg = model.noise, model.config
+    frames = cfg.steps - (cfg.kernel - 1)
+    lead = -noise.centre0                           # frame 0 sits this far before sample 0
+    right = (frames - 1) * noise.hop - lead - wave.shape[-1] + noise.hop
+    x = F.pad(wave, (lead, max(0, right)))
+    spec = torch.stft(x, noise.n_fft, noise.hop, window=torch.hann_window(noise.n_fft),
+                      center=True, pad_mode="constant", return_complex=True)[..., :frames]
+    return noise.band_energy(spec.abs().square())
+
+
+def read_split(data: Path, split: str, rate: int, instruments):
+    """[(instrument index in `instruments`, pitch, velocity index, wav path)] of a split
+    of a dataset at `rate` (one built with `dataset build --sample-rate`)."""
+    try:
+        examples = json.loads((data / "examples.json").read_text())
+        chosen = json.loads((data / "split.json").read_text())[split]  # {instrument: [pitch]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{data}: cannot read examples.json/split.json ({exc}); build the "
+                           "dataset with `singsynth dataset build --sample-rate 48000`") from None
+    velocities = (25, 50, 75, 100, 127)
+    rows = []
+    for key in sorted(examples):
+        e = examples[key]
+        if e["pitch"] not in chosen.get(e["instrument_str"], ()):
+            continue
+        if e.get("sample_rate") != rate:
+            raise DatasetError(f"{data}: note {key} is at {e.get('sample_rate')} Hz; the model "
+                               f"plays {rate} Hz: build with --sample-rate {rate}")
+        if e["instrument_str"] not in instruments:
+            raise DatasetError(f"{data}: instrument {e['instrument_str']!r} is not in the model; "
+                               "train the noise band on the dataset its core learned from")
+        rows.append((instruments.index(e["instrument_str"]), e["pitch"],
+                     velocities.index(e["velocity"]), data / "audio" / f"{key}.wav"))
+    return rows
+
+
+@torch.no_grad()
+def features(model: SING, rows, out: Path, name: str, progress=True):
+    """The frozen model's decoder activations (N, C, F) float16 and the residual band
+    log energies the noise must add (N, bands, F) float32, cached in `out`."""
+    h_path, t_path = out / f"features-{name}-h.npy", out / f"features-{name}-target.npy"
+    cfg = model.config
+    frames = cfg.steps - (cfg.kernel - 1)
+    if h_path.exists() and t_path.exists():
+        return np.load(h_path, mmap_mode="r"), np.load(t_path)
+    h_all = np.lib.format.open_memmap(str(h_path) + ".part", "w+", np.float16,
+                                      (len(rows), cfg.channels, frames))
+    target = np.empty((len(rows), model.noise.bands, frames), np.float32)
+    start = time.time()
+    for i in range(0, len(rows), BATCH):
+        batch = rows[i:i + BATCH]
+        inst = torch.tensor([r[0] for r in batch])
+        pitch = torch.tensor([r[1] for r in batch])
+        vel = torch.tensor([r[2] for r in batch])
+        s, _ = model.sequence(model._inputs(inst, pitch, vel))
+        h = model.decoder.hidden(s.transpose(1, 2))
+        core = model.decoder.overlap_add(h)
+        if model.harmonics is not None:
+            f0 = model.harmonics.pitch_hz(pitch, h.device)
+            core = core + model.harmonics.synthesize(model.harmonics.frames(h, f0), f0, 0,
+                                                     core.shape[-1])
+        core = model.upsampler.whole(core)
+        wav = torch.from_numpy(np.stack([sf.read(str(r[3]), dtype="float32")[0] for r in batch]))
+        residual = (band_energy(model, wav) - band_energy(model, core)).clamp(min=0)
+        h_all[i:i + len(batch)] = h.numpy().astype(np.float16)
+        target[i:i + len(batch)] = np.log(residual.numpy() + ENERGY_FLOOR)
+        if progress and (i // BATCH) % 50 == 0:
+            print(f"features {name}: {i + len(batch)}/{len(rows)} notes, "
+                  f"{time.time() - start:.0f} s", file=sys.stderr, flush=True)
+    h_all.flush()
+    del h_all
+    np.save(t_path, target)
+    os.replace(str(h_path) + ".part", h_path)
+    return np.load(h_path, mmap_mode="r"), target
+
+
+def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
+        resume: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    """Train the noise band of `init`'s full-band model on dataset `data` into `out`."""
+    from singsynth.checkpoint import atomic_save_tensors, load_model, save_model
+
+    out, data = Path(out), Path(data)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = full_band_model(load_model(init)).eval()
+    rate = model.config.output_rate
+    train_rows = read_split(data, "train", rate, model.instruments)
+    test_rows = read_split(data, "test", rate, model.instruments)
+    h_train, t_train = features(model, train_rows, out, "train", progress)
+    h_test, t_test = features(model, test_rows, out, "test", progress)
+    head = model.noise
+    optimizer = torch.optim.Adam(head.net.parameters(), lr=lr)
+    state_path, log_path = out / "state-highband.safetensors", out / "log.jsonl"
+    first = 0
+    if resume and state_path.exists():
+        from safetensors.torch import load_file
+        state = load_file(state_path)
+        head.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        opt = optimizer.state_dict()
+        for i, p in enumerate(head.net.parameters()):
+            opt["state"][i] = {"step": state[f"adam.{i}.step"], "exp_avg": state[f"adam.{i}.m"],
+                               "exp_avg_sq": state[f"adam.{i}.v"]}
+        optimizer.load_state_dict(opt)
+        first = int(state["epoch"].item())
+    gen = torch.Generator().manual_seed(seed)
+    result = {}
+    for epoch in range(first, epochs):
+        start = time.time()
+        for group in optimizer.param_groups:   # cosine decay to 1/20 over the run
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))
+        order = torch.randperm(len(train_rows), generator=gen)
+        total = 0.0
+        for i in range(0, len(order), batch):
+            idx = np.sort(order[i:i + batch].numpy())
+            h = torch.from_numpy(np.asarray(h_train[idx], np.float32))
+            loss = F.l1_loss(head.log_energy(h), torch.from_numpy(t_train[idx]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        with torch.no_grad():
+            test = sum(F.l1_loss(head.log_energy(torch.from_numpy(np.asarray(h_test[i:i + 64], np.float32))),
+                                 torch.from_numpy(t_test[i:i + 64]), reduction="sum").item()
+                       for i in range(0, len(test_rows), 64)) / t_test.size
+        result = {"stage": "highband", "epoch": epoch + 1, "train_loss": total / len(order),
+                  "test_log_energy_l1": test, "seconds": round(time.time() - start, 1)}
+        with open(log_path, "a") as f:
+            f.write(json.dumps(result) + "\n")
+        if progress:
+            print(json.dumps(result), file=sys.stderr, flush=True)
+        model.provenance.update({"highband": {"data": data.name, "epochs": epoch + 1,
+                                              "init": str(init)}})
+        save_model(out / "model.safetensors", model, model.provenance)
+        opt = optimizer.state_dict()["state"]
+        tensors = {f"net.{k}": v.detach().clone() for k, v in head.net.state_dict().items()}
+        for i, st in opt.items():
+            tensors[f"adam.{i}.step"] = torch.as_tensor(st["step"]).reshape(1).float()
+            tensors[f"adam.{i}.m"], tensors[f"adam.{i}.v"] = st["exp_avg"], st["exp_avg_sq"]
+        tensors["epoch"] = torch.tensor([epoch + 1])
+        atomic_save_tensors(state_path, tensors, {"stage": "highband"})
+    return result
