@@ -268,8 +268,10 @@ def finishing(done=None) -> Iterator[None]:
     A signal that lands inside the block is kept; if the block completes, the output is
     finished and `done()` (if given) runs, still inside: the CLI passes one that ignores
     later signals, so a Ctrl-C after the rename cannot turn a finished render into exit
-    130. Otherwise the handlers in place before are restored and a kept signal is
-    delivered to them. Only the main thread can swap handlers; elsewhere this does nothing.
+    130. Then the handlers in place before are restored (unless `done` replaced them) and
+    a kept signal is delivered to whatever handles it now: ignored after `done`, else a
+    KeyboardInterrupt as usual (a batch still stops; this output is whole). Only the main
+    thread can swap handlers; elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -279,18 +281,16 @@ def finishing(done=None) -> Iterator[None]:
     kept = []
     ours = lambda signum, frame: kept.append(signum)  # noqa: E731
     old = {s: signal.signal(s, ours) for s in (signal.SIGINT, signal.SIGTERM)}
-    completed = False
     try:
         yield
-        completed = True
         if done:
             done()
     finally:
         for s, handler in old.items():
             if signal.getsignal(s) is ours:  # `done` may have set handlers of its own
-                signal.signal(s, handler)
-        if kept and not completed:
-            os.kill(os.getpid(), kept[0])  # delivered to the restored handler
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if kept:
+            os.kill(os.getpid(), kept[0])  # to the handler now in place
 
 
 def ignore_interrupts() -> None:

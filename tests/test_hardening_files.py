@@ -453,6 +453,26 @@ def test_ctrl_c_after_the_final_rename_exits_0_with_the_file(tmp_path, capsys, m
     assert sf.info(tmp_path / "out.wav").frames > 0
 
 
+def test_ctrl_c_during_the_rename_of_one_file_of_a_batch_still_stops_it(tmp_path, monkeypatch):
+    """Without `done` (a library caller, a batch before its last file) the Ctrl-C is
+    delivered once the rename is over: the file is whole, the caller is interrupted."""
+    from singsynth.render import render_file
+
+    song = tmp_path / "in.mid"
+    song.write_bytes(simple_song())
+    real_replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        real_replace(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        render_file(song, tmp_path / "out.wav", source=SineSource(), use_cache=False,
+                    preset="default", progress=False, tail=0.1)
+    assert sf.info(tmp_path / "out.wav").frames > 0
+    assert sorted(os.listdir(tmp_path)) == ["in.mid", "out.wav"]
+
+
 def test_ctrl_c_before_the_rename_still_interrupts_and_leaves_nothing(tmp_path, monkeypatch):
     from singsynth.render import render_file
 
