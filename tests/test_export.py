@@ -152,7 +152,9 @@ def renders(tmp_path_factory):
     export_file(folder / "piano.sfz", program=0, **common)
     export_file(folder / "violin.sf2", program=40, **common)
     export_file(folder / "violin.sfz", program=40, **common)
-    render_file(song, folder / "singsynth.wav", cache_dir=cache, progress=False)
+    rendered = render_file(song, folder / "singsynth.wav", cache_dir=cache, progress=False)
+    # The export made exactly the notes render plays: render found every one on disk.
+    assert rendered.notes_from_disk == rendered.distinct_notes == 4
     ours, sr = soundfile.read(folder / "singsynth.wav")
     assert sr == SR
     return folder, song, ours, piano
