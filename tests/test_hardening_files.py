@@ -255,8 +255,9 @@ def test_a_checkpoint_the_user_cannot_read_is_one_line(tmp_path, capsys, tiny_ch
 
 # ---- 7. bad samples: in a dataset, in the note cache --------------------------------------
 
-@pytest.mark.parametrize("value, words", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
-                                          (10.0, "beyond full scale"), (-10.0, "beyond full scale")])
+@pytest.mark.parametrize("value, words", [
+    (np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+    (10.0, "beyond full scale"), (-10.0, "beyond full scale")])
 def test_dataset_check_reports_nan_inf_and_out_of_range_audio(tmp_path, capsys, value, words):
     root = dataset(tmp_path / "ds", notes=1, wave=np.full(64000, value, np.float32),
                    subtype="FLOAT")

@@ -159,7 +159,8 @@ def read_wav(path: Path, dtype: str = "float32") -> np.ndarray:
         except (RuntimeError, sf.LibsndfileError) as exc:
             raise DatasetError(f"{shown(path)}: unreadable audio ({printable(exc)})") from None
     if len(wave) != NOTE_SAMPLES:
-        raise DatasetError(f"{shown(path)}: {len(wave)} samples long, expected {NOTE_SAMPLES} (4 s)")
+        raise DatasetError(f"{shown(path)}: {len(wave)} samples long, expected "
+                           f"{NOTE_SAMPLES} (4 s)")
     wave = wave[:, 0]
     if floating:
         problem = sample_problem(wave)
@@ -241,9 +242,9 @@ class NSynthDataset(torch.utils.data.Dataset):
                 if allow_skip:
                     skipped += 1
                     continue
-                raise DatasetError(f"{shown(path)}: {problem}; restore it or rebuild the dataset (in "
-                                   "Python, NSynthDataset(..., allow_skip=True) leaves such "
-                                   "notes out)")
+                raise DatasetError(f"{shown(path)}: {problem}; restore it or rebuild the "
+                                   "dataset (in Python, NSynthDataset(..., allow_skip=True) "
+                                   "leaves such notes out)")
             rows.append((index[name], e["pitch"], VELOCITIES.index(e["velocity"]), path))
         if skipped:
             print(f"{self.root}: skipped {skipped} notes with missing or invalid WAVs or instruments")

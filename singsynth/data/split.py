@@ -79,10 +79,11 @@ def load_split(root, pitches: dict, fraction: float = 0.1, seed: int = 0) -> dic
         missing = set(ps) - train.get(inst, set()) - test.get(inst, set())
         if missing:
             raise DatasetError(
-                f"{shown(path)} does not cover instrument {inst!r} pitch {min(missing)}; the data changed "
-                f"since the split was made: delete {SPLIT_FILE} to re-split (this changes the test set)")
+                f"{shown(path)} does not cover instrument {inst!r} pitch {min(missing)}; the "
+                f"data changed since the split was made: delete {SPLIT_FILE} to re-split (this "
+                "changes the test set)")
         both = train.get(inst, set()) & test.get(inst, set())
         if both:
-            raise DatasetError(f"{shown(path)} puts {inst!r} pitch {min(both)} in both train and test; "
-                               f"delete it to make a new split")
+            raise DatasetError(f"{shown(path)} puts {inst!r} pitch {min(both)} in both train "
+                               "and test; delete it to make a new split")
     return split

@@ -82,7 +82,8 @@ class Recorder:
             if self._raw is not None:
                 self._raw.close()
                 self._tmp.unlink(missing_ok=True)
-            raise DeviceError(f"--record {shown(path)}: cannot write there ({printable(exc)})") from None
+            raise DeviceError(f"--record {shown(path)}: cannot write there "
+                              f"({printable(exc)})") from None
         self._ring = np.zeros((int(seconds * sample_rate), channels), np.float32)
         # Fault every page in here, not on the audio thread's first pass through the ring
         # (numpy may back a big array with 2 MiB transparent huge pages, each zeroed on its
