@@ -156,8 +156,9 @@ def cold_latency(source, trials):
     with Synth(source, RATE, preset, generator="thread") as synth:
         for t in range(trials):
             pitch = 50 + 3 * t  # a pitch not generated before: its steps are cold
-            synth.prepare([synth.note_key(0, pitch, 100)], progress=False)
             synth.control_change(0, 1, 0)
+            synth.process(BLOCK)  # the wheel back at 0 before asking for the note it starts from
+            synth.prepare([synth.note_key(0, pitch, 100)], progress=False)
             synth.note_on(0, pitch, 100)
             start = time.perf_counter()
             for i in range(8):

@@ -85,6 +85,25 @@ def prewarm_steps(morph: Morph) -> List[int]:
     return sorted(chosen)
 
 
+_RAMPS: Dict[tuple, np.ndarray] = {}
+
+
+def glide_ramp(done: int, n: int, glide: int) -> np.ndarray:
+    """The glide's next `n` progress values (done + 1 .. done + n) / glide, capped at 1:
+    float32 (n,), shared read-only by every voice that moved on the same sample (a chord
+    under the wheel), so the audio thread computes it once per block, not per voice."""
+    key = (done, n, glide)
+    ramp = _RAMPS.get(key)
+    if ramp is None:
+        if len(_RAMPS) > 64:
+            _RAMPS.clear()
+        ramp = _RAMP32[:n] + np.float32(done + 1)
+        ramp *= np.float32(1.0 / glide)
+        np.minimum(ramp, np.float32(1.0), out=ramp)
+        _RAMPS[key] = ramp
+    return ramp
+
+
 def weights_at(x: float, steps: int) -> Dict[int, float]:
     """Linear weights of the (one or two) steps around position `x`: {step: weight}."""
     lo = min(int(math.floor(x)), steps - 1)
@@ -216,14 +235,23 @@ class MorphVoice(Voice):
             # glide_done + i + 1: map the span's indices back to block samples.
             frac = self.pos - int(self.pos)
             if frac == 0.0 and self.rate == 1.0:
-                g = _RAMP32[:m] + np.float32(self.glide_done + 1)
+                g = glide_ramp(self.glide_done, m, self.glide)
             else:
                 g = (np.arange(m, dtype=np.float64) - frac) * (1.0 / self.rate)
                 g += self.glide_done + 1
-                np.maximum(g, 0.0, out=g)
-                g = g.astype(np.float32)
-            g *= np.float32(1.0 / self.glide)
-            np.minimum(g, np.float32(1.0), out=g)
+                g *= 1.0 / self.glide
+                g = np.clip(g, 0.0, 1.0).astype(np.float32)
+            if len(parts) == 2:  # the usual case: weights a, 1 - a (one product fewer)
+                (k0, a0, a1), (k1, _, _) = parts
+                first, second = self._part_span(k0, a, m, data, avail, done), \
+                    self._part_span(k1, a, m, data, avail, done)
+                w = g * np.float32(a1 - a0)
+                w += np.float32(a0)
+                out = first - second
+                out *= w
+                out += second
+                self._glided()
+                return out
         out = None
         for k, w0, w1 in parts:
             if w0 == 0.0 and w1 == 0.0:
@@ -242,10 +270,20 @@ class MorphVoice(Voice):
             else:
                 out += w
         if gliding:
-            self.glide_done += self.block
-            if self.glide_done >= self.glide:
-                self.parts = [p for p in parts if p[2] > 0.0]
+            self._glided()
         return out
+
+    def _glided(self) -> None:
+        """Count the block's samples into the glide; drop the steps it has faded out."""
+        self.glide_done += self.block
+        if self.glide_done >= self.glide:
+            self.parts = [p for p in self.parts if p[2] > 0.0]
+
+    def _part_span(self, k: int, a: int, m: int, data, avail: int, done: bool) -> np.ndarray:
+        note = self.grid[k]
+        if note is self.note:
+            return Voice._span(self, a, m, data, avail, done)
+        return self._other_span(note, a, m)
 
     def _other_span(self, note: Note, a: int, m: int) -> np.ndarray:
         """Samples a .. a+m of a whole step note, as `Voice._span` reads the voice's own
