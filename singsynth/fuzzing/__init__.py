@@ -129,11 +129,15 @@ def run_case(target: Target, seed: int, case: int, work: Path, *, case_seconds: 
     outside.mkdir(exist_ok=True)
     victim = outside / "victim.txt"
     victim.write_bytes(VICTIM)
-    target.make(case_rng(seed, target.name, case), folder, outside)
-    before, around = _snapshot(folder), _snapshot(outside)
 
     def fail(what):
         return "FAILED", Failure(target.name, case, seed, what.replace("\n", " | ")[:400])
+
+    try:
+        target.make(case_rng(seed, target.name, case), folder, outside)
+    except Exception as exc:  # a bug of the fuzzer's own: said, and the run goes on
+        return (*fail(f"making the case failed: {type(exc).__name__}: {exc}"), 0.0)
+    before, around = _snapshot(folder), _snapshot(outside)
 
     start = time.perf_counter()
     failure = None

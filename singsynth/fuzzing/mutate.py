@@ -6,6 +6,7 @@ comes from a `random.Random` seeded with them (see `fuzzing.case_rng`).
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 
@@ -80,8 +81,8 @@ def mutate_yaml(rng: random.Random, text: str) -> bytes:
                 start, end = rng.choice(numbers)
                 value = float(text[start:end])
                 new = rng.choice((value * 2, value / 2, value + 1, value - 1, 0, -value, value * 1000))
-                text = text[:start] + (str(int(new)) if new == int(new) and "." not in text[start:end]
-                                       else repr(new)) + text[end:]
+                whole = math.isfinite(new) and new == int(new) and "." not in text[start:end]
+                text = text[:start] + (str(int(new)) if whole else repr(new)) + text[end:]
         elif op <= 2 and tokens:                        # a value (or key) replaced
             start, end = rng.choice(tokens)
             text = text[:start] + rng.choice(INTERESTING_YAML) + text[end:]

@@ -298,6 +298,8 @@ class CheckpointTarget(Target):
                 config = json.loads(meta["config"])
                 config.update(rng.choice(LENGTHS))
                 meta["config"] = json.dumps(config)
+                if rng.random() < 0.5 and self._rebuilt(rng, config, case):
+                    return
             elif op < 0.8:                               # a metadata field
                 key = rng.choice(sorted(meta))
                 try:
@@ -313,6 +315,24 @@ class CheckpointTarget(Target):
             length = len(text) if rng.random() < 0.9 else rng.choice(INTERESTING_NUMBERS[:15])
             data = (int(length) % 2 ** 64).to_bytes(8, "little") + text + self.body
         (case / "model.safetensors").write_bytes(bytes(data))
+
+    def _rebuilt(self, rng, config: dict, case: Path) -> bool:
+        """Save a whole model of the sizes `config` gives, weights to match (so that the
+        tensor shapes pass), as a hostile file would be made; False if SING refuses."""
+        import torch
+
+        from singsynth.checkpoint import save_model
+        from singsynth.model import SING, SINGConfig
+
+        with torch.random.fork_rng():
+            torch.manual_seed(rng.randrange(2 ** 31))
+            try:  # SING's constructor does not check its config: the loader must
+                model = SING(SINGConfig(**config), list(INSTRUMENTS), [25, 50, 75, 100, 127],
+                             n_pitches=128)
+            except Exception:
+                return False
+        save_model(case / "model.safetensors", model)
+        return True
 
     def check(self, case: Path, outside: Path) -> str:
         import torch
