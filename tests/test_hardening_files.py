@@ -225,14 +225,33 @@ def test_a_note_name_over_255_bytes_in_dataset_check_is_one_problem(tmp_path, ca
     assert len(problems) == 1 and "too long for a file name" in problems[0]
 
 
-def without_root_reads(argv, tmp_path):
-    """Run singsynth in a child process without the capabilities that let root read any
-    file (setpriv drops them from its bounding set)."""
+# Runs each command line through the CLI in one process; prints [[code, stderr], ...].
+_RUN_ALL = """
+import contextlib, io, json, sys
+from singsynth.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            results.append([exc.code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def without_root_reads(argvs, tmp_path):
+    """[(exit code, stderr)] of CLI runs in one child process without the capabilities
+    that let root read any file (setpriv drops them from its bounding set)."""
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is needed to drop root's read-anything capability")
-    return subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search",
-                           sys.executable, "-m", "singsynth", *map(str, argv)],
+    proc = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                           sys.executable, "-c", _RUN_ALL,
+                           json.dumps([[str(a) for a in argv] for argv in argvs])],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def test_a_checkpoint_the_user_cannot_read_is_one_line(tmp_path, capsys, tiny_checkpoint):
@@ -241,13 +260,14 @@ def test_a_checkpoint_the_user_cannot_read_is_one_line(tmp_path, capsys, tiny_ch
     ckpt.chmod(0)
     song = tmp_path / "in.mid"
     song.write_bytes(simple_song())
-    for argv in (["info", ckpt], ["render", song, "-o", tmp_path / "o.wav", "--model", ckpt,
-                                  "--no-cache"]):
-        if os.geteuid() == 0:
-            proc = without_root_reads(argv, tmp_path)
-            code, err = proc.returncode, proc.stderr
-        else:
-            code, _, err = run(argv, capsys)
+    argvs = [["info", ckpt],
+             ["render", song, "-o", tmp_path / "o.wav", "--model", ckpt, "--no-cache"]]
+    if os.geteuid() == 0:
+        results = without_root_reads(argvs, tmp_path)
+    else:
+        results = [run(argv, capsys)[::2] for argv in argvs]
+    assert len(results) == 2
+    for code, err in results:
         assert code == 1
         one_error_line(err, "permission denied", "private.safetensors")
     assert not (tmp_path / "o.wav").exists()
