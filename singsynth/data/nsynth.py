@@ -121,8 +121,8 @@ def _open_wav(path: Path):
         f = open_regular(path, "a WAV file", DatasetError)
     except DatasetError as exc:
         return str(exc).removeprefix(f"{shown(path)}: ").removeprefix(f"{shown(path)} ")
-    try:
-        return f, sf.SoundFile(f)
+    try:  # by descriptor: libsndfile then reads natively, without the GIL (thread pools)
+        return f, sf.SoundFile(f.fileno(), closefd=False)
     except (RuntimeError, sf.LibsndfileError) as exc:
         f.close()
         return f"unreadable audio ({printable(str(exc).splitlines()[0] if str(exc) else exc)})"
