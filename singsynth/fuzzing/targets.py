@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from singsynth.errors import SingsynthError
+from singsynth.files import shipped_dir
 
 from .mutate import (INTERESTING_NUMBERS, dumps_raw, flip_bytes, interesting_json,
                      mutate_json_value, mutate_yaml)
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 class PropertyFailed(AssertionError):
@@ -183,7 +182,7 @@ class PresetTarget(Target):
     name = "preset"
 
     def setup(self, folder: Path) -> None:
-        texts = [(REPO / "presets" / f).read_text() for f in ("default.yaml", "gm.yaml")]
+        texts = [(shipped_dir("presets") / f).read_text() for f in ("default.yaml", "gm.yaml")]
         names = sorted(set(re.findall(r"instrument: (\w+)", texts[1])))
         self.instruments = names + list(INSTRUMENTS)
         self.seeds = [_uncommented(t) for t in texts] + [RENDER_PRESET, """name: every key
@@ -229,7 +228,8 @@ class ConfigTarget(Target):
     def setup(self, folder: Path) -> None:
         import singsynth.train.config  # noqa: F401  (imports torch: not in the first case's time)
 
-        self.seeds = [_uncommented(p.read_text()) for p in sorted((REPO / "configs").glob("*.yaml"))]
+        self.seeds = [_uncommented(p.read_text())
+                      for p in sorted(shipped_dir("configs").glob("*.yaml"))]
 
     def make(self, rng, case: Path, outside: Path) -> None:
         (case / "c.yaml").write_bytes(mutate_yaml(rng, rng.choice(self.seeds)))
