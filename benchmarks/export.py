@@ -99,7 +99,8 @@ def main():
                     progress=False, overwrite=True)
         import soundfile
         ours, _ = soundfile.read(work / "singsynth.wav")
-        compare("FluidSynth 2.3 / .sf2", fluidsynth_render(work / "piano.sf2", song, work / "fs.wav", SR),
+        compare("FluidSynth 2.3 / .sf2",
+                fluidsynth_render(work / "piano.sf2", song, work / "fs.wav", SR),
                 fluidsynth_render(work / "violin.sf2", song, work / "fs-violin.wav", SR), ours)
         try:
             compare("sfizz (pysfizz) / .sfz", sfizz_render(work / "piano.sfz", song, SR),

@@ -113,7 +113,8 @@ def test_sf2_reads_back_with_every_zone_loop_and_sample_as_exported(tmp_path):
     planner = Synth(source, 16000, "default", offline=True)  # the keys render would play
     for z in regions:
         h = sf.samples[z.generators[53]]
-        assert (h.loop_start - h.start, h.loop_end - h.start, h.end - h.start) == (ls, le, le + GUARD)
+        bounds = (h.loop_start - h.start, h.loop_end - h.start, h.end - h.start)
+        assert bounds == (ls, le, le + GUARD)
         assert h.sample_rate == 16000 and h.key == z.generators[58] and h.kind == 1
         data = sf.data[h.start:h.end].astype(np.float64) / 32767
         # Up to the crossfade: the note exactly (16-bit); after the loop end: the loop's start.
@@ -123,6 +124,18 @@ def test_sf2_reads_back_with_every_zone_loop_and_sample_as_exported(tmp_path):
         assert np.abs(data[le:] - data[ls:ls + GUARD]).max() < 1e-9
         assert not sf.data[h.end:h.end + 46].any()                        # 46 zero samples
     assert out.stat().st_size == struct.unpack("<I", out.read_bytes()[4:8])[0] + 8
+
+
+def test_sample_rate_resamples_and_the_loop_follows(tmp_path):
+    out = tmp_path / "r.sf2"
+    report = export_file(out, pitches=(69, 69), velocities=(127,), preset="default",
+                         source=SineSource(sample_rate=16000, note_samples=16000),
+                         sample_rate=32000, use_cache=False)
+    h = read_soundfont(out).samples[0]
+    assert report.sample_rate == h.sample_rate == 32000
+    assert (h.loop_start - h.start, h.loop_end - h.start) == (16000, 22400)
+    data = read_soundfont(out).data[h.start:h.start + 8000].astype(np.float64)
+    assert abs(cents(peak_hz(data, 32000, 0.0, 0.25, 440.0), 440.0)) < 1
 
 
 def test_a_corrupt_soundfont_is_refused_in_one_line(tmp_path):

@@ -26,7 +26,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="output file, .sf2 or .sfz (an .sfz gets its samples in NAME_samples/)")
     p.add_argument("--model", default=None,
-                   help="checkpoint name or .safetensors path (default: models/default.safetensors)")
+                   help="checkpoint name or .safetensors path "
+                        "(default: models/default.safetensors)")
     p.add_argument("--preset", default=None,
                    help="preset name or YAML file (default: gm, else default)")
     what = p.add_mutually_exclusive_group()

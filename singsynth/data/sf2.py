@@ -139,7 +139,8 @@ def read_soundfont(path) -> SoundFont:
     except OSError as exc:
         raise DatasetError(f"cannot read SoundFont {path}: {exc.strerror}; check the path") from exc
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"sfbk":
-        raise DatasetError(f"{path} is not a SoundFont 2 file (no RIFF sfbk header); pass a .sf2 file")
+        raise DatasetError(f"{path} is not a SoundFont 2 file (no RIFF sfbk header); "
+                           "pass a .sf2 file")
     if struct.unpack_from("<I", data, 4)[0] + 8 != len(data):
         raise DatasetError(f"{path}: the RIFF size does not match the file's length; "
                            "the SoundFont is truncated or padded")
@@ -152,7 +153,8 @@ def read_soundfont(path) -> SoundFont:
         if kind not in lists:
             raise DatasetError(f"{path}: no {kind.decode()} list; the SoundFont is corrupt")
     if b"ifil" not in lists[b"INFO"] or b"INAM" not in lists[b"INFO"]:
-        raise DatasetError(f"{path}: INFO lacks ifil or INAM (both required); the SoundFont is corrupt")
+        raise DatasetError(f"{path}: INFO lacks ifil or INAM (both required); "
+                           "the SoundFont is corrupt")
     info = {k.decode(): (struct.unpack("<HH", v) if k == b"ifil"
                          else v.split(b"\0", 1)[0].decode("latin-1"))
             for k, v in lists[b"INFO"].items()}
@@ -161,7 +163,8 @@ def read_soundfont(path) -> SoundFont:
     rec = {}
     for cid, size in PDTA_RECORDS.items():
         if cid not in pdta:
-            raise DatasetError(f"{path}: pdta lacks its {cid.decode()} chunk; the SoundFont is corrupt")
+            raise DatasetError(f"{path}: pdta lacks its {cid.decode()} chunk; "
+                               "the SoundFont is corrupt")
         rec[cid] = _records(pdta[cid], size, cid, path)
     names = {b"phdr": b"EOP", b"inst": b"EOI", b"shdr": b"EOS"}
     for cid, terminal in names.items():
@@ -184,7 +187,8 @@ def read_soundfont(path) -> SoundFont:
         first = struct.unpack_from("<H", raw, 20)[0]
         last = struct.unpack_from("<H", rec[b"inst"][i + 1], 20)[0]
         if not first <= last <= len(ibag) - 1:
-            raise DatasetError(f"{path}: instrument {i} has bad zone indices; the SoundFont is corrupt")
+            raise DatasetError(f"{path}: instrument {i} has bad zone indices; "
+                               "the SoundFont is corrupt")
         zones = _zones(ibag, igen, imod, first, last, path, "instrument")
         for z in zones:
             if 53 in z.generators and not 0 <= z.generators[53] < len(samples):

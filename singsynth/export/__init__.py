@@ -153,7 +153,7 @@ def export_file(output, *, model=None, preset=None, program: Optional[int] = Non
     if kind not in KINDS:
         raise SingsynthError(f"cannot export to {shown(out)}: name the output .sf2 (SoundFont) "
                              "or .sfz")
-    if sum(x is not None and x is not False for x in (program, instrument, all_programs or None)) > 1:
+    if (program is not None) + (instrument is not None) + bool(all_programs) > 1:
         raise SingsynthError("give one of --program, --instrument or --all-programs")
     if all_programs and kind != ".sf2":
         raise SingsynthError("--all-programs writes one SoundFont bank: name the output .sf2")

@@ -3,8 +3,9 @@
 Layout: INFO (ifil, isng, INAM, ISFT, ICMT), sdta (smpl: 16-bit samples, each followed
 by 46 zero samples), pdta (phdr pbag pmod pgen inst ibag imod igen shdr, each ending in
 its terminal record). One preset per instrument, with one zone naming its SoundFont
-instrument (presets playing the same regions share one), which has a global zone (loop mode, release, pan, and modulators that turn off two
-of SoundFont's default modulators) and one zone per region (keyRange, velRange,
+instrument (presets playing the same regions share one), which has a global zone (loop
+mode, release, pan, and modulators that turn off two of SoundFont's default modulators)
+and one zone per region (keyRange, velRange,
 overridingRootKey, sampleID, in the order the spec requires).
 
 SoundFont players scale every note by its velocity (default modulator: velocity to
