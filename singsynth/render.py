@@ -24,8 +24,8 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from singsynth.errors import ConfigError, SingsynthError
-from singsynth.files import (KeepWriteError, finishing, make_public, os_error_line, same_file,
-                             shown)
+from singsynth.files import (finishing, make_public, os_error_line, printable, same_file, shown,
+                             write_sound)
 from singsynth.midi import Song, TimedEvent, read_midi
 
 log = logging.getLogger(__name__)
@@ -288,21 +288,12 @@ def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int, done=None,
     `done()` runs once the rename has happened, with Ctrl-C held back (see
     `files.finishing`): the CLI passes one that makes a late Ctrl-C harmless.
     """
-    import soundfile
-
     fmt, subtype = output_format(path, bits)
     try:
-        # Through our own file object: libsndfile says only "System error" when a write
-        # fails; KeepWriteError keeps the OSError (disk full) to name it.
-        with open(tmp, "r+b", buffering=0) as f:
-            sink = KeepWriteError(f)
-            try:
-                soundfile.write(sink, audio, sample_rate, format=fmt, subtype=subtype)
-            except (RuntimeError, AssertionError, soundfile.LibsndfileError) as exc:
-                if sink.error is None:
-                    raise SingsynthError(f"cannot write {shown(path)}: {exc}") from None
-            if sink.error is not None:
-                raise sink.error
+        try:  # write_sound names a full disk (libsndfile says only "System error")
+            write_sound(tmp, audio, sample_rate, format=fmt, subtype=subtype)
+        except RuntimeError as exc:  # LibsndfileError: not an OSError
+            raise SingsynthError(f"cannot write {shown(path)}: {printable(exc)}") from None
         make_public(tmp)
         with finishing(done):
             os.replace(tmp, path)
