@@ -118,7 +118,7 @@ def make_parts(preset_obj, *, program: Optional[int], instrument: Optional[str],
         label = name or "+".join(preset_obj.instruments[i] for i, _ in blend)
         return [Part(own, 0, label[:20])]
     program = 0 if program is None else int(program)
-    return [Part(preset_obj, program, (name or _short(preset_obj, program))[:20], 0, )]
+    return [Part(preset_obj, program, (name or _short(preset_obj, program))[:20])]
 
 
 def _short(preset_obj, program: int) -> str:

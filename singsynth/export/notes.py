@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -101,8 +101,7 @@ def plan(parts: Sequence[Part], source, pitches: Sequence[int], velocities: Sequ
 
 def build_bank(parts: Sequence[Part], source, *, pitches: Sequence[int],
                velocities: Sequence[int], sample_rate: Optional[int] = None, name: str = "",
-               comment: str = "", progress: bool = False,
-               on_batch: Optional[Callable[[int], None]] = None) -> Bank:
+               comment: str = "", progress: bool = False) -> Bank:
     """Generate every note `parts` need from `source` and lay them out as a `Bank`.
 
     Args:
@@ -132,8 +131,6 @@ def build_bank(parts: Sequence[Part], source, *, pitches: Sequence[int],
             made[key] = looped(key, data)
         if bar is not None:
             bar.update(len(batch))
-        if on_batch is not None:
-            on_batch(len(batch))
     if bar is not None:
         bar.close()
     samples = []
@@ -143,5 +140,8 @@ def build_bank(parts: Sequence[Part], source, *, pitches: Sequence[int],
         label = f"{pitch:03d}_v{vel:03d}" if single else f"{i:05d}_{pitch:03d}_v{vel:03d}"
         # Root key: the key that plays the note untransposed (a preset's `transpose` is
         # already in the note: key.pitch = pitch + transpose).
-        samples.append(Sample(label, np.clip(data * np.float32(gain), -1, 1), ls, le, pitch))
+        # In place where the gain is 1 (clipping twice changes nothing): a whole bank's
+        # notes are in memory, so no second copy of them.
+        data = np.clip(data, -1, 1, out=data) if gain == 1.0 else np.clip(data * gain, -1, 1)
+        samples.append(Sample(label, data.astype(np.float32, copy=False), ls, le, pitch))
     return Bank(name, rate, samples, instruments, comment, len(keys))
