@@ -78,7 +78,7 @@ def test_grid_ends_are_the_instruments_and_steps_are_even_blends():
     assert blends[0] == ((0, 1.0),) and blends[-1] == ((2, 1.0),)  # plain patches' keys
     assert blends[5] == ((0, round(10 / 15, 6)), (2, round(5 / 15, 6)))
     assert position(morph, 0) == 0 and position(morph, 127) == 15
-    assert weights_at(7.25, 16) == {7: 0.75, 8: 0.25} and weights_at(15.0, 16) == {15: 1.0}
+    assert weights_at(7.25) == ((7, 0.75), (8, 0.25)) and weights_at(15.0) == ((15, 1.0),)
     three = parse_preset({"defaults": {"morph": {"instruments": ["piano", "organ", {"guitar": 1, "strings": 1}]}}},
                          INSTRUMENTS).defaults.morph
     assert three.steps == 17 and step_blends(three)[8] == ((1, 1.0),)  # lands on the middle one

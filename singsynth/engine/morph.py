@@ -21,7 +21,6 @@ Audio thread only; no torch.
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Callable, Dict, List, Optional
 
@@ -60,7 +59,7 @@ def step_blends(morph: Morph) -> tuple:
 
 def position(morph: Morph, value: int) -> float:
     """Controller `value` 0-127 -> the position on the grid, 0.0 .. steps - 1."""
-    return min(max(value, 0), 127) / 127.0 * (morph.steps - 1)
+    return min(max(value, 0), 127) * (morph.steps - 1) / 127.0
 
 
 def step_key(morph: Morph, step: int, base: NoteKey) -> NoteKey:
@@ -104,13 +103,11 @@ def glide_ramp(done: int, n: int, glide: int) -> np.ndarray:
     return ramp
 
 
-def weights_at(x: float, steps: int) -> Dict[int, float]:
-    """Linear weights of the (one or two) steps around position `x`: {step: weight}."""
-    lo = min(int(math.floor(x)), steps - 1)
-    f = x - lo
-    if f <= 0.0 or lo == steps - 1:
-        return {lo: 1.0}
-    return {lo: 1.0 - f, lo + 1: f}
+def weights_at(x: float) -> tuple:
+    """Linear weights of the (one or two) steps around grid position `x` (0 .. steps - 1):
+    ((step, weight), ...)."""
+    lo = int(x)
+    return ((lo, 1.0),) if x == lo else ((lo, lo + 1 - x), (lo + 1, x - lo))
 
 
 class MorphVoice(Voice):
@@ -136,7 +133,7 @@ class MorphVoice(Voice):
     """
 
     __slots__ = ("morph", "base", "fetch", "glide", "live", "grid", "parts",
-                 "glide_done", "x", "waiting", "block")
+                 "glide_done", "x", "want", "waiting", "block")
 
     def __init__(self, morph: Morph, base: NoteKey, fetch: Callable[[NoteKey], Note],
                  value: int, glide: int, channel: int, pitch: int, amp: float, release: int,
@@ -148,6 +145,7 @@ class MorphVoice(Voice):
         self.live = live
         self.grid: List[Optional[Note]] = [None] * morph.steps
         self.x = position(morph, value)
+        self.want = ((0, 1.0),)
         first = int(round(self.x))
         self.grid[first] = fetch([step_key(morph, first, base)])[0]
         super().__init__(self.grid[first], channel, pitch, amp, release, rate, order)
@@ -161,21 +159,24 @@ class MorphVoice(Voice):
     def move_to(self, value: int, instant: bool = False) -> None:
         """Follow the controller to `value` (0-127) from the next sample the voice plays (the
         synth applies events at their sample): request the steps needed, glide there."""
+        last = self.morph.steps - 1
         x = position(self.morph, value)
-        wanted = list(weights_at(x, self.morph.steps))
+        want = weights_at(x)
         grid = self.grid
+        needed = [k for k, _ in want]
         if self.live:
-            ahead = wanted[-1] + 1 if x >= self.x else wanted[0] - 1
-            if 0 <= ahead < self.morph.steps:
-                wanted.append(ahead)
-        elif not instant and any(grid[k] is None for k in wanted):
-            wanted = range(self.morph.steps)  # the wheel moves: make the rest of the grid now
+            ahead = needed[-1] + 1 if x >= self.x else needed[0] - 1
+            if 0 <= ahead <= last:
+                needed.append(ahead)
+        elif not instant and any(grid[k] is None for k in needed):
+            needed = range(last + 1)  # the wheel moves: make the rest of the grid now
         self.x = x
-        missing = [k for k in wanted if grid[k] is None]
+        missing = [k for k in needed if grid[k] is None]
         if missing:
             notes = self.fetch([step_key(self.morph, k, self.base) for k in missing])
             for k, note in zip(missing, notes):
                 grid[k] = note
+        self.want = want
         self._retarget(instant)
 
     def _ready(self, k: int) -> bool:
@@ -184,42 +185,49 @@ class MorphVoice(Voice):
             return False
         return note is self.note or (note.done and not note.failed)
 
-    def _target(self) -> Dict[int, float]:
-        """The weights to glide to: those of the position, or the nearest ready step."""
-        want = weights_at(self.x, self.morph.steps)
-        if all(self._ready(k) for k in want):
+    def _target(self) -> tuple:
+        """((step, weight), ...) to glide to: the position's, or the nearest ready step's."""
+        want = self.want
+        if all(self._ready(k) for k, _ in want):
             self.waiting = False
             return want
         self.waiting = True
         near = min((abs(k - self.x), k) for k in range(self.morph.steps) if self._ready(k))
-        return {near[1]: 1.0}
+        return ((near[1], 1.0),)
 
     def _retarget(self, instant: bool = False) -> None:
         target = self._target()
+        parts = self.parts
         if instant:
-            self.parts = [[k, w, w] for k, w in target.items()]
+            self.parts = [[k, w, w] for k, w in target]
             self.glide_done = self.glide
             return
-        if {k: b for k, _, b in self.parts if b > 0.0} == target:
+        if len(parts) == len(target) and all(p[0] == k and p[2] == w
+                                             for p, (k, w) in zip(parts, target)):
             return  # already heading there: the running glide goes on
-        g = min(1.0, self.glide_done / self.glide)
-        now = {k: a + (b - a) * g for k, a, b in self.parts}
+        g = self.glide_done / self.glide
+        now = {}
+        for k, a, b in parts:
+            w = a + (b - a) * g if g < 1.0 else b
+            if w > 0.0:
+                now[k] = w
         # A wheel moving faster than the glide would keep every step it passed with a
         # dwindling weight: hand weights under FADED to the nearest step kept (its
         # neighbour on the grid, nearly the same sound), so a voice mixes 2-4 steps.
-        keep = set(target) | {k for k, w in now.items() if w >= FADED}
-        for k, w in list(now.items()):
-            if k not in keep:
-                near = min(keep, key=lambda j: abs(j - k))
-                now[near] = now.get(near, 0.0) + w
-                del now[k]
-        self.parts = [[k, now.get(k, 0.0), target.get(k, 0.0)] for k in sorted(keep)]
+        to = dict(target)
+        keep = sorted(set(to).union(k for k, w in now.items() if w >= FADED))
+        start = dict.fromkeys(keep, 0.0)
+        for k, w in now.items():
+            if k not in start:
+                k = min(keep, key=lambda j: abs(j - k))
+            start[k] += w
+        self.parts = [[k, start[k], to.get(k, 0.0)] for k in keep]
         self.glide_done = 0
 
     # ---- rendering ------------------------------------------------------------------------
     def read(self, n: int):
         """As `Voice.read`, the crossfaded steps in place of the one note."""
-        if self.waiting and any(self._ready(k) for k in weights_at(self.x, self.morph.steps)):
+        if self.waiting and any(self._ready(k) for k, _ in self.want):
             self._retarget()  # a wanted step arrived (or a nearer one)
         self.block = n
         return Voice.read(self, n)
