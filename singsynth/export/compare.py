@@ -62,14 +62,21 @@ def cents(f: float, ref: float) -> float:
 
 def fluidsynth_render(sf2, midi, out, sample_rate: int = 48000) -> np.ndarray:
     """Render `midi` with FluidSynth's fast file renderer and the SoundFont `sf2` into the
-    WAV `out` -> float64 (samples, 2). Reverb and chorus off: singsynth adds neither."""
+    WAV `out` -> float64 (samples, 2). Reverb and chorus off: singsynth adds neither.
+    RuntimeError if FluidSynth warns about the SoundFont."""
     import subprocess
 
     import soundfile
 
-    subprocess.run(["fluidsynth", "-ni", "-R", "0", "-C", "0", "-F", str(out), "-r",
-                    str(sample_rate), str(sf2), str(midi)], check=True, capture_output=True,
-                   timeout=600)
+    done = subprocess.run(["fluidsynth", "-ni", "-R", "0", "-C", "0", "-F", str(out), "-r",
+                           str(sample_rate), str(sf2), str(midi)], check=True,
+                          capture_output=True, text=True, timeout=600)
+    # FluidSynth names what it finds wrong in a SoundFont as warnings or errors; the only
+    # one expected is the drum channel's missing bank 128 (an export has no drum kit).
+    complaints = [line for line in (done.stdout + done.stderr).splitlines()
+                  if ("warning" in line or "error" in line) and "channel 9" not in line]
+    if complaints:
+        raise RuntimeError(f"FluidSynth complained about {sf2}: {complaints[0]}")
     audio, sr = soundfile.read(out)
     assert sr == sample_rate, (sr, sample_rate)
     return audio
