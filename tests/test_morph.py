@@ -156,13 +156,14 @@ def test_a_new_note_starts_at_the_controllers_position(value):
         assert np.array_equal(got, play(PLAIN_B, [(0, "on", 0)], total))
 
 
-def test_a_cold_step_keeps_the_nearest_ready_one_until_it_arrives():
+@pytest.mark.parametrize("generator", ["thread", "process"])  # render and tests; live play
+def test_a_cold_step_keeps_the_nearest_ready_one_until_it_arrives(generator):
     from tests.engine_fixtures import pump
-    source = SineSource(note_samples=2 * SR, chunk_delay=0.002)
+    source = SineSource(note_samples=2 * SR)
     preset = parse_preset(MORPH, source.instruments)
-    ref_a = play(PLAIN_A, [(0, "on", 0)], SR)
-    ref_b = play(PLAIN_B, [(0, "on", 0)], SR)
-    with Synth(source, SR, preset, generator="thread", cold="stream") as s:
+    ref_a = play(PLAIN_A, [(0, "on", 0)], 2 * SR)
+    ref_b = play(PLAIN_B, [(0, "on", 0)], 2 * SR)
+    with Synth(source, SR, preset, generator=generator, cold="stream") as s:
         s.prepare([start_key(preset.defaults.morph, s._key(preset.defaults, PITCH, 100), 0)],
                   progress=False)
         s.note_on(0, PITCH, 100)
@@ -177,7 +178,7 @@ def test_a_cold_step_keeps_the_nearest_ready_one_until_it_arrives():
     assert s.stats()["stalls"] == 0
     # Once it arrived, the voice glided to B (and is B from then on).
     end = len(got)
-    assert end < SR
+    assert end < 2 * SR  # (it took well under 1 s even on a loaded machine)
     assert np.allclose(got[end - n:end], ref_b[end - n:end], atol=1e-6)
 
 
