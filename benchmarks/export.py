@@ -8,7 +8,7 @@ real samplers' renderings of it are to singsynth's own.
    loop start) rendered by singsynth, by FluidSynth with the .sf2 and by sfizz with the
    .sfz: log-mel distance to singsynth's render (dB, see singsynth/export/compare.py),
    largest pitch difference over its notes (cents, spectral peak), and the same distance
-   for a wrong instrument (the violin, program 40) as the scale of "different".
+   for a wrong instrument (the violin, as program 0) as the scale of "different".
 3. With --bank LO-HI: the GM bank (--all-programs: 128 presets over the model's distinct
    instruments) over those pitches, its time and size. On a CPU the whole bank (19
    instruments x 440 notes) takes hours, so a few keys measure the cost per note.
@@ -92,8 +92,8 @@ def main():
                     lambda: export_file(work / "piano.sfz", program=0, **common))
         print(f"  samples folder {size(work / 'piano_samples'):.1f} MiB")
         timed("violin .sf2 + .sfz (the control), cold cache",
-              lambda: (export_file(work / "violin.sf2", program=40, **common),
-                       export_file(work / "violin.sfz", program=40, **common)))
+              lambda: (export_file(work / "violin.sf2", instrument="violin_040", **common),
+                       export_file(work / "violin.sfz", instrument="violin_040", **common)))
         song = song_file(work / "song.mid")
         render_file(song, work / "singsynth.wav", model=args.model, cache_dir=cache,
                     progress=False, overwrite=True)

@@ -163,8 +163,8 @@ def renders(tmp_path_factory):
     common = dict(pitches=PITCHES, velocities=VELOCITIES, cache_dir=cache)
     piano = export_file(folder / "piano.sf2", program=0, **common)
     export_file(folder / "piano.sfz", program=0, **common)
-    export_file(folder / "violin.sf2", program=40, **common)
-    export_file(folder / "violin.sfz", program=40, **common)
+    export_file(folder / "violin.sf2", instrument="violin_040", **common)
+    export_file(folder / "violin.sfz", instrument="violin_040", **common)
     rendered = render_file(song, folder / "singsynth.wav", cache_dir=cache, progress=False)
     # The export made exactly the notes render plays: render found every one on disk.
     assert rendered.notes_from_disk == rendered.distinct_notes == 3
