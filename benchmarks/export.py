@@ -71,7 +71,7 @@ def main():
                     help="also export the GM bank (--all-programs) over these pitches")
     ap.add_argument("--keep", default=None, help="keep the files in this folder")
     args = ap.parse_args()
-    from test_export import song_file
+    from test_export import gm_program_instrument, song_file
 
     from singsynth.export import export_file
     from singsynth.export.compare import fluidsynth_render, sfizz_render
@@ -91,9 +91,10 @@ def main():
         rep = timed("piano .sfz (FLAC 24-bit), warm cache",
                     lambda: export_file(work / "piano.sfz", program=0, **common))
         print(f"  samples folder {size(work / 'piano_samples'):.1f} MiB")
+        violin = gm_program_instrument(40)  # GM program 40's instrument, as program 0
         timed("violin .sf2 + .sfz (the control), cold cache",
-              lambda: (export_file(work / "violin.sf2", instrument="violin_040", **common),
-                       export_file(work / "violin.sfz", instrument="violin_040", **common)))
+              lambda: (export_file(work / "violin.sf2", instrument=violin, **common),
+                       export_file(work / "violin.sfz", instrument=violin, **common)))
         song = song_file(work / "song.mid")
         render_file(song, work / "singsynth.wav", model=args.model, cache_dir=cache,
                     progress=False, overwrite=True)

@@ -152,6 +152,14 @@ def test_a_corrupt_soundfont_is_refused_in_one_line(tmp_path):
 
 # ---- real samplers play the default model's export like singsynth --------------------------
 
+def gm_program_instrument(program):
+    """The default model's instrument that the GM preset plays for `program`."""
+    from singsynth.modelfiles import open_model_source
+    from singsynth.presets import load_preset
+    names = list(open_model_source(None).instruments)
+    return names[load_preset("gm", names).patch(0, program).instrument[0][0]]
+
+
 @pytest.fixture(scope="module")
 def renders(tmp_path_factory):
     """singsynth's render of SONG (piano) and the default model's exports (piano and the
@@ -163,8 +171,9 @@ def renders(tmp_path_factory):
     common = dict(pitches=PITCHES, velocities=VELOCITIES, cache_dir=cache)
     piano = export_file(folder / "piano.sf2", program=0, **common)
     export_file(folder / "piano.sfz", program=0, **common)
-    export_file(folder / "violin.sf2", instrument="violin_040", **common)
-    export_file(folder / "violin.sfz", instrument="violin_040", **common)
+    violin = gm_program_instrument(40)  # as program 0, where the song plays
+    export_file(folder / "violin.sf2", instrument=violin, **common)
+    export_file(folder / "violin.sfz", instrument=violin, **common)
     rendered = render_file(song, folder / "singsynth.wav", cache_dir=cache, progress=False)
     # The export made exactly the notes render plays: render found every one on disk.
     assert rendered.notes_from_disk == rendered.distinct_notes == 3
