@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from singsynth.errors import ConfigError, DatasetError
+from singsynth.files import read_bytes
 from singsynth.model.fullband import ENERGY_FLOOR
 from singsynth.model.sing import SING
 
@@ -73,9 +75,12 @@ def read_split(data: Path, split: str, rate: int, instruments):
     """[(instrument index in `instruments`, pitch, velocity index, wav path)] of a split
     of a dataset at `rate` (one built with `dataset build --sample-rate`)."""
     try:
-        examples = json.loads((data / "examples.json").read_text())
-        chosen = json.loads((data / "split.json").read_text())[split]  # {instrument: [pitch]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # Bounded reads of regular files (a FIFO or /dev/zero is one line, not a hang).
+        examples = json.loads(read_bytes(data / "examples.json", "an examples.json", 1 << 30,
+                                         DatasetError))
+        chosen = json.loads(read_bytes(data / "split.json", "a split.json", 256 << 20,
+                                       DatasetError))[split]  # {instrument: [pitch]}
+    except (DatasetError, OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{data}: cannot read examples.json/split.json ({exc}); build the "
                            "dataset with `singsynth dataset build --sample-rate 48000`") from None
     velocities = (25, 50, 75, 100, 127)
@@ -104,7 +109,10 @@ def features(model: SING, rows, out: Path, name: str, progress=True):
     frames = cfg.steps - (cfg.kernel - 1)
     if h_path.exists() and t_path.exists():
         return np.load(h_path, mmap_mode="r"), np.load(t_path)
-    h_all = np.lib.format.open_memmap(str(h_path) + ".part", "w+", np.float16,
+    # A fresh name, never a fixed ".part" a planted link could redirect.
+    fd, part = tempfile.mkstemp(prefix=f".{h_path.name}.", suffix=".part", dir=out)
+    os.close(fd)
+    h_all = np.lib.format.open_memmap(part, "w+", np.float16,
                                       (len(rows), cfg.channels, frames))
     target = np.empty((len(rows), model.noise.bands, frames), np.float32)
     start = time.time()
@@ -131,7 +139,7 @@ def features(model: SING, rows, out: Path, name: str, progress=True):
     h_all.flush()
     del h_all
     np.save(t_path, target)
-    os.replace(str(h_path) + ".part", h_path)
+    os.replace(part, h_path)
     return np.load(h_path, mmap_mode="r"), target
 
 
