@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from singsynth.errors import ConfigError, SingsynthError
-from singsynth.files import make_public, os_error_line, shown
+from singsynth.files import finishing, make_public, os_error_line, shown
 
 from .notes import Part, build_bank
 
@@ -294,13 +294,15 @@ def write_sfz_files(bank, out: Path, folder: Path, ext: str) -> int:
         for p in [Path(tmp), *Path(staging).iterdir()]:
             make_public(p)
         os.chmod(staging, 0o777 & ~_umask())
-        if folder.exists():
-            trash = tempfile.mkdtemp(prefix=f".{folder.name[:100]}.", suffix=".old", dir=out.parent)
-            os.replace(folder, Path(trash) / "old")
-        os.replace(staging, folder)
-        staging = None
-        os.replace(tmp, out)
-        tmp = None
+        with finishing():  # Ctrl-C or SIGTERM waits for both renames: never half an export
+            if folder.exists():
+                trash = tempfile.mkdtemp(prefix=f".{folder.name[:100]}.", suffix=".old",
+                                         dir=out.parent)
+                os.replace(folder, Path(trash) / "old")
+            os.replace(staging, folder)
+            staging = None
+            os.replace(tmp, out)
+            tmp = None
     except OSError as exc:
         raise SingsynthError(os_error_line(out, exc, "write")) from None
     finally:
