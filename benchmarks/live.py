@@ -264,16 +264,18 @@ def switch_preset(tmp):
 
 def onset_ms(probe, frames, before=0.01):
     """ms from each note-on frame to the first audible sample (NaN: none within 1 s, or
-    sound in the `before` s before it)."""
+    sound in the `before` s before it), and how many were each of those two."""
     audio = np.abs(probe.audio).max(axis=1)
-    result = []
+    result, silent, sounding = [], 0, 0
     for f in frames:
         at = f - probe.record_start
         seg = audio[at:at + RATE]
         hits = np.flatnonzero(seg > THRESHOLD)
         quiet = audio[max(0, at - int(before * RATE)):at].max(initial=0.0) <= THRESHOLD
+        silent += not len(hits)
+        sounding += not quiet
         result.append(1000.0 * hits[0] / RATE if len(hits) and quiet else float("nan"))
-    return result
+    return result, (silent, sounding)
 
 
 def strike(probe, channel, pitch, velocity=100, hold=0.25):
@@ -380,7 +382,8 @@ def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process
         res["warm"] = [strike(probe, c, p) for c, p in series[1]]
         time.sleep(0.5)
         for key in ("a", "b", "c", "warm"):
-            res[key] = np.array(onset_ms(probe, res[key]))
+            onsets, res[key + "_missed"] = onset_ms(probe, res[key])
+            res[key] = np.array(onsets)
         if storm_seconds:
             for i, program in enumerate(STORM_PROGRAMS):
                 probe.send([0xC0 | i, program])
@@ -510,7 +513,10 @@ def main():
                                     f"still running after them: "
                                     f"{yes_no(res['prewarm_during_c'])})"),
                               ("warm", "warm (the after-prewarm notes again)")):
-                print(f"  {what}: {summary(res[key])}")
+                silent, sounding = res[key + "_missed"]
+                print(f"  {what}: {summary(res[key])}"
+                      + (f" [not heard within 1 s: {silent}; sound before: {sounding}]"
+                         if silent or sounding else ""))
                 print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res[key])} ms")
             if args.storm:
                 print(f"  storm (prewarm still running at its start: "
