@@ -278,7 +278,7 @@ class _Child:
             return None
 
     def stop(self) -> None:
-        """Ask the child to stop (it finishes nothing more); never blocks."""
+        """Ask the child to stop (it starts nothing more); never blocks."""
         self.stopping = True
         try:
             self.down.send(None)
@@ -301,8 +301,8 @@ class ProcessGenerator:
             wait for a slot); default 4 batches. The prewarm child has 2 batches' worth
             (at most `slots`). Memory: slots x 4 s of float32 at the output rate.
         threads: torch threads in each child (default: all cores but one, which the audio
-            thread keeps). The children run at normal priority even when `play` raised
-            its own, the prewarm child at the lowest (`lowest_priority`).
+            thread keeps). The played child runs at normal priority even when `play`
+            raised its own; the prewarm child at the lowest (`lowest_priority`).
         helper_priority: SCHED_FIFO priority for the two message threads in this process
             (`realtime_thread`); None leaves them at the caller's priority.
         is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
