@@ -13,7 +13,11 @@ one audio block (a chord) arrive as one request, and with those arriving within 
 seconds (0 by default) are batched, up to `batch_size`, into one `source.stream` call;
 several played batches advance round-robin, one chunk each, so a new cold note does not
 wait for an earlier one to finish. Prewarm batches advance only
-when no played batch is active, and are paused (not thrown away) when one arrives.
+when no played batch is active, and are paused (not thrown away) when one arrives; in one
+loop a played note still waits for the prewarm chunk in progress (`prewarm_chunk` samples
+of up to `batch_size` notes: 50 ms and more for the default model on one CPU core). Live
+play avoids that wait: `worker.ProcessGenerator` runs this loop twice, in two processes,
+one making only played notes and one only prewarm notes at the lowest CPU priority.
 
 A streamed note becomes `playable` only once generation, at the speed measured so far,
 will stay ahead of playback, so a slow model delays the start instead of leaving gaps.
