@@ -1,6 +1,6 @@
 """Benchmark timbre morphing (issue 24): grid cost, mixing cost, controller-to-sound latency.
 
-    python benchmarks/morph.py [--model PATH] [--share 0.25] [--pitches 55 67] [--blocks 3000]
+    python benchmarks/morph.py [--model PATH] [--share 0.25] [--pitches 55 67] [--blocks 3000] [--live 12]
 
 At 48 kHz with 256-frame blocks (5.33 ms), the shipped `presets/morph.yaml` (flute to
 overdrive guitar on the mod wheel, 16 steps) and the default model.
@@ -16,6 +16,8 @@ overdrive guitar on the mod wheel, 16 steps) and the default model.
 4. latency, cold steps: with the generator thread and the model, a held note, then the wheel
    to 127 with no step there cached: wall time (paced at real time) until the voice is heading
    for the step (the whole note made), and until it sounds it alone (plus the 10 ms glide).
+5. with --live N: latency live on a JACK dummy server, `singsynth play` driven by a JACK probe
+   client (`live_latency`); --live-only runs just that.
 Pause other CPU-heavy jobs first: timings are wall-clock (CPU times excepted).
 """
 from __future__ import annotations
@@ -187,6 +189,89 @@ def cold_latency(source, trials):
           f"(a step joins only once whole: the model makes the 4-s note)")
 
 
+def live_latency(trials, seconds_held=0.6):
+    """Live on a JACK dummy server (48 kHz, 256 frames): `singsynth play` with a morph preset
+    whose whole grid at middle C and velocity 100 is prewarmed; a probe client strikes the
+    note twice per trial, once left alone and once with the wheel sent to 127 mid-note, and
+    records singsynth's output. Aligned on their note-on frames, the two takes are the same
+    samples until the move is heard: ms from the controller message's JACK frame to the
+    first sample where they differ by more than -60 dBFS."""
+    import tempfile
+    from pathlib import Path
+    from tests.jack_fixtures import JackProbe, Play, jackd_missing_reason, start_jack
+    reason = jackd_missing_reason()
+    if reason:
+        print(f"latency live on JACK: skipped ({reason})")
+        return
+    names = ["flute_073", "overdrive_guitar_029"]
+    with tempfile.TemporaryDirectory() as tmp, start_jack():
+        preset = Path(tmp) / "morph-live.yaml"
+        preset.write_text("defaults:\n  morph: {instruments: [%s, %s], prewarm: 1.0}\n"
+                          "  prewarm: [60, 60]\n" % tuple(names))
+        play = Play(["--virtual", "--midi-api", "jack", "--preset", str(preset)])
+        probe = None
+        try:
+            play.wait_ready(timeout=300)
+            deadline = time.monotonic() + 600
+            while not any("prewarmed" in l for l in play.out + play.err):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("prewarm did not end")
+                time.sleep(0.25)
+            probe = JackProbe(seconds=12 * trials + 10)
+            probe.wait_for_ports("^singsynth:out_", 2)
+            probe.wait_for_ports("^singsynth-midi:", 1, is_midi=True)
+            probe.connect_to("singsynth-midi:singsynth", ["singsynth:out_0", "singsynth:out_1"])
+            probe.recording = True
+            time.sleep(0.5)
+
+            def send(data):
+                n = len(probe.sent)
+                probe.send(data)
+                while len(probe.sent) == n:
+                    time.sleep(0.001)
+                return probe.sent[n][0]
+
+            def take(move):
+                send([0xB0, 1, 0])
+                time.sleep(0.3)
+                on = send([0x90, 60, 100])
+                time.sleep(seconds_held / 2)
+                cc = send([0xB0, 1, 127]) if move else None
+                time.sleep(seconds_held / 2)
+                send([0x80, 60, 0])
+                time.sleep(0.8)  # the release dies away
+                return on, cc
+
+            pairs = [(take(False), take(True)) for _ in range(trials)]
+            time.sleep(0.3)
+            audio = probe.audio[:, 0]
+            lags = []
+            for (ref_on, _), (on, cc) in pairs:
+                # Events reach the engine with a jitter of up to a block (rtmidi stamps them
+                # on arrival): align the takes on their first audible sample instead.
+                a = audio[ref_on - probe.record_start:][:int(seconds_held * RATE)]
+                b = audio[on - probe.record_start:][:int(seconds_held * RATE)]
+                sa, sb = (int(np.flatnonzero(np.abs(x) > 1e-3)[0]) for x in (a, b))
+                n = min(len(a) - sa, len(b) - sb)
+                differ = np.flatnonzero(np.abs(a[sa:sa + n] - b[sb:sb + n]) > 1e-3)
+                if not len(differ) or on + sb + differ[0] < cc:  # not the same note until the move
+                    print(f"  trial not measured: the takes differ from sample {differ[:1]} after "
+                          f"their onsets, the move at {cc - on - sb}")
+                    lags.append(float("nan"))
+                else:
+                    lags.append(1000.0 * (on + sb + differ[0] - cc) / RATE)
+            lags = np.array(lags)
+            ok = lags[~np.isnan(lags)]
+            print(f"latency live on JACK, warm steps ({len(ok)} of {trials} trials measured, "
+                  f"xruns {probe.xruns}): controller message -> first changed sample "
+                  + (f"median {np.median(ok):.1f} ms, max {ok.max():.1f} ms" if len(ok) else "none")
+                  + " (JACK MIDI, rtmidi, play's one-block hold, the limiter's look-ahead)")
+        finally:
+            if probe is not None:
+                probe.close()
+            play.stop()
+
+
 GLIDE_MS = 10.0
 
 
@@ -201,8 +286,15 @@ def main(argv=None):
     parser.add_argument("--blocks", type=int, default=3000)
     parser.add_argument("--cold", type=int, default=5, help="cold moves to time")
     parser.add_argument("--skip-grid", action="store_true")
+    parser.add_argument("--live", type=int, default=0,
+                        help="trials live on a JACK dummy server (0: not measured)")
+    parser.add_argument("--live-only", action="store_true")
     args = parser.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    if args.live:
+        live_latency(args.live)
+    if args.live_only:
+        return
     mix_cost(args.blocks)
     warm_latency()
     source = model_source(args.model)

@@ -12,7 +12,6 @@ import pytest
 from singsynth.engine import Synth
 from singsynth.engine.morph import (GLIDE, position, prewarm_steps, start_key, step_blends,
                                     weights_at)
-from singsynth.engine.source import NoteKey
 from singsynth.engine.testing import SineSource
 from singsynth.errors import ConfigError
 from singsynth.presets import Morph, load_preset, parse_preset
@@ -79,7 +78,8 @@ def test_grid_ends_are_the_instruments_and_steps_are_even_blends():
     assert blends[5] == ((0, round(10 / 15, 6)), (2, round(5 / 15, 6)))
     assert position(morph, 0) == 0 and position(morph, 127) == 15
     assert weights_at(7.25) == ((7, 0.75), (8, 0.25)) and weights_at(15.0) == ((15, 1.0),)
-    three = parse_preset({"defaults": {"morph": {"instruments": ["piano", "organ", {"guitar": 1, "strings": 1}]}}},
+    mixed = {"guitar": 1, "strings": 1}
+    three = parse_preset({"defaults": {"morph": {"instruments": ["piano", "organ", mixed]}}},
                          INSTRUMENTS).defaults.morph
     assert three.steps == 17 and step_blends(three)[8] == ((1, 1.0),)  # lands on the middle one
     assert step_blends(three)[16] == ((2, 0.5), (3, 0.5))
@@ -95,7 +95,8 @@ def test_prewarm_covers_the_configured_share_of_the_grid():
     keys = s.prewarm_keys()
     plain = synth({"defaults": {"instrument": "piano", "prewarm": [60, 61]}}).prewarm_keys()
     assert len(keys) == 4 * len(plain)  # each pitch and velocity at 4 of the 16 steps
-    assert {k.instrument for k in keys} == {step_blends(s.preset.defaults.morph)[k] for k in (0, 5, 10, 15)}
+    blends = step_blends(s.preset.defaults.morph)
+    assert {k.instrument for k in keys} == {blends[k] for k in (0, 5, 10, 15)}
 
 
 # ---- playing -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ..presets import Blend, Morph
+from ..presets import Morph
 from .cache import Note
 from .source import NoteKey
 from .voice import _RAMP32, Voice
@@ -50,7 +50,7 @@ def step_blends(morph: Morph) -> tuple:
             for index, w in blend:
                 weights[index] = weights.get(index, 0.0) + w * share
         total = sum(weights.values())
-        # Rounded as presets.parse_blend rounds, so a step equal to a preset's blend is the same key.
+        # Rounded as presets.parse_blend rounds: a step equal to a preset's blend is its key.
         blend = tuple((index, round(w / total, 6)) for index, w in sorted(weights.items())
                       if round(w / total, 6) > 0)
         out.append(blend)
@@ -135,7 +135,7 @@ class MorphVoice(Voice):
     __slots__ = ("morph", "base", "fetch", "glide", "live", "grid", "parts",
                  "glide_done", "x", "want", "waiting", "block")
 
-    def __init__(self, morph: Morph, base: NoteKey, fetch: Callable[[NoteKey], Note],
+    def __init__(self, morph: Morph, base: NoteKey, fetch: Callable[[List[NoteKey]], List[Note]],
                  value: int, glide: int, channel: int, pitch: int, amp: float, release: int,
                  rate: float = 1.0, order: int = 0, live: bool = True):
         self.morph = morph
