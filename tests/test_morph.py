@@ -157,6 +157,27 @@ def test_a_new_note_starts_at_the_controllers_position(value):
         assert np.array_equal(got, play(PLAIN_B, [(0, "on", 0)], total))
 
 
+def test_a_bent_note_held_into_its_sustain_loop_morphs_without_gaps():
+    """Steps read through the sustain loop and the pitch-bend resampler as the voice's own."""
+    source = SineSource(note_samples=SR // 2)  # a 0.5 s note: the loop from 0.25 s
+    total = 2 * SR
+    s = synth(MORPH, source)
+    s.control_change(0, 1, 64)  # between two steps from the start
+    s.note_on(0, PITCH, 100)
+    out = [s.process(BLOCK5)[:, 0] for _ in range(SR // BLOCK5)]
+    s.pitch_bend(0, 1500)
+    for i in range(SR // BLOCK5):
+        if i % 8 == 0:
+            s.control_change(0, 1, 64 + i // 8)
+        out.append(s.process(BLOCK5)[:, 0])
+    got = np.concatenate(out)
+    assert s.stats()["voices"] == 1 and len(s.voices[0].parts) <= 3
+    plain = play(PLAIN_B, [(0, "on", 0)], total, source=source)
+    start = 4 * BLOCK5
+    assert block_db(got[start:]).min() > block_db(plain[start:]).min() - 6  # no gap
+    assert np.abs(np.diff(got[start:])).max() <= 1.2 * np.abs(np.diff(plain[start:])).max()
+
+
 @pytest.mark.parametrize("generator", ["thread", "process"])  # render and tests; live play
 def test_a_cold_step_keeps_the_nearest_ready_one_until_it_arrives(generator):
     from tests.engine_fixtures import pump
@@ -243,6 +264,7 @@ def song_bytes():
     for v in range(1, 128, 2):  # a sweep under the held chord, one message per 8 ticks
         msgs.append(mido.Message("control_change", control=1, value=v, time=8))
     msgs.append(mido.Message("note_on", note=72, velocity=100, time=10))  # starts mid-way up
+    msgs.append(mido.Message("pitchwheel", pitch=1200, time=3))  # and the bent read path
     msgs += [mido.Message("control_change", control=1, value=127 - v, time=6) for v in range(0, 128, 4)]
     msgs += [mido.Message("note_off", note=p, time=0) for p in (60, 64, 67, 72)]
     mid = mido.MidiFile(type=0, ticks_per_beat=480)
