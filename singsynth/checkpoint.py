@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from singsynth.errors import CheckpointError
-from singsynth.files import make_public, missing, open_regular
+from singsynth.files import make_public, missing, open_regular, printable
 from singsynth.model import SING, SINGConfig
 from singsynth.modelfiles import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  # noqa: F401
 
@@ -82,8 +82,9 @@ def _open(path):
 
 
 def _unreadable(path, exc) -> CheckpointError:
+    # printable: safetensors quotes the file's own header bytes (newlines, escapes) in exc.
     return CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: "
-                           f"{exc}); re-export or re-train the checkpoint")
+                           f"{printable(exc)[:300]}); re-export or re-train the checkpoint")
 
 
 def _get_tensors(path, f, names) -> dict:

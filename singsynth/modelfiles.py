@@ -97,6 +97,8 @@ def open_model_source(name_or_path=None):
     try:
         meta = read_header(path)["__metadata__"]
         config = json.loads(meta["config"])
+        if not isinstance(config, dict):      # the full loader names the problem
+            raise ValueError("the config is not a JSON object")
         instruments = json.loads(meta["instruments"])
         # The notes it plays: the core's rate and length times the full-band upsampling.
         up = config.get("upsample", 1)

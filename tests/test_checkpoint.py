@@ -256,3 +256,28 @@ def test_a_config_whose_lengths_do_not_add_up_is_refused_at_load(tmp_path, sizes
     path = tmp_path / "bad-lengths.safetensors"
     save_model(path, model)
     expect_refused(path, *words)
+
+
+@pytest.mark.parametrize("config", ["7", "[1, 2]", '"text"'])
+def test_a_config_that_is_not_an_object_is_one_line_through_the_header_reader(
+        tiny_checkpoint, tmp_path, config):
+    # Found by the fuzzer: open_model_source (play's and render's first read) raised
+    # AttributeError ('int' object has no attribute 'get').
+    from singsynth.modelfiles import open_model_source
+
+    bad = _rewrite(tiny_checkpoint, tmp_path / "config.safetensors", config=config)
+    with pytest.raises(CheckpointError, match="model config must be a mapping") as err:
+        open_model_source(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_a_corrupt_header_quoted_in_the_error_is_escaped(tiny_checkpoint, tmp_path):
+    # Found by the fuzzer: safetensors quotes the header's bytes, newlines and escapes too.
+    data = bytearray(tiny_checkpoint.read_bytes())
+    size = int.from_bytes(data[:8], "little")
+    # A dtype of ESC [31m red, newline, JSON-escaped: safetensors decodes it, then quotes it.
+    header = data[8:8 + size].replace(b'"F32"', b'"\\u001b[31mred\\n"', 1)
+    bad = tmp_path / "escape.safetensors"
+    bad.write_bytes(len(header).to_bytes(8, "little") + header + data[8 + size:])
+    message = expect_refused(bad, "not a readable safetensors file")
+    assert "\n" not in message and "\x1b" not in message

@@ -476,6 +476,7 @@ class DatasetTarget(Target):
             claimed = 800_000_000
             data[4:8] = (claimed + 36).to_bytes(4, "little")
             data[40:44] = claimed.to_bytes(4, "little")
+            some.unlink(missing_ok=True)               # it may be a link planted above
             with open(some, "wb") as f:
                 f.write(data)
                 f.truncate(claimed + 44)
