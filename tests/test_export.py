@@ -25,9 +25,10 @@ from singsynth.export.sfz import read_regions
 from singsynth.midi import midi_to_hz
 
 SR = 48000
-# (pitch, velocity, beats at 120 bpm): every layer, and a last note held 3 s, past the
-# engine's loop start (2 s), so that the sampler's loop is heard.
-SONG = [(60, 100, 1), (62, 25, 1), (61, 127, 2), (60, 100, 6)]
+# (pitch, velocity, beats at 120 bpm): every layer, a velocity singsynth fades (first, so
+# that no other note's release covers it), and a last note held 3 s, past the engine's
+# loop start (2 s), so that the sampler's loop is heard.
+SONG = [(62, 10, 1), (60, 100, 1), (62, 25, 1), (61, 127, 2), (60, 100, 6)]
 PITCHES = (60, 62)
 VELOCITIES = (25, 100, 127)
 
@@ -46,10 +47,12 @@ def song_file(path, program=0):
 
 
 def segments():
-    """(pitch, start s, end s) of each note's held part in SONG."""
+    """(pitch, start s, end s) of each note's held part in SONG, from 0.3 s after it starts:
+    by then the note before has died out in singsynth (release 0.3 s) and is 29 dB down in
+    the samplers, whose releases fall linearly in dB instead (see export/bank.py)."""
     out, t = [], 0.0
     for pitch, _, beats in SONG:
-        out.append((pitch, t + 0.1, t + beats * 0.5 - 0.05))
+        out.append((pitch, t + 0.3, t + beats * 0.5 - 0.03))
         t += beats * 0.5
     return out
 
@@ -91,7 +94,8 @@ def test_sf2_reads_back_with_every_zone_loop_and_sample_as_exported(tmp_path):
     out = tmp_path / "sine.sf2"
     report = export_file(out, instrument="organ", pitches=(60, 62), velocities=(50, 127),
                          preset="default", source=source, use_cache=False)
-    assert report.regions == 6 and report.samples == 6 and report.sample_rate == 16000
+    # 3 pitches x (the loud layer + the soft one, split 4 ways by singsynth's fade)
+    assert report.regions == 15 and report.samples == 6 and report.sample_rate == 16000
     sf = read_soundfont(out)
     assert sf.info["ifil"] == (2, 4) and sf.info["INAM"] == "sine"
     assert [(name, bank, program) for name, bank, program, _ in sf.presets] == [("organ", 0, 0)]
@@ -102,10 +106,18 @@ def test_sf2_reads_back_with_every_zone_loop_and_sample_as_exported(tmp_path):
     assert glob.generators[38] == round(1200 * np.log2(0.3 * 0.684 * 96 / 20))
     assert {(m[0], m[1], m[2]) for m in glob.modulators} >= {(0x0502, 48, 0), (0x0102, 8, 0)}
     # Spec order: keyRange first, velRange second, sampleID last.
-    assert all(list(z.generators) == [43, 44, 58, 53] for z in regions)
+    assert all(list(z.generators)[:3] == [43, 44, 58] and list(z.generators)[-1] == 53
+               for z in regions)
+    layers = [(1, 5), (6, 13), (14, 22), (23, 88), (89, 127)]
     assert [(z.generators[43], z.generators[44], z.generators[58]) for z in regions] == [
-        ((0, 60), (1, 88), 60), ((0, 60), (89, 127), 60), ((61, 61), (1, 88), 61),
-        ((61, 61), (89, 127), 61), ((62, 127), (1, 88), 62), ((62, 127), (89, 127), 62)]
+        (keys, vels, root) for keys, root in (((0, 60), 60), ((61, 61), 61), ((62, 127), 62))
+        for vels in layers]
+    # singsynth fades velocities 1-22 (levels 0-2: 1.0, 9.4, 17.8 of 25) instead of
+    # changing their note: the same sample, attenuated (cB, FluidSynth's 0.4 scale undone).
+    fades = [z.generators.get(48, 0) * 0.4 / 10 for z in regions[:5]]
+    expected = [-20 * np.log10(v / 25) for v in (1.0, 1 + 126 / 15, 1 + 2 * 126 / 15)] + [0, 0]
+    assert np.allclose(fades, expected, atol=0.05), fades
+    assert len({z.generators[53] for z in regions[:4]}) == 1
     n = 16000
     ls, le = int(LOOP_START * n), int(LOOP_END * n)
     x = int(LOOP_XFADE * n)
@@ -118,7 +130,7 @@ def test_sf2_reads_back_with_every_zone_loop_and_sample_as_exported(tmp_path):
         assert h.sample_rate == 16000 and h.key == z.generators[58] and h.kind == 1
         data = sf.data[h.start:h.end].astype(np.float64) / 32767
         # Up to the crossfade: the note exactly (16-bit); after the loop end: the loop's start.
-        key = planner.note_key(0, h.key, 50 if z.generators[44] == (1, 88) else 127)
+        key = planner.note_key(0, h.key, 127 if z.generators[44] == (89, 127) else 50)
         note = source.note(type(key)(((1, 1.0),), key.pitch, key.velocity))
         assert np.abs(data[:le - x] - note[:le - x]).max() < 1e-4
         assert np.abs(data[le:] - data[ls:ls + GUARD]).max() < 1e-9
@@ -175,8 +187,9 @@ def renders(tmp_path_factory):
     export_file(folder / "violin.sf2", instrument=violin, **common)
     export_file(folder / "violin.sfz", instrument=violin, **common)
     rendered = render_file(song, folder / "singsynth.wav", cache_dir=cache, progress=False)
-    # The export made exactly the notes render plays: render found every one on disk.
-    assert rendered.notes_from_disk == rendered.distinct_notes == 3
+    # The export made exactly the notes render plays: render found them on disk (but for
+    # velocity 10's: singsynth plays its softest note, faded; the sampler its layer's).
+    assert rendered.notes_from_disk == 3 and rendered.distinct_notes == 4
     ours, sr = soundfile.read(folder / "singsynth.wav")
     assert sr == SR
     return folder, song, ours, piano
@@ -210,7 +223,7 @@ def check_like_singsynth(theirs, control, ours):
 
 def test_fluidsynth_plays_the_sf2_as_singsynth_renders_the_song(renders):
     folder, song, ours, report = renders
-    assert report.regions == 3 * 3 and report.notes == 9
+    assert report.regions == 3 * (3 + 3) and report.notes == 9
     theirs = fluidsynth(folder / "piano.sf2", song, folder / "fs-piano.wav")
     control = fluidsynth(folder / "violin.sf2", song, folder / "fs-violin.wav")
     check_like_singsynth(theirs, control, ours)
@@ -219,7 +232,8 @@ def test_fluidsynth_plays_the_sf2_as_singsynth_renders_the_song(renders):
 def test_sfizz_plays_the_sfz_as_singsynth_renders_the_song(renders):
     folder, song, ours, _ = renders
     regions = read_regions(folder / "piano.sfz")
-    assert len(regions) == 9
+    assert len(regions) == 3 * (3 + 3)  # the softest layer in 4 fades
+    assert {r.get("volume") for r in regions} == {None, "-27.96", "-8.50", "-2.95"}
     for r in regions:  # every region's file is there and holds its loop
         info = soundfile.info(r["sample"])
         assert info.samplerate == 16000 and int(r["loop_end"]) < info.frames

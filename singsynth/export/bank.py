@@ -48,6 +48,8 @@ class Region:
     Attributes:
         lokey, hikey, lovel, hivel: inclusive MIDI ranges.
         sample: index into `Bank.samples`.
+        attenuation: dB (>= 0) the region plays below its sample: singsynth fades notes
+            softer than its softest trained velocity instead of changing their timbre.
     """
 
     lokey: int
@@ -55,6 +57,7 @@ class Region:
     lovel: int
     hivel: int
     sample: int
+    attenuation: float = 0.0
 
 
 @dataclass

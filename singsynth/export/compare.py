@@ -42,13 +42,13 @@ def log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int) -> float:
 
 
 def peak_hz(audio: np.ndarray, sr: int, start: float, end: float, near_hz: float) -> float:
-    """The strongest spectral peak within a semitone... of `near_hz` in audio[start:end]
+    """The strongest spectral peak within half a semitone of `near_hz` in audio[start:end]
     (seconds), refined by parabolic interpolation on a zero-padded Hann spectrum (Hz)."""
     seg = mono(audio)[int(start * sr):int(end * sr)]
     n = 1 << int(np.ceil(np.log2(len(seg) * 8)))
     spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), n))
     freqs = np.fft.rfftfreq(n, 1 / sr)
-    band = np.where((freqs > near_hz * 2 ** (-1 / 12)) & (freqs < near_hz * 2 ** (1 / 12)))[0]
+    band = np.where((freqs > near_hz * 2 ** (-1 / 24)) & (freqs < near_hz * 2 ** (1 / 24)))[0]
     k = band[np.argmax(spec[band])]
     a, b, c = np.log(spec[k - 1:k + 2] + 1e-20)
     shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c else 0.0

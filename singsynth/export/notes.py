@@ -54,6 +54,23 @@ def looped(key, data: np.ndarray) -> Tuple[np.ndarray, int, int]:
             note.loop_start, note.loop_end)
 
 
+def soft_fades(planner, patch, layer_ranges) -> list:
+    """For each layer's (lovel, hivel): [(lovel, hivel, attenuation dB)], splitting it where
+    singsynth's fade for velocities below its softest trained one changes (the same for
+    every pitch)."""
+    out = []
+    for lovel, hivel in layer_ranges:
+        ranges = []
+        for v in range(lovel, hivel + 1):
+            db = round(-20 * np.log10(max(planner._soft_gain(patch, v), 1e-5)), 2)
+            if ranges and ranges[-1][2] == db:
+                ranges[-1] = (ranges[-1][0], v, db)
+            else:
+                ranges.append((v, v, db))
+        out.append(ranges)
+    return out
+
+
 def plan(parts: Sequence[Part], source, pitches: Sequence[int], velocities: Sequence[int]):
     """Keys and gains of every region -> (bank layout, distinct keys in first-use order).
 
@@ -80,17 +97,19 @@ def plan(parts: Sequence[Part], source, pitches: Sequence[int], velocities: Sequ
             planner.process(1)  # events apply at the next block
             patch = planner.channels[0].patch
             ins = Instrument(part.name, part.bank, part.program, patch.release, patch.pan)
+            # The voice's amplitude (Synth._note_on) is the preset's gain, baked into the
+            # samples, times a fade below singsynth's softest trained velocity, which
+            # depends on the velocity within a layer: regions attenuate their sample.
+            fades = soft_fades(planner, patch, vels_of)
             for pitch, (lokey, hikey) in zip(pitches, keys_of):
-                for vel, (lovel, hivel) in zip(velocities, vels_of):
+                for vel, ranges in zip(velocities, fades):
                     key = planner.note_key(0, pitch, vel)
-                    # The voice's amplitude (Synth._note_on): the preset's gain, and the
-                    # fade singsynth applies below its softest trained velocity.
-                    gain = round(patch.gain * planner._soft_gain(patch, vel), 6)
-                    cell = (key, gain)
+                    cell = (key, patch.gain)
                     if cell not in index:
                         index[cell] = len(cells)
-                        cells.append((key, gain, pitch, vel))
-                    ins.regions.append(Region(lokey, hikey, lovel, hivel, index[cell]))
+                        cells.append((key, patch.gain, pitch, vel))
+                    ins.regions += [Region(lokey, hikey, lovel, hivel, index[cell], db)
+                                    for lovel, hivel, db in ranges]
             instruments.append(ins)
     finally:
         for planner in planners.values():

@@ -33,9 +33,10 @@ def sfz_text(bank: Bank, folder: str, ext: str, instrument: int = 0) -> str:
     for r in ins.regions:
         s = bank.samples[r.sample]
         # SFZ's loop_end is the loop's last sample (inclusive); Sample.loop_end is past it.
+        volume = f" volume={-r.attenuation:.2f}" if r.attenuation else ""
         lines.append(f"<region> sample={s.name}.{ext} lokey={r.lokey} hikey={r.hikey} "
                      f"pitch_keycenter={s.key} lovel={r.lovel} hivel={r.hivel} "
-                     f"loop_start={s.loop_start} loop_end={s.loop_end - 1}")
+                     f"loop_start={s.loop_start} loop_end={s.loop_end - 1}{volume}")
     return "\n".join(lines) + "\n"
 
 
