@@ -5,8 +5,8 @@ by 46 zero samples), pdta (phdr pbag pmod pgen inst ibag imod igen shdr, each en
 its terminal record). One preset per instrument, with one zone naming its SoundFont
 instrument (presets playing the same regions share one), which has a global zone (loop
 mode, release, pan, and modulators that turn off two of SoundFont's default modulators)
-and one zone per region (keyRange, velRange,
-overridingRootKey, sampleID, in the order the spec requires).
+and one zone per region (keyRange, velRange, overridingRootKey, initialAttenuation where
+singsynth fades a soft velocity, sampleID: in the order the spec requires).
 
 SoundFont players scale every note by its velocity (default modulator: velocity to
 initial attenuation, up to 96 dB) and close a low-pass filter on soft notes (velocity to
