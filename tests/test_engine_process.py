@@ -298,3 +298,32 @@ def test_the_prewarm_process_runs_at_the_lowest_priority_and_leaves_when_done():
         synth.prewarm(more)  # a later prewarm (a program change) starts it again
         pump(synth, lambda out: all(k in synth.cache for k in more), limit=30)
         assert synth.stats()["generating"] == 0
+
+
+def test_auto_mode_streams_again_once_a_slow_moment_has_passed():
+    """`cold="auto"` tries a whole render when streams start slowly; under a passing
+    load (play's start-up on a busy machine) that used to lock render in for good, and
+    every later cold note took a whole render (~95 ms for the default model here)."""
+    class SlowRender(SineSource):
+        def render(self, keys):
+            time.sleep(0.02)
+            return super().render(keys)
+
+    src = SlowRender(note_samples=8000, chunk_delay=0.03)  # a busy moment: slow streams
+    with Synth(src, 48000, cold="auto") as synth:
+        def play(pitch):
+            synth.note_on(0, pitch, 100)
+            key = synth.note_key(0, pitch, 100)
+            pump(synth, lambda out: key in synth.cache)
+            synth.note_off(0, pitch)
+
+        play(60)
+        play(61)
+        src.chunk_delay = 0.0  # quiet again: streaming is the faster by far
+        for pitch in range(62, 76):
+            play(pitch)
+        kinds = [kind for kind, _ in src.calls]
+        assert kinds[:2] == ["stream", "render"]
+        first = kinds.index("stream", 1)  # streamed again after `recheck` renders...
+        assert first == 2 + synth.generator.recheck
+        assert set(kinds[first:]) == {"stream"}  # ...and kept streaming

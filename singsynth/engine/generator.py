@@ -195,8 +195,10 @@ class Generator:
         cold: how played (cold) notes are generated: "stream", "render", or "auto": stream,
             and if streamed notes took over 50 ms to become playable, try a whole render
             once, then keep the one that has made notes playable sooner (exponential
-            averages); streaming wins with a fast model, one whole render wins when the
-            model's per-chunk cost makes streaming slower than real time.
+            averages), streaming again after every 8 renders in a row so that a slow
+            moment does not decide for good; streaming wins with a fast model, one whole
+            render wins when the model's per-chunk cost makes streaming slower than real
+            time.
         margin: safety factor on the measured generation speed before a streamed note is
             declared playable (see `_Batch._check_playable`).
         thread: start the background thread (`worker.py` runs the same loop in a process
@@ -221,6 +223,8 @@ class Generator:
         self.margin = float(margin)
         self.explore = 0.05  # seconds: a stream slower than this to start makes auto try render
         self.latency = {"stream": None, "render": None}  # seconds until playable (averaged)
+        self.recheck = 8  # auto: after this many renders in a row, stream once more
+        self._renders = 0
         self.stream_rate: Optional[float] = None  # output samples/s a played stream makes
         self.done: deque = deque()      # finished Notes, drained by the audio thread
         self.pending: dict = {}         # key -> Note queued or generating (written here only)
@@ -268,7 +272,17 @@ class Generator:
             return "stream"
         if render is None:  # try a whole render once, only if streaming was slow to start
             return "render" if stream > self.explore else "stream"
-        return "stream" if stream <= render else "render"
+        if stream <= render:
+            self._renders = 0
+            return "stream"
+        # A stream measured while the machine was busy (a start-up, another program)
+        # must not lock render in for good: measure streaming again now and then.
+        self._renders += 1
+        if self._renders > self.recheck:
+            self._renders = 0
+            self.latency["stream"] = None  # judged on this measurement, not the old average
+            return "stream"
+        return "render"
 
     @property
     def busy(self) -> int:
