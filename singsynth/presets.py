@@ -21,6 +21,9 @@ A preset (`presets/*.yaml`, read with `yamlfile.load_yaml`: safe and bounded) ha
 indices or blends spread evenly over the controller's range; `cc` the controller (1, the
 mod wheel, by default); `steps` the grid of blends notes are made for (8-32); `prewarm`
 the share of the grid's steps (0-1) rendered ahead over the patch's prewarm pitch range.
+With `cc2` (a second controller: an XY pad), exactly 4 instruments sit at the corners, in
+the order (cc low, cc2 low), (cc high, cc2 low), (cc low, cc2 high), (cc high, cc2 high),
+and `steps` (4-16, default 8) is per axis: a grid of steps x steps blends.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ MAX_FILE_BYTES = 1 << 20  # a preset is a few KB (gm.yaml, the largest shipped, 
 CURVES = {"linear": 1.0, "soft": 0.6, "hard": 1.6}
 PATCH_KEYS = ("instrument", "gain", "pan", "release", "velocity_curve", "transpose", "prewarm",
               "morph")
-MORPH_KEYS = ("cc", "instruments", "steps", "prewarm")
+MORPH_KEYS = ("cc", "cc2", "instruments", "steps", "prewarm")
 # Controllers the engine acts on itself (bank select, data entry, volume, pan, expression,
 # sustain, (N)RPN selects, channel mode messages): a morph cannot also listen to them.
 RESERVED_CCS = frozenset((0, 6, 7, 10, 11, 32, 38, 64, 98, 99, 100, 101) + tuple(range(120, 128)))
@@ -55,12 +58,15 @@ class Morph:
         instruments: 2-4 blends, placed evenly from controller value 0 to 127.
         steps: how many blends along the way notes are made for (grid points, ends included).
         prewarm: share 0-1 of the grid's steps prewarmed (spread evenly, ends included).
+        cc2: a second controller for a 2-D (XY) grid of 4 corner instruments, or None;
+            then `steps` is per axis.
     """
 
     cc: int
     instruments: Tuple[Blend, ...]
     steps: int
     prewarm: float = 0.25
+    cc2: Optional[int] = None
 
 
 def default_steps(instruments: int) -> int:
@@ -128,7 +134,8 @@ class Preset:
         """The controllers any morph patch of the preset listens to."""
         said = [self.defaults.morph] + [part.get("morph") for part in
                                         list(self.programs.values()) + list(self.channels.values())]
-        return frozenset(m.cc for m in said if m is not None)
+        return frozenset(cc for m in said if m is not None for cc in (m.cc, m.cc2)
+                         if cc is not None)
 
     def prewarm_patches(self):
         """Every distinct patch the preset names that has a prewarm range."""
@@ -201,15 +208,31 @@ def parse_morph(origin: str, key: str, raw, instruments: Sequence[str]) -> Morph
                     "a list of 2 to 4 instruments (names, indices or blends)")
     blends = tuple(parse_blend(origin, f"{key}.instruments[{i}]", name, instruments)
                    for i, name in enumerate(names))
-    cc = _number(origin, f"{key}.cc", raw.get("cc", 1), 1, 119, integer=True)
+    cc = _controller(origin, f"{key}.cc", raw.get("cc", 1))
+    cc2 = None
+    if raw.get("cc2") is not None:
+        cc2 = _controller(origin, f"{key}.cc2", raw["cc2"])
+        if cc2 == cc:
+            raise _fail(origin, f"{key}.cc2", f"the same controller as cc ({cc})",
+                        "another controller than cc")
+        if len(blends) != 4:
+            raise _fail(origin, f"{key}.instruments", f"{len(blends)} instruments with cc2",
+                        "exactly 4 with cc2 (the corners of the XY pad)")
+    # In 2-D, steps is per axis: 8 x 8 = 64 notes a key already.
+    low, high, default = (4, 16, 8) if cc2 else (8, 32, default_steps(len(blends)))
+    steps = _number(origin, f"{key}.steps", raw.get("steps", default), low, high, integer=True)
+    share = _number(origin, f"{key}.prewarm", raw.get("prewarm", 0.25), 0.0, 1.0)
+    return Morph(cc, blends, steps, share, cc2)
+
+
+def _controller(origin: str, key: str, value) -> int:
+    """A controller number a morph may listen to."""
+    cc = _number(origin, key, value, 1, 119, integer=True)
     if cc in RESERVED_CCS:
-        raise _fail(origin, f"{key}.cc", f"controller {cc} already has a meaning here "
+        raise _fail(origin, key, f"controller {cc} already has a meaning here "
                     "(bank, volume, pan, expression, sustain or RPN)",
                     "1-119 but not 6, 7, 10, 11, 32, 38, 64 or 98-101 (1 = mod wheel)")
-    steps = _number(origin, f"{key}.steps", raw.get("steps", default_steps(len(blends))),
-                    8, 32, integer=True)
-    share = _number(origin, f"{key}.prewarm", raw.get("prewarm", 0.25), 0.0, 1.0)
-    return Morph(cc, blends, steps, share)
+    return cc
 
 
 def parse_patch(origin: str, where: str, raw, instruments: Sequence[str]) -> dict:

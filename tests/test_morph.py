@@ -57,11 +57,11 @@ def block_db(x, block=BLOCK5):
     return 20 * np.log10(rms + 1e-12)
 
 
-def harmonic_ratio(x, sr=SR, f=440.0):
-    """Amplitude of the 4th harmonic over the fundamental's in `x` (Hann window)."""
+def harmonic_ratio(x, sr=SR, f=440.0, h=4):
+    """Amplitude of the `h`-th harmonic over the fundamental's in `x` (Hann window)."""
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     bin_of = lambda hz: int(round(hz * len(x) / sr))
-    return spec[bin_of(4 * f)] / spec[bin_of(f)]
+    return spec[bin_of(h * f)] / spec[bin_of(f)]
 
 
 def spectrum(x):
@@ -178,6 +178,50 @@ def test_a_bent_note_held_into_its_sustain_loop_morphs_without_gaps():
     assert np.abs(np.diff(got[start:])).max() <= 1.2 * np.abs(np.diff(plain[start:])).max()
 
 
+XY = {"defaults": {"morph": {"cc": 1, "cc2": 2, "instruments": INSTRUMENTS}}}
+
+
+def play_xy(events, total):
+    """As `play`, events (sample, "on" | 1 | 2, value): controllers 1 and 2."""
+    s = synth(XY)
+    out, i = [], 0
+    events = sorted(events, key=lambda e: e[0])
+    for start in range(0, total, BLOCK5):
+        while i < len(events) and events[i][0] < start + BLOCK5:
+            at, what, value = events[i]
+            if what == "on":
+                s.note_on(0, PITCH, 100, offset=at - start)
+            else:
+                s.control_change(0, what, value, offset=at - start)
+            i += 1
+        out.append(s.process(min(BLOCK5, total - start))[:, 0])
+    return np.concatenate(out)
+
+
+def test_an_xy_pad_morphs_between_four_corner_instruments():
+    morph = parse_preset(XY, INSTRUMENTS).defaults.morph
+    assert morph.steps == 8 and morph.cc2 == 2 and len(step_blends(morph)) == 64
+    assert prewarm_steps(morph) == sorted(j * 8 + i for i in (0, 2, 5, 7) for j in (0, 2, 5, 7))
+    total = SR // 2
+    for (x, y), corner in zip(((0, 0), (127, 0), (0, 127), (127, 127)), INSTRUMENTS):
+        got = play_xy([(0, 1, x), (0, 2, y), (0, "on", 0)], total)
+        assert np.array_equal(got, play({"defaults": {"instrument": corner}}, [(0, "on", 0)], total))
+    # Parked in the middle: a quarter of each corner (instrument i adds harmonic i + 2).
+    got = play_xy([(0, 1, 64), (0, 2, 64), (0, "on", 0)], total)[800:800 + 2048]
+    for h in (3, 4, 5):
+        assert harmonic_ratio(got, h=h) == pytest.approx(0.3 * (64 / 127) * (63 / 127), abs=0.01)
+    # A held note driven across the pad ends exactly as the far corner, without a click.
+    glide = int(GLIDE * SR)
+    moves = [(4000 + 64 * v, 1, v) for v in range(128)] + [(4000 + 64 * v, 2, v) for v in range(128)]
+    total = 4000 + 64 * 128 + 3 * glide
+    got = play_xy([(0, "on", 0)] + moves, total)
+    far = play({"defaults": {"instrument": "strings"}}, [(0, "on", 0)], total)
+    near = play({"defaults": {"instrument": "piano"}}, [(0, "on", 0)], total)
+    assert np.array_equal(got[-glide:], far[-glide:])
+    steps = [np.abs(np.diff(x[400:])).max() for x in (got, near, far)]
+    assert steps[0] <= max(steps[1:]), steps
+
+
 @pytest.mark.parametrize("generator", ["thread", "process"])  # render and tests; live play
 def test_a_cold_step_keeps_the_nearest_ready_one_until_it_arrives(generator):
     from tests.engine_fixtures import pump
@@ -186,7 +230,8 @@ def test_a_cold_step_keeps_the_nearest_ready_one_until_it_arrives(generator):
     ref_a = play(PLAIN_A, [(0, "on", 0)], 2 * SR)
     ref_b = play(PLAIN_B, [(0, "on", 0)], 2 * SR)
     with Synth(source, SR, preset, generator=generator, cold="stream") as s:
-        s.prepare([start_key(preset.defaults.morph, s._key(preset.defaults, PITCH, 100), 0)],
+        s.prepare([start_key(preset.defaults.morph, s._key(preset.defaults, PITCH, 100),
+                             bytearray(128))],
                   progress=False)
         s.note_on(0, PITCH, 100)
         blocks = [s.process(256)]
@@ -220,7 +265,15 @@ def test_a_cold_step_keeps_the_nearest_ready_one_until_it_arrives(generator):
     ("defaults: {morph: {prewarm: 2, instruments: [0, 1]}}", "defaults.morph.prewarm",
      "a number from 0.0 to 1.0"),
     ("defaults: {morph: {speed: 2, instruments: [0, 1]}}", "defaults.morph.speed",
-     "cc, instruments, steps, prewarm"),
+     "cc, cc2, instruments, steps, prewarm"),
+    ("defaults: {morph: {cc2: 2, instruments: [0, 1]}}", "defaults.morph.instruments",
+     "exactly 4 with cc2"),
+    ("defaults: {morph: {cc: 2, cc2: 2, instruments: [0, 1, 2, 3]}}", "defaults.morph.cc2",
+     "another controller than cc"),
+    ("defaults: {morph: {cc2: 2, steps: 20, instruments: [0, 1, 2, 3]}}", "defaults.morph.steps",
+     "an integer from 4 to 16"),
+    ("defaults: {morph: {cc2: 64, instruments: [0, 1, 2, 3]}}", "defaults.morph.cc2",
+     "not 6, 7, 10, 11"),
     ("programs:\n  5: {instrument: piano, morph: {instruments: [0, 1]}}", "programs.5.morph",
      "one of instrument or morph"),
     ("defaults: {morph: 3}", "defaults.morph", "{cc: 1, instruments: [A, B]"),

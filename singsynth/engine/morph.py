@@ -17,6 +17,10 @@ crossfades between them sample by sample:
   direction of travel); until it is whole, the voice glides to the nearest ready step, and
   on to the wanted ones when they arrive.
 
+With a second controller (`cc2`, an XY pad) the grid is steps x steps blends between 4
+corner instruments, and the position is played as the (up to) four steps around it with
+bilinear weights; the rest is the same.
+
 Audio thread only; no torch.
 """
 from __future__ import annotations
@@ -35,31 +39,77 @@ GLIDE = 0.010  # seconds for the weights to reach a new controller position
 FADED = 0.02   # a step's weight below which a new glide hands it to its nearest neighbour
 
 
+def grid_size(morph: Morph) -> int:
+    """Steps in the grid: `steps`, or steps x steps with a second controller (step
+    j * steps + i is i along `cc` and j along `cc2`)."""
+    return morph.steps * morph.steps if morph.cc2 is not None else morph.steps
+
+
+def _mix(parts) -> Blend:
+    """Sum of (blend, share) pairs -> a normalised `Blend`."""
+    weights: Dict[int, float] = {}
+    for blend, share in parts:
+        for index, w in blend:
+            weights[index] = weights.get(index, 0.0) + w * share
+    total = sum(weights.values())
+    # Rounded as presets.parse_blend rounds: a step equal to a preset's blend is its key.
+    return tuple((index, round(w / total, 6)) for index, w in sorted(weights.items())
+                 if round(w / total, 6) > 0)
+
+
 @lru_cache(maxsize=256)
 def step_blends(morph: Morph) -> tuple:
-    """The grid's blends: `morph.steps` `Blend`s, the first and last being the first and
-    last instruments exactly (so they share cache keys with plain patches of them)."""
+    """The grid's blends, `grid_size(morph)` of them: the ends (corners, in 2-D) are the
+    instruments exactly, so they share cache keys with plain patches of them."""
+    last = morph.steps - 1
+    if morph.cc2 is not None:  # bilinear between the 4 corners
+        a, b, c, d = morph.instruments
+        return tuple(_mix(((a, (1 - u) * (1 - v)), (b, u * (1 - v)), (c, (1 - u) * v), (d, u * v)))
+                     for v in (j / last for j in range(morph.steps))
+                     for u in (i / last for i in range(morph.steps)))
     out = []
     segments = len(morph.instruments) - 1
     for k in range(morph.steps):
-        t = k * segments / (morph.steps - 1)
+        t = k * segments / last
         i = min(int(t), segments - 1)
         f = t - i
-        weights: Dict[int, float] = {}
-        for blend, share in ((morph.instruments[i], 1.0 - f), (morph.instruments[i + 1], f)):
-            for index, w in blend:
-                weights[index] = weights.get(index, 0.0) + w * share
-        total = sum(weights.values())
-        # Rounded as presets.parse_blend rounds: a step equal to a preset's blend is its key.
-        blend = tuple((index, round(w / total, 6)) for index, w in sorted(weights.items())
-                      if round(w / total, 6) > 0)
-        out.append(blend)
+        out.append(_mix(((morph.instruments[i], 1.0 - f), (morph.instruments[i + 1], f))))
     return tuple(out)
 
 
 def position(morph: Morph, value: int) -> float:
-    """Controller `value` 0-127 -> the position on the grid, 0.0 .. steps - 1."""
+    """Controller `value` 0-127 -> the position along an axis of the grid, 0.0 .. steps - 1."""
     return min(max(value, 0), 127) * (morph.steps - 1) / 127.0
+
+
+def where(morph: Morph, controls) -> tuple:
+    """(x, y) on the grid for a channel's controller values `controls` (indexed by
+    controller number); y is None without `cc2`."""
+    x = position(morph, controls[morph.cc])
+    return x, (None if morph.cc2 is None else position(morph, controls[morph.cc2]))
+
+
+def grid_weights(morph: Morph, x: float, y: Optional[float]) -> tuple:
+    """((step, weight), ...) of the 1-2 (2-D: 1-4) steps around (x, y): linear, bilinear."""
+    along = weights_at(x)
+    if y is None:
+        return along
+    n = morph.steps
+    return tuple((j * n + i, wi * wj) for j, wj in weights_at(y) for i, wi in along)
+
+
+def distance(morph: Morph, k: int, x: float, y: Optional[float]) -> float:
+    """How far grid step `k` lies from (x, y), in steps."""
+    if y is None:
+        return abs(k - x)
+    return ((k % morph.steps - x) ** 2 + (k // morph.steps - y) ** 2) ** 0.5
+
+
+def step_distance(morph: Morph, j: int, k: int) -> float:
+    """How far grid steps `j` and `k` lie apart, in steps."""
+    if morph.cc2 is None:
+        return abs(j - k)
+    return distance(morph, j, k % morph.steps, k // morph.steps)
 
 
 def step_key(morph: Morph, step: int, base: NoteKey) -> NoteKey:
@@ -67,20 +117,31 @@ def step_key(morph: Morph, step: int, base: NoteKey) -> NoteKey:
     return NoteKey(step_blends(morph)[step], base.pitch, base.velocity)
 
 
-def start_key(morph: Morph, base: NoteKey, value: int) -> NoteKey:
-    """The note a note-on starts from with the controller at `value`: the nearest step."""
-    return step_key(morph, int(round(position(morph, value))), base)
+def start_step(morph: Morph, controls) -> int:
+    """The step a note-on starts from with the channel's controllers at `controls`
+    (indexed by controller number): the nearest one."""
+    x, y = where(morph, controls)
+    return int(round(x)) + (0 if y is None else int(round(y)) * morph.steps)
+
+
+def start_key(morph: Morph, base: NoteKey, controls) -> NoteKey:
+    """The note of `start_step`."""
+    return step_key(morph, start_step(morph, controls), base)
 
 
 def prewarm_steps(morph: Morph) -> List[int]:
-    """Grid steps to prewarm: round(share * steps) spread evenly, plus every instrument's own."""
+    """Grid steps to prewarm: a share `prewarm` of the grid spread evenly, plus every
+    instrument's own step (in 2-D: that per axis, with share sqrt(prewarm), corners in)."""
     last = morph.steps - 1
-    count = int(round(morph.prewarm * morph.steps))
+    share = morph.prewarm if morph.cc2 is None else morph.prewarm ** 0.5
+    count = int(round(share * morph.steps))
     chosen = {int(round(i * last / (count - 1))) for i in range(count)} if count > 1 else set()
     if count == 1:
         chosen.add(0)
-    segments = len(morph.instruments) - 1
+    segments = len(morph.instruments) - 1 if morph.cc2 is None else 1
     chosen |= {int(round(i * last / segments)) for i in range(segments + 1)}
+    if morph.cc2 is not None:
+        chosen = {j * morph.steps + i for i in chosen for j in chosen}
     return sorted(chosen)
 
 
@@ -118,7 +179,7 @@ class MorphVoice(Voice):
         base: the note-on's key (its pitch and velocity are the steps').
         fetch: callable(list of NoteKey) -> list of Note: the synth's cached, streaming or
             newly requested notes for the keys (offline: rendered now, in one batch).
-        value: the controller's value at note-on, 0-127.
+        controls: the channel's controller values at note-on (indexed by controller).
         glide: samples the weights take to follow a controller move.
         live: True when playing live: a move requests the steps it needs and the next one
             in the direction of travel. False offline, where steps are rendered on the spot:
@@ -133,47 +194,50 @@ class MorphVoice(Voice):
     """
 
     __slots__ = ("morph", "base", "fetch", "glide", "live", "grid", "parts",
-                 "glide_done", "x", "want", "waiting", "block")
+                 "glide_done", "x", "y", "want", "waiting", "block")
 
     def __init__(self, morph: Morph, base: NoteKey, fetch: Callable[[List[NoteKey]], List[Note]],
-                 value: int, glide: int, channel: int, pitch: int, amp: float, release: int,
+                 controls, glide: int, channel: int, pitch: int, amp: float, release: int,
                  rate: float = 1.0, order: int = 0, live: bool = True):
         self.morph = morph
         self.base = base
         self.fetch = fetch
         self.glide = max(1, int(glide))
         self.live = live
-        self.grid: List[Optional[Note]] = [None] * morph.steps
-        self.x = position(morph, value)
+        self.grid: List[Optional[Note]] = [None] * grid_size(morph)
+        self.x, self.y = where(morph, controls)
         self.want = ((0, 1.0),)
-        first = int(round(self.x))
+        first = start_step(morph, controls)
         self.grid[first] = fetch([step_key(morph, first, base)])[0]
         super().__init__(self.grid[first], channel, pitch, amp, release, rate, order)
         self.parts: List[list] = [[first, 1.0, 1.0]]  # [step, weight from, weight to]
         self.glide_done = self.glide  # no glide running
         self.waiting = False
         self.block = 0
-        self.move_to(value, instant=True)
+        self.move_to(controls, instant=True)
 
     # ---- controller (audio thread, at the event's sample) -------------------------------
-    def move_to(self, value: int, instant: bool = False) -> None:
-        """Follow the controller to `value` (0-127) from the next sample the voice plays (the
-        synth applies events at their sample): request the steps needed, glide there."""
-        last = self.morph.steps - 1
-        x = position(self.morph, value)
-        want = weights_at(x)
+    def move_to(self, controls, instant: bool = False) -> None:
+        """Follow the channel's controllers (`controls`, indexed by controller number) from
+        the next sample the voice plays (the synth applies events at their sample): request
+        the steps needed, glide there."""
+        morph = self.morph
+        x, y = where(morph, controls)
+        want = grid_weights(morph, x, y)
         grid = self.grid
         needed = [k for k, _ in want]
-        if self.live:
+        if y is not None:
+            pass  # 2-D: only the steps around the position (a whole grid is 64-256 notes)
+        elif self.live:
             ahead = needed[-1] + 1 if x >= self.x else needed[0] - 1
-            if 0 <= ahead <= last:
+            if 0 <= ahead < morph.steps:
                 needed.append(ahead)
         elif not instant and any(grid[k] is None for k in needed):
-            needed = range(last + 1)  # the wheel moves: make the rest of the grid now
-        self.x = x
+            needed = range(morph.steps)  # the wheel moves: make the rest of the grid now
+        self.x, self.y = x, y
         missing = [k for k in needed if grid[k] is None]
         if missing:
-            notes = self.fetch([step_key(self.morph, k, self.base) for k in missing])
+            notes = self.fetch([step_key(morph, k, self.base) for k in missing])
             for k, note in zip(missing, notes):
                 grid[k] = note
         self.want = want
@@ -192,7 +256,8 @@ class MorphVoice(Voice):
             self.waiting = False
             return want
         self.waiting = True
-        near = min((abs(k - self.x), k) for k in range(self.morph.steps) if self._ready(k))
+        near = min((distance(self.morph, k, self.x, self.y), k) for k in range(len(self.grid))
+                   if self._ready(k))
         return ((near[1], 1.0),)
 
     def _retarget(self, instant: bool = False) -> None:
@@ -219,7 +284,7 @@ class MorphVoice(Voice):
         start = dict.fromkeys(keep, 0.0)
         for k, w in now.items():
             if k not in start:
-                k = min(keep, key=lambda j: abs(j - k))
+                k = min(keep, key=lambda j: step_distance(self.morph, j, k))
             start[k] += w
         self.parts = [[k, start[k], to.get(k, 0.0)] for k in keep]
         self.glide_done = 0

@@ -243,7 +243,7 @@ class Synth:
             self._make_room()
             self._order += 1
             self.voices.append(MorphVoice(
-                patch.morph, key, self._notes, ch.controls[patch.morph.cc], self._glide, c,
+                patch.morph, key, self._notes, ch.controls, self._glide, c,
                 pitch, amp, patch.release * self.sample_rate, ch.rate, self._order,
                 live=not self.offline))
             return
@@ -305,8 +305,9 @@ class Synth:
         self._gains[c] = ch.gains()
         if cc in self._morph_ccs:  # morphing voices follow their controller from this sample
             for v in self.voices:
-                if v.channel == c and type(v) is MorphVoice and (v.morph.cc == cc or cc == 121):
-                    v.move_to(ch.controls[v.morph.cc])
+                if v.channel == c and type(v) is MorphVoice and \
+                        (cc == v.morph.cc or cc == v.morph.cc2 or cc == 121):
+                    v.move_to(ch.controls)
         if action == SUSTAIN_UP:
             self._release_sustained(c)
         elif action == SOUND_OFF:  # fade everything now
@@ -359,7 +360,7 @@ class Synth:
         patch = ch.patch
         key = self._key(patch, int(pitch), int(velocity))
         if patch.morph is not None:
-            key = start_key(patch.morph, key, ch.controls[patch.morph.cc])
+            key = start_key(patch.morph, key, ch.controls)
         return key
 
     def _render(self, keys: Sequence[NoteKey]) -> np.ndarray:
