@@ -181,10 +181,11 @@ class MorphVoice(Voice):
             newly requested notes for the keys (offline: rendered now, in one batch).
         controls: the channel's controller values at note-on (indexed by controller).
         glide: samples the weights take to follow a controller move.
-        live: True when playing live: a move requests the steps it needs and the next one
-            in the direction of travel. False offline, where steps are rendered on the spot:
-            the first move needing a missing step renders all the grid's missing steps in
-            one batch (a model makes a batch of 16 notes far faster than 16 single ones).
+        live: True when playing live: a move requests the steps it needs and (1-D) the
+            next one in the direction of travel. False offline, where steps are rendered on
+            the spot: in 1-D the first move needing a missing step renders all the grid's
+            missing steps in one batch (a model makes a batch of 16 notes far faster than
+            16 single ones).
         The rest as `Voice`: channel, pitch, amp, release (samples), rate, order.
 
     The voice's own `note` (the step nearest the position at note-on) may still be
@@ -212,7 +213,7 @@ class MorphVoice(Voice):
         super().__init__(self.grid[first], channel, pitch, amp, release, rate, order)
         self.parts: List[list] = [[first, 1.0, 1.0]]  # [step, weight from, weight to]
         self.glide_done = self.glide  # no glide running
-        self.waiting = False
+        self.waiting = ()  # wanted steps not whole yet
         self.block = 0
         self.move_to(controls, instant=True)
 
@@ -252,10 +253,9 @@ class MorphVoice(Voice):
     def _target(self) -> tuple:
         """((step, weight), ...) to glide to: the position's, or the nearest ready step's."""
         want = self.want
-        if all(self._ready(k) for k, _ in want):
-            self.waiting = False
+        self.waiting = tuple(k for k, _ in want if not self._ready(k))
+        if not self.waiting:
             return want
-        self.waiting = True
         near = min((distance(self.morph, k, self.x, self.y), k) for k in range(len(self.grid))
                    if self._ready(k))
         return ((near[1], 1.0),)
@@ -292,8 +292,8 @@ class MorphVoice(Voice):
     # ---- rendering ------------------------------------------------------------------------
     def read(self, n: int):
         """As `Voice.read`, the crossfaded steps in place of the one note."""
-        if self.waiting and any(self._ready(k) for k, _ in self.want):
-            self._retarget()  # a wanted step arrived (or a nearer one)
+        if self.waiting and any(self._ready(k) for k in self.waiting):
+            self._retarget()  # a wanted step arrived
         self.block = n
         return Voice.read(self, n)
 
