@@ -18,10 +18,13 @@ import torch
 from singsynth.checkpoint import load_checkpoint
 from singsynth.dsp import spectral_loss
 from singsynth.errors import ConfigError
-from singsynth.model import SING
+from singsynth.model import SING, samples_to_steps
+from singsynth.model.sing import decode_parts, mix
 
-# Training notes of each new instrument scored to choose its starting row.
+# Training notes of each new instrument scored to choose its starting row, and how much
+# of each (the attack and first second tell instruments apart; whole notes cost 4x).
 CHOOSE_NOTES = 8
+CHOOSE_SAMPLES = 16384
 
 
 def dataset_instruments(data) -> list[str]:
@@ -66,7 +69,8 @@ def extended_model(init, instruments: list[str]) -> SING:
 @torch.no_grad()
 def choose_rows(model: SING, old: int, data, device="cpu") -> dict:
     """Start each new row from the old row, or the mean of them, whose notes are nearest
-    (whole-note spectral loss) to up to CHOOSE_NOTES of its training notes.
+    (spectral loss over their first CHOOSE_SAMPLES) to up to CHOOSE_NOTES of its
+    training notes.
 
     Args:
         old: rows 0..old-1 are the checkpoint's; rows from `old` are new.
@@ -85,12 +89,17 @@ def choose_rows(model: SING, old: int, data, device="cpu") -> dict:
         if len(idx) == 0:
             continue
         idx = idx[torch.linspace(0, len(idx) - 1, min(CHOOSE_NOTES, len(idx))).long()]
-        target = data.notes(idx).to(device)
+        length = min(CHOOSE_SAMPLES, model.config.note_samples)
+        target = data.notes(idx)[:, :length].to(device)
         pitch, velocity = data.pitch[idx].to(device), data.velocity[idx].to(device)
+        steps = samples_to_steps(length, model.config)
         scores = []
         for c in candidates:
             table[row] = c
-            estimate = model(torch.full_like(pitch, row), pitch, velocity)
+            cond = model.sequence.condition(torch.full_like(pitch, row), pitch, velocity)
+            s, _ = model.sequence(cond, 0, steps)
+            estimate = mix(decode_parts(model.decoder, model.harmonics, s.transpose(1, 2),
+                                        pitch, 0))
             scores.append(spectral_loss(estimate, target).item())
         best = min(range(len(scores)), key=scores.__getitem__)
         table[row] = candidates[best]
