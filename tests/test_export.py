@@ -205,13 +205,15 @@ def sfizz(sfz, song):
 
 
 def check_like_singsynth(theirs, control, ours):
-    """Pitch within 25 cents of singsynth's on every note; log-mel distance under half
-    the wrong instrument's; the velocity layers keep singsynth's loudness steps."""
+    """Pitch within 25 cents of singsynth's on every note; log-mel distance under 2 dB and
+    a fifth of the wrong instrument's; the velocity layers keep singsynth's loudness steps."""
     for pitch, start, end in segments():
         ref = peak_hz(ours, SR, start, end, midi_to_hz(pitch))
         assert abs(cents(peak_hz(theirs, SR, start, end, midi_to_hz(pitch)), ref)) < 25, pitch
+    # Measured (benchmarks/README.md): 0.39 dB FluidSynth, 0.14 dB sfizz; the wrong
+    # instrument 12.7-12.8 dB. A margin of 5x either way keeps a loaded machine's noise out.
     same, wrong = log_mel_distance(theirs, ours, SR), log_mel_distance(control, ours, SR)
-    assert same < 0.5 * wrong, (same, wrong)
+    assert same < 2.0 and same < 0.2 * wrong, (same, wrong)
 
     def level(audio, start, end):
         seg = audio[int(start * SR):int(end * SR)]
