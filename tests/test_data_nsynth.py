@@ -165,7 +165,7 @@ def test_malformed_examples_json(nsynth):
 @pytest.mark.parametrize("fields,message", [
     ({"pitch": None}, "no integer field 'pitch'"),
     ({"velocity": 30}, "velocity 30, not one of"),
-    ({"sample_rate": 44100}, "sample_rate 44100"),
+    ({"sample_rate": 22050}, "sample_rate 22050"),   # not a rate a dataset may have
     ({"instrument": -1}, "instrument id -1 out of range"),
     ({"instrument": 5}, "id 5, but it has id 4 elsewhere"),
 ])
@@ -208,3 +208,11 @@ def test_cli_info(nsynth, capsys):
     assert "3 instruments, 16 notes, 0.02 hours" in out
     assert "12 train notes, 4 test notes" in out
     assert "33 bass_synthetic_033 x: 4 notes, pitches 36-40 (2)" in out
+
+
+def test_a_dataset_mixing_rates_is_one_line(nsynth):
+    """16 and 44.1 kHz are both rates a dataset may have, but not both at once."""
+    edit_examples(nsynth, "keyboard_acoustic_004-062-025", sample_rate=44100)
+    with pytest.raises(DatasetError, match=r"at 44100 Hz \('keyboard_acoustic_004-062-025'\)"
+                                           r".*one --sample-rate"):
+        NSynthDataset(nsynth, split="all")

@@ -186,3 +186,27 @@ def test_highband_refuses_a_16k_dataset(tmp_path):
     with pytest.raises(DatasetError, match="--sample-rate 48000"):
         highband.run(tmp_path / "c.safetensors", data, tmp_path / "out", epochs=1, every=1,
                      progress=False)
+
+
+@needs_fluidsynth
+def test_dataset_info_check_and_reader_at_48k(dataset48, capsys):
+    from singsynth.data import NSynthDataset
+    ds = NSynthDataset(dataset48, split="all")
+    assert (ds.sample_rate, ds.note_samples) == (48000, 192000)
+    assert ds[0][3].shape == (192000,)
+    assert dataset_cli.main(["info", str(dataset48)]) == 0
+    assert "at 48000 Hz" in capsys.readouterr().out
+    assert dataset_cli.main(["check", str(dataset48)]) == 0
+
+
+@needs_fluidsynth
+def test_paper_stages_and_eval_refuse_a_48k_dataset(tmp_path, dataset48):
+    """The three stages and eval work on the 16 kHz core: a 48 kHz dataset is one line."""
+    from singsynth.eval import run as run_eval
+    with pytest.raises(ConfigError, match="--stage highband"):
+        train_cli.main(["--config", "tiny", "--data", str(dataset48), "--out", str(tmp_path / "o")])
+    examples = json.loads((dataset48 / "examples.json").read_text())
+    names = sorted({e["instrument_str"] for e in examples.values()})
+    save_model(tmp_path / "c.safetensors", SING(get_config("tiny"), names))
+    with pytest.raises(DatasetError, match="benchmarks/timbre.py"):
+        run_eval(tmp_path / "c.safetensors", data=dataset48, out=tmp_path / "rep")

@@ -23,6 +23,9 @@ from singsynth.files import (atomic_path, cache_dir, open_regular, os_error_line
 
 SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000
+# A dataset's notes all share one of these rates (examples.json's sample_rate): 16 kHz as
+# NSynth, or a full-band one from `dataset build --sample-rate`. A note is 4 s at it.
+RATES = (16000, 32000, 44100, 48000)
 VELOCITIES = [25, 50, 75, 100, 127]
 SPLITS = ("train", "test", "all")
 _INT_FIELDS = ("instrument", "pitch", "velocity", "sample_rate")
@@ -61,12 +64,22 @@ def read_examples(root) -> dict:
     """
     path = Path(root) / "examples.json"
     examples = load_json(root)
-    ids = {}
+    ids, rates = {}, {}
     for key, e in examples.items():
         problem = entry_problem(key, e, ids)
         if problem:
             raise DatasetError(f"{shown(path)}: note {key!r} {problem}")
+        rates.setdefault(e["sample_rate"], key)
+    if len(rates) > 1:
+        (a, ka), (b, kb) = list(rates.items())[:2]
+        raise DatasetError(f"{shown(path)}: notes at {a} Hz ({ka!r}) and at {b} Hz ({kb!r}); "
+                           "a dataset has one rate: build it again with one --sample-rate")
     return examples
+
+
+def dataset_rate(examples: dict) -> int:
+    """The one sample rate of a validated examples dict (16 kHz when it is empty)."""
+    return next((e["sample_rate"] for e in examples.values()), SAMPLE_RATE)
 
 
 def entry_problem(key: str, e, ids: dict) -> str | None:
@@ -90,8 +103,9 @@ def entry_problem(key: str, e, ids: dict) -> str | None:
         return f"has pitch {e['pitch']} outside MIDI 0-127"
     if e["velocity"] not in VELOCITIES:
         return f"has velocity {e['velocity']}, not one of {VELOCITIES}"
-    if e["sample_rate"] != SAMPLE_RATE:
-        return f"has sample_rate {e['sample_rate']}; singsynth needs {SAMPLE_RATE} Hz notes"
+    if e["sample_rate"] not in RATES:
+        return (f"has sample_rate {e['sample_rate']}; singsynth reads notes at "
+                f"{', '.join(map(str, RATES))} Hz")
     if e["instrument"] < 0:
         return f"has instrument id {e['instrument']} out of range (< 0)"
     old = ids.setdefault(e["instrument_str"], e["instrument"])
@@ -101,14 +115,15 @@ def entry_problem(key: str, e, ids: dict) -> str | None:
     return None
 
 
-def _header_problem(snd: sf.SoundFile) -> str | None:
-    """None if an open sound file is a 16 kHz mono 64,000-sample note, else what is wrong."""
-    if snd.samplerate != SAMPLE_RATE:
-        return f"sample rate {snd.samplerate} Hz, expected {SAMPLE_RATE}"
+def _header_problem(snd: sf.SoundFile, rate: int = SAMPLE_RATE) -> str | None:
+    """None if an open sound file is a mono 4-second note at `rate` (64,000 samples at
+    16 kHz), else what is wrong."""
+    if snd.samplerate != rate:
+        return f"sample rate {snd.samplerate} Hz, expected {rate}"
     if snd.channels != 1:
         return f"{snd.channels} channels, expected mono"
-    if snd.frames != NOTE_SAMPLES:
-        return f"{snd.frames} samples long, expected {NOTE_SAMPLES}"
+    if snd.frames != 4 * rate:
+        return f"{snd.frames} samples long, expected {4 * rate}"
     return None
 
 
@@ -128,18 +143,18 @@ def _open_wav(path: Path):
         return f"unreadable audio ({printable(str(exc).splitlines()[0] if str(exc) else exc)})"
 
 
-def check_wav(path: Path) -> str | None:
-    """None if path is a 16 kHz mono 64,000-sample WAV, else what is wrong (header only)."""
+def check_wav(path: Path, rate: int = SAMPLE_RATE) -> str | None:
+    """None if path is a mono 4-second WAV at `rate`, else what is wrong (header only)."""
     opened = _open_wav(path)
     if isinstance(opened, str):
         return opened
     f, snd = opened
     with f, snd:
-        return _header_problem(snd)
+        return _header_problem(snd, rate)
 
 
-def read_wav(path: Path, dtype: str = "float32") -> np.ndarray:
-    """(64000,) float32 in [-1, 1] (or int16 in full scale, for `dtype="int16"`);
+def read_wav(path: Path, dtype: str = "float32", rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(4 * rate,) float32 in [-1, 1] (or int16 in full scale, for `dtype="int16"`);
     DatasetError naming the file if it is not a valid note: a wrong header (checked
     before any sample is read), or, in a float WAV, NaN, infinite or out-of-range samples
     (which would poison training and which int16 cannot even show)."""
@@ -150,17 +165,17 @@ def read_wav(path: Path, dtype: str = "float32") -> np.ndarray:
         raise DatasetError(f"{shown(path)}: {opened}; {fix}")
     f, snd = opened
     with f, snd:
-        problem = _header_problem(snd)
+        problem = _header_problem(snd, rate)
         if problem:
-            raise DatasetError(f"{shown(path)}: {problem}; re-render it at 16 kHz mono, 4 s")
+            raise DatasetError(f"{shown(path)}: {problem}; re-render it at {rate} Hz mono, 4 s")
         floating = snd.subtype in ("FLOAT", "DOUBLE")
         try:
-            wave = snd.read(NOTE_SAMPLES, dtype="float32" if floating else dtype, always_2d=True)
+            wave = snd.read(4 * rate, dtype="float32" if floating else dtype, always_2d=True)
         except (RuntimeError, sf.LibsndfileError) as exc:
             raise DatasetError(f"{shown(path)}: unreadable audio ({printable(exc)})") from None
-    if len(wave) != NOTE_SAMPLES:
+    if len(wave) != 4 * rate:
         raise DatasetError(f"{shown(path)}: {len(wave)} samples long, expected "
-                           f"{NOTE_SAMPLES} (4 s)")
+                           f"{4 * rate} (4 s)")
     wave = wave[:, 0]
     if floating:
         problem = sample_problem(wave)
@@ -207,6 +222,8 @@ class NSynthDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split
         examples = read_examples(self.root)
+        self.sample_rate = dataset_rate(examples)      # 16 kHz, or 48 kHz for full band
+        self.note_samples = 4 * self.sample_rate
         ids = {e["instrument_str"]: e["instrument"] for e in examples.values()}
         self.instruments = (list(instruments) if instruments is not None
                             else sorted(ids, key=lambda s: (ids[s], s)))
@@ -236,7 +253,7 @@ class NSynthDataset(torch.utils.data.Dataset):
                                    f"{name!r} is out of range of the {len(index)}-instrument "
                                    f"vocabulary; use a matching checkpoint or allow_skip=True")
             path = self.root / "audio" / f"{key}.wav"
-            problem = (check_wav(path) if allow_skip
+            problem = (check_wav(path, self.sample_rate) if allow_skip
                        else (None if os.path.lexists(path) else "missing WAV"))
             if problem:
                 if allow_skip:
@@ -260,13 +277,13 @@ class NSynthDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         """(instrument index, MIDI pitch, velocity index 0-4, float32 waveform (64000,))."""
-        wave = torch.from_numpy(read_wav(self.paths[i]))
+        wave = torch.from_numpy(read_wav(self.paths[i], rate=self.sample_rate))
         return int(self.instrument[i]), int(self.pitch[i]), int(self.velocity[i]), wave
 
     def arrays(self, workers: int = 4):
         """The whole split in memory: (instrument (N,), pitch (N,), velocity (N,)) LongTensors
         and audio FloatTensor (N, 64000), decoded by a thread pool (libsndfile releases the GIL)."""
-        audio = torch.empty((len(self), NOTE_SAMPLES), dtype=torch.float32)
+        audio = torch.empty((len(self), self.note_samples), dtype=torch.float32)
         self._decode_into(audio.numpy(), workers)
         return self.instrument.clone(), self.pitch.clone(), self.velocity.clone(), audio
 
@@ -274,7 +291,7 @@ class NSynthDataset(torch.utils.data.Dataset):
         """Decode every note into row i of `out` (N, 64000), float32 or int16 (libsndfile
         converts), on a thread pool (it releases the GIL); `done()` after each note."""
         def load(i):
-            out[i] = read_wav(self.paths[i], dtype=out.dtype.name)
+            out[i] = read_wav(self.paths[i], dtype=out.dtype.name, rate=self.sample_rate)
 
         with ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1))) as pool:
             for _ in pool.map(load, range(len(self)), chunksize=64):
@@ -303,7 +320,7 @@ class NSynthDataset(torch.utils.data.Dataset):
             folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:  # a fresh name: the cache folder may be shared
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
-                                                shape=(len(self), NOTE_SAMPLES))
+                                                shape=(len(self), self.note_samples))
                 with tqdm(total=len(self), unit="note", disable=not progress,
                           desc=f"decoding {self.split} notes to {folder}") as bar:
                     self._decode_into(out, workers, bar.update)

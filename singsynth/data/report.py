@@ -2,8 +2,8 @@
 import os
 from pathlib import Path
 
-from singsynth.data.nsynth import (NOTE_SAMPLES, SAMPLE_RATE, entry_problem, load_json,
-                                   read_examples, read_wav)
+from singsynth.data.nsynth import (dataset_rate, entry_problem, load_json, read_examples,
+                                   read_wav)
 from singsynth.data.split import load_split
 from singsynth.errors import DatasetError
 from singsynth.files import printable, shown
@@ -33,7 +33,8 @@ def summary(root) -> dict:
                             "pitch_count": len(ps)})
     return {
         "root": str(root), "notes": len(examples),
-        "hours": len(examples) * NOTE_SAMPLES / SAMPLE_RATE / 3600,
+        "hours": len(examples) * 4 / 3600,
+        "sample_rate": dataset_rate(examples),
         "pitches": [all_pitches[0], all_pitches[-1]],
         "velocities": sorted({e["velocity"] for e in examples.values()}),
         "split": {"train_notes": len(examples) - n_test, "test_notes": n_test,
@@ -47,7 +48,7 @@ def info(root) -> str:
     s = summary(root)
     split = s["split"]
     lines = [f"{shown(s['root'])}: {len(s['instruments'])} instruments, {s['notes']} notes, "
-             f"{s['hours']:.2f} hours",
+             f"{s['hours']:.2f} hours at {s['sample_rate']} Hz",
              f"pitches {s['pitches'][0]}-{s['pitches'][1]}, velocities {s['velocities']}",
              f"pitch-completion split: {split['train_notes']} train notes, {split['test_notes']} "
              f"test notes ({split['test_pairs']} test (instrument, pitch) pairs)",
@@ -78,8 +79,8 @@ def check(root) -> list[str]:
             continue
         pitches.setdefault(e["instrument_str"], set()).add(e["pitch"])
         path = root / "audio" / f"{key}.wav"
-        try:
-            read_wav(path)
+        try:  # each note at its own rate: a mix of rates is reported by read_examples
+            read_wav(path, rate=e["sample_rate"])
         except DatasetError as exc:
             problems.append(str(exc))
     audio = root / "audio"

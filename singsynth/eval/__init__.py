@@ -49,6 +49,12 @@ def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bo
         if not data:
             raise DatasetError(f"{checkpoint}: the checkpoint does not record its dataset; "
                                "pass --data DIR")
+    from singsynth.data.nsynth import dataset_rate, read_examples
+    rate = dataset_rate(read_examples(data))
+    if rate != model.config.sample_rate:
+        raise DatasetError(f"{data} holds {rate} Hz notes; eval scores the model's "
+                           f"{model.config.sample_rate} Hz core on a dataset at that rate (the "
+                           "full band is compared with its SoundFont by benchmarks/timbre.py)")
     if log is None:
         beside = resolve(checkpoint).parent / "log.jsonl"
         log = beside if beside.is_file() else None

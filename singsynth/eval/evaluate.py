@@ -124,7 +124,7 @@ def score_split(model, ds, rows, batch: int, device, split: str) -> dict:
                                 pitch[r].to(device)).clamp(-1, 1)
 
     keep = split == "test"
-    cells = {"sing": score(lambda r: model.generate(inst[r], pitch[r], vel[r]), audio, batch,
+    cells = {"sing": score(lambda r: model.generate(inst[r], pitch[r], vel[r], core=True), audio, batch,
                            f"SING {split}", keep=keep),
              "silence": score(lambda r: torch.zeros(len(r), audio.shape[1]), audio, batch,
                               f"silence {split}")}
@@ -212,7 +212,7 @@ def showcase_notes(model, train, test, families: dict) -> dict:
     vel = min(SHOWCASE_VELOCITY, len(model.velocities) - 1)
     idx = [model.instruments.index(n) for n in show["instruments"]]
     waves = model.generate(torch.tensor(idx), torch.full((len(idx),), show["pitch"]),
-                           torch.full((len(idx),), vel)).cpu().numpy()
+                           torch.full((len(idx),), vel), core=True).cpu().numpy()
     truths = []
     for i in idx:
         hit = find_note((test, train), i, show["pitch"], vel)

@@ -137,8 +137,8 @@ class SING(nn.Module):
         return decode(self.decoder, self.harmonics, s, pitch, first_step)
 
     @torch.no_grad()
-    def generate(self, instrument, pitch, velocity, dtype: torch.dtype | None = None
-                 ) -> torch.Tensor:
+    def generate(self, instrument, pitch, velocity, dtype: torch.dtype | None = None,
+                 core: bool = False) -> torch.Tensor:
         """Whole notes for a batch of inputs.
 
         Args:
@@ -146,13 +146,16 @@ class SING(nn.Module):
             pitch: (B,) MIDI pitches.
             velocity: (B,) velocity indices 0-4, or fractional indices (float).
             dtype: compute dtype, e.g. torch.bfloat16 on CUDA; None for float32.
+            core: the 16 kHz core's note alone, (B, note_samples) at `config.sample_rate`
+                (what `singsynth eval` scores, the paper's Table 1).
         Returns:
             (B, output_samples) float32 waveforms at `config.output_rate` in [-1, 1]:
             (B, 64000) at 16 kHz, or (B, 192000) at 48 kHz for a full-band model.
         """
         dev = self.device
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            wave = self.full_band(instrument, pitch, velocity)
+            wave = (self(instrument, pitch, velocity) if core
+                    else self.full_band(instrument, pitch, velocity))
         return wave.float().clamp(-1, 1)
 
     @torch.no_grad()

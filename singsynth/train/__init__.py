@@ -100,6 +100,11 @@ def run(cfg: TrainConfig, data, out, stages=STAGES, resume: bool = False, device
         torch.manual_seed(cfg.seed)
         model = (extend.extended_model(cfg.init, instruments) if new
                  else build(cfg.model, instruments)).to(world.device)
+        if train.audio.shape[1] != model.config.note_samples:
+            raise ConfigError(f"{data} holds {train.audio.shape[1] // 4} Hz notes; the three "
+                              f"stages train the model's {model.config.sample_rate} Hz core on "
+                              "a dataset at that rate (a 48 kHz dataset teaches a full-band "
+                              "model's noise band: --stage highband)")
         first = STAGES.index(stages[0])
         resuming = resume and (out / f"state-{stages[0]}.safetensors").exists()
         old = len(instruments) - len(new)
