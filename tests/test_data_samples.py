@@ -228,6 +228,15 @@ def test_map_and_instrument_and_sample_rate(tmp_path):
     (tmp_path / "bad.csv").write_text("file,pitch\ntake1.wav,H9\n")
     with pytest.raises(DatasetError, match="line 2: pitch 'H9'"):
         build_samples(root, tmp_path / "ds2", map_file=tmp_path / "bad.csv", progress=False)
+    shutil.copy(root / "take1.wav", tmp_path / "outside.wav")
+    (tmp_path / "out.csv").write_text("file,pitch\n../outside.wav,C4\n")
+    with pytest.raises(DatasetError, match="is not in"):
+        build_samples(root, tmp_path / "ds3", map_file=tmp_path / "out.csv", progress=False)
+    # An --out inside the sample folder is not read back as samples by a rebuild.
+    for force in (False, True):
+        summary = build_samples(root, root / "built", map_file=tmp_path / "map.csv",
+                                force=force, progress=False, check_pitch=False)
+        assert summary["notes"] == 2
 
 
 def test_sfz_instrument_renders_through_sfizz(tmp_path):

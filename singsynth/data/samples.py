@@ -120,7 +120,7 @@ def read_map(path, root: Path) -> dict:
                                    "velocity 1-127")
             velocity = int(row["velocity"])
         target = (root / row["file"]).resolve()
-        if not row["file"] or not target.is_file():
+        if not row["file"] or not target.is_file() or not target.is_relative_to(root.resolve()):
             raise DatasetError(f"{where}: file {row['file']!r} is not in {root}; give its "
                                "path relative to --samples")
         out[target] = {"pitch": pitch, "velocity": velocity,
@@ -129,14 +129,18 @@ def read_map(path, root: Path) -> dict:
     return out
 
 
-def plan(root, instrument=None, mapping=None) -> tuple[list[Note], Report]:
-    """The notes to build: every audio file under `root`, with what its name (or the
-    map) says. Instruments: `instrument` for all, else the first-level folder a file is
-    in, else its name's prefix, else the folder's own name."""
+def plan(root, instrument=None, mapping=None, skip=None) -> tuple[list[Note], Report]:
+    """The notes to build: every audio file under `root` (none under folder `skip`: an
+    --out inside it), with what its name (or the map) says. Instruments: `instrument`
+    for all, else the first-level folder a file is in, else its name's prefix, else the
+    folder's own name."""
     root = Path(root)
     report = Report()
     notes = []
+    skip = Path(skip).resolve() if skip else None
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if skip and path.resolve().is_relative_to(skip):
+            continue
         rel = path.relative_to(root).as_posix()
         if path.name.startswith(".") or path.suffix.lower() not in AUDIO_SUFFIXES:
             report.ignored.append(rel)
@@ -358,7 +362,7 @@ def build_samples(samples, out, instrument=None, map_file=None, sample_rate=1600
                            f"{MAX_RATE} Hz (the model's rate, 16000 for the shipped models)")
     _check_out(out, force)
     mapping = read_map(map_file, samples) if map_file else None
-    notes, report = plan(samples, instrument, mapping)
+    notes, report = plan(samples, instrument, mapping, skip=out)
     if not notes:
         raise DatasetError(f"--samples {samples} holds no audio files ("
                            f"{', '.join(AUDIO_SUFFIXES)}); point it at the sample folder")
