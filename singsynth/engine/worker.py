@@ -356,10 +356,12 @@ class ProcessGenerator:
                                           name="singsynth-generator-send"),
                          threading.Thread(target=self._receive_loop, daemon=True,
                                           name="singsynth-generator-receive")]
-        # Started from this thread, not from the real-time message threads: a process
-        # started from one would begin life at real-time priority.
+        # The prewarm child is started, and written to, by a thread of its own, started
+        # from this one: a process started from a real-time message thread would begin
+        # life at real-time priority, and a write to a child still loading its model
+        # can block (a full pipe), which must never hold up a played note's request.
         self._spawner = threading.Thread(target=self._spawn_loop, daemon=True,
-                                         name="singsynth-generator-spawn")
+                                         name="singsynth-generator-prewarm")
         for t in self._threads + [self._spawner]:
             t.start()
 
@@ -397,8 +399,7 @@ class ProcessGenerator:
         if self._closed:
             return
         self._closed = True
-        self._requests.put(None)
-        self._spawn.put(None)
+        self._requests.put(None)  # the send thread stops the children, then the prewarm thread
         self._threads[0].join(timeout=5.0)
         self._spawner.join(timeout=5.0)
         for child in list(self._children):
@@ -410,24 +411,41 @@ class ProcessGenerator:
         for child in list(self._children):
             child.up.close()
 
-    # ---- spawn thread: the prewarm child, started when there is prewarm work ----------
+    # ---- prewarm thread: starts the prewarm child and writes to it --------------------
     def _spawn_loop(self) -> None:
-        try:  # a child inherits this thread's nice: its start-up, too, gives way
-            os.setpriority(os.PRIO_PROCESS, 0, 19)
-        except (AttributeError, OSError):
-            pass
-        while self._spawn.get() is not None:
+        # Not a lower priority for this thread: it takes this process's GIL, and starved
+        # while holding it, it would stall the audio callback.
+        while (item := self._spawn.get()) is not None:
+            if item[0] == "send":
+                _, child, msg = item
+                if not child.stopping or msg is None:
+                    try:
+                        child.down.send(msg)
+                    except OSError:  # it is gone: the receive thread fails what it owed
+                        pass
+                continue
             try:
                 child = _Child(self._ctx, "prewarm", min(self._n_slots, 2 * self._batch()),
                                self._capacity, self._args)
             except Exception:  # played notes go on; prewarm notes stay uncached
                 log.exception("the prewarm process did not start")
                 child = None
+            if child is not None:
+                try:  # its start-up (imports) gives way too, until it is SCHED_IDLE
+                    os.setpriority(os.PRIO_PROCESS, child.proc.pid, 19)
+                except (AttributeError, OSError):
+                    pass
             if self._closed and child is not None:  # nobody is left to stop it
                 child.stop()
                 child.proc.join(timeout=5.0)
                 continue
             self._requests.put(("child", child))
+
+    def _to_prewarm(self, child: _Child, msg) -> None:
+        """Write `msg` to the prewarm child from the prewarm thread (None: stop it)."""
+        if msg is None:
+            child.stopping = True
+        self._spawn.put(("send", child, msg))
 
     def _batch(self) -> int:
         return int(self._args[2].get("batch_size", 16))
@@ -444,7 +462,9 @@ class ProcessGenerator:
             try:
                 if kind == "free":
                     child = item[1]
-                    if not child.stopping:
+                    if child is not self._played:
+                        self._to_prewarm(child, ("free", item[2]))
+                    elif not child.stopping:
                         child.down.send(("free", item[2]))
                 elif kind == PLAYED:
                     self._send_played([n for n in what if not n.done])
@@ -467,11 +487,15 @@ class ProcessGenerator:
                 elif kind == "retire":
                     if what is self._prewarm and not what.owed and not self._backlog:
                         self._prewarm = None
-                        what.stop()
+                        self._to_prewarm(what, None)
             except OSError:  # a child is gone: the receive thread fails what it owed
                 pass
         for child in list(self._children):
-            child.stop()
+            if child is self._played:
+                child.stop()
+            else:
+                self._to_prewarm(child, None)
+        self._spawn.put(None)
 
     def _send_played(self, notes: List[Note]) -> None:
         """Ask the played child for `notes`; a prewarm note among them changes child."""
@@ -489,8 +513,7 @@ class ProcessGenerator:
             elif nid is None and note in self._backlog:
                 self._backlog.remove(note)
         for old, nid in drop:
-            if not old.stopping:
-                old.down.send(("drop", [nid]))
+            self._to_prewarm(old, ("drop", [nid]))
         if notes:
             self._played.down.send(("played", [self._track(n, self._played) for n in notes]))
 
@@ -502,10 +525,10 @@ class ProcessGenerator:
         if child is None or not child.proc.is_alive():
             if not self._spawning and not self._closed:
                 self._spawning = True
-                self._spawn.put(True)
+                self._spawn.put(("spawn",))
             return
         notes, self._backlog = self._backlog, []
-        child.down.send(("prewarm", [self._track(n, child) for n in notes]))
+        self._to_prewarm(child, ("prewarm", [self._track(n, child) for n in notes]))
 
     def _track(self, note: Note, child: _Child):
         """(id, key) for `child`; a Note asked for again keeps its id, which the played
