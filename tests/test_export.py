@@ -150,6 +150,24 @@ def test_sample_rate_resamples_and_the_loop_follows(tmp_path):
     assert abs(cents(peak_hz(data, 32000, 0.0, 0.25, 440.0), 440.0)) < 1
 
 
+def test_the_sample_rate_is_the_checkpoints_own(tmp_path):
+    """A full-band checkpoint's notes are 48 kHz: exported as they are, not at 16 kHz."""
+    import torch
+    from singsynth.checkpoint import save_model
+    from singsynth.model import SING
+    from singsynth.model.config import get_config
+    torch.manual_seed(0)
+    model = SING(get_config("tiny-fullband"), ["a", "b"])
+    save_model(tmp_path / "fb.safetensors", model, {"dataset": "none", "stage": "init"})
+    out = tmp_path / "fb.sf2"
+    report = export_file(out, model=tmp_path / "fb.safetensors", instrument="b", preset="default",
+                         pitches=(60, 60), velocities=(127,), use_cache=False)
+    h = read_soundfont(out).samples[0]
+    n = model.config.output_samples
+    assert report.sample_rate == h.sample_rate == model.config.output_rate == 48000
+    assert (h.loop_start - h.start, h.loop_end - h.start) == (int(LOOP_START * n), int(LOOP_END * n))
+
+
 def test_a_corrupt_soundfont_is_refused_in_one_line(tmp_path):
     from singsynth.errors import DatasetError
     out = tmp_path / "a.sf2"
