@@ -160,8 +160,8 @@ def test_the_sample_rate_is_the_checkpoints_own(tmp_path):
     model = SING(get_config("tiny-fullband"), ["a", "b"])
     save_model(tmp_path / "fb.safetensors", model, {"dataset": "none", "stage": "init"})
     out = tmp_path / "fb.sf2"
-    report = export_file(out, model=tmp_path / "fb.safetensors", instrument="b", preset="default",
-                         pitches=(60, 60), velocities=(127,), use_cache=False)
+    report = export_file(out, model=tmp_path / "fb.safetensors", instrument="b",
+                         preset="default", pitches=(60, 60), velocities=(127,), use_cache=False)
     h = read_soundfont(out).samples[0]
     n = model.config.output_samples
     assert report.sample_rate == h.sample_rate == model.config.output_rate == 48000
