@@ -281,3 +281,15 @@ def test_a_corrupt_header_quoted_in_the_error_is_escaped(tiny_checkpoint, tmp_pa
     bad.write_bytes(len(header).to_bytes(8, "little") + header + data[8 + size:])
     message = expect_refused(bad, "not a readable safetensors file")
     assert "\n" not in message and "\x1b" not in message
+
+
+def test_a_metadata_value_with_newlines_and_escapes_is_quoted_in_its_error(tiny_checkpoint,
+                                                                             tmp_path):
+    # Found by the fuzzer: the value was printed raw, so a file could forge a second line
+    # or drive the terminal.
+    import json
+
+    bad = _rewrite(tiny_checkpoint, tmp_path / "forged.safetensors",
+                   provenance=json.dumps("\x1b[2J\nsinging: all fine"))
+    message = expect_refused(bad, "provenance", "JSON object", "\\x1b[2J\\n")
+    assert "\n" not in message and "\x1b" not in message
