@@ -165,7 +165,8 @@ def test_the_sample_rate_is_the_checkpoints_own(tmp_path):
     h = read_soundfont(out).samples[0]
     n = model.config.output_samples
     assert report.sample_rate == h.sample_rate == model.config.output_rate == 48000
-    assert (h.loop_start - h.start, h.loop_end - h.start) == (int(LOOP_START * n), int(LOOP_END * n))
+    loop = (h.loop_start - h.start, h.loop_end - h.start)
+    assert loop == (int(LOOP_START * n), int(LOOP_END * n))
 
 
 def test_a_corrupt_soundfont_is_refused_in_one_line(tmp_path):
