@@ -10,8 +10,9 @@ real samplers' renderings of it are to singsynth's own.
    largest pitch difference over its notes (cents, spectral peak), and the same distance
    for a wrong instrument (the violin, as program 0) as the scale of "different".
 3. With --bank LO-HI: the GM bank (--all-programs: 128 presets over the model's distinct
-   instruments) over those pitches, its time and size. On a CPU the whole bank (19
-   instruments x 440 notes) takes hours, so a few keys measure the cost per note.
+   instruments) over those pitches, its time and size; with 21-108 also examples/demo.mid
+   rendered by FluidSynth with the bank against singsynth's render (drums skipped by
+   both), with a bank whose every program is the piano as the control.
 
     python benchmarks/export.py [--model FILE] [--bank 60-64] [--keep DIR]
 
@@ -116,13 +117,33 @@ def main():
 
 
 def bank(work, common, pitches):
+    import soundfile
+
     from singsynth.export import export_file, parse_pitches
+    from singsynth.export.compare import fluidsynth_render, log_mel_distance
+    from singsynth.render import render_file
 
     lo, hi = parse_pitches(pitches)
     rep = timed(f"GM bank .sf2, 128 programs x keys {lo}-{hi} x 5 layers",
                 lambda: export_file(work / "gm.sf2", all_programs=True, preset="gm",
                                     pitches=(lo, hi), **common))
     print(f"  {rep.summary()}; file {size(work / 'gm.sf2'):.1f} MiB")
+    if (lo, hi) != (21, 108):
+        return
+    # examples/demo.mid through FluidSynth and the bank against singsynth's render (drums
+    # skipped by both: the bank has no kit); the control plays every program as a piano.
+    control = work / "piano-everywhere.yaml"
+    control.write_text("defaults: {instrument: yamaha_grand_piano_000}\n")
+    export_file(work / "control.sf2", all_programs=True, preset=str(control), **common)
+    demo = ROOT / "examples" / "demo.mid"
+    render_file(demo, work / "demo.wav", model=common["model"], cache_dir=common["cache_dir"],
+                progress=False, overwrite=True)
+    ours, _ = soundfile.read(work / "demo.wav")
+    theirs = fluidsynth_render(work / "gm.sf2", demo, work / "demo-fs.wav", SR)
+    wrong = fluidsynth_render(work / "control.sf2", demo, work / "demo-control.wav", SR)
+    print(f"demo.mid, FluidSynth with the GM bank: log-mel distance "
+          f"{log_mel_distance(theirs, ours, SR):.2f} dB (every program a piano: "
+          f"{log_mel_distance(wrong, ours, SR):.2f} dB)", flush=True)
 
 
 if __name__ == "__main__":
