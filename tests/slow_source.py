@@ -32,3 +32,20 @@ class WorkSineSource(SineSource):
         for part in super().stream(keys, chunk):
             time.sleep(self.cost * part.shape[0] * part.shape[1])
             yield part
+
+
+class SlowLoadingSource:
+    """A lazy source (as `modelfiles.LazyModelSource`): the generator child calls `load()`,
+    which takes `seconds` (a model loading on a busy machine) and gives a `SineSource`."""
+
+    def __init__(self, seconds: float, **kwargs):
+        self.seconds = seconds
+        self.kwargs = kwargs
+        probe = SineSource(**kwargs)
+        self.instruments = probe.instruments
+        self.sample_rate = probe.sample_rate
+        self.note_samples = probe.note_samples
+
+    def load(self) -> SineSource:
+        time.sleep(self.seconds)
+        return SineSource(**self.kwargs)

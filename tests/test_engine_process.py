@@ -327,3 +327,25 @@ def test_auto_mode_streams_again_once_a_slow_moment_has_passed():
         first = kinds.index("stream", 1)  # streamed again after `recheck` renders...
         assert first == 2 + synth.generator.recheck
         assert set(kinds[first:]) == {"stream"}  # ...and kept streaming
+
+
+def test_a_played_note_does_not_wait_for_a_prewarm_child_that_is_still_loading():
+    """A prewarm request larger than a pipe holds (64 KB: ~1,900 keys) reaches a child
+    that reads nothing until its model is loaded (3 s here). The played note asked for
+    meanwhile must not queue behind that write."""
+    from tests.slow_source import SlowLoadingSource
+    src = SlowLoadingSource(3.0, note_samples=4000)
+    with Synth(src, 48000, generator="process", cold="stream") as synth:
+        gen = synth.generator
+        from singsynth.engine.source import NoteKey, single
+        keys = [NoteKey(single(i), p, v / 4) for i in range(4) for p in range(20, 110)
+                for v in range(17)]  # 6,120 keys, ~210 KB pickled
+        gen.request_prewarm(keys)
+        assert wait_until(lambda: gen.prewarm_pid is not None, timeout=30)
+        time.sleep(0.5)  # the prewarm child is loading; the keys are being written to it
+        synth.note_on(0, 12, 100)  # not a prewarm key
+        key = synth.note_key(0, 12, 100)
+        struck = time.monotonic()
+        pump(synth, lambda out: np.abs(out).max() > 0, limit=10)
+        waited = time.monotonic() - struck
+        assert waited < 1.0, f"the played note took {waited:.2f} s to sound"
