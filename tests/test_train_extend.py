@@ -82,3 +82,10 @@ def test_refusals(tiny_checkpoint, new_data, tmp_path):
     with pytest.raises(ConfigError, match="nothing to add"):
         run(load_config(TINY, SETTINGS + ["extend=true", f"init={tiny_checkpoint}"]), same,
             tmp_path / "d", ("e2e",))
+
+
+def test_eval_reads_the_dataset_by_the_extended_vocabulary(extended, new_data):
+    from singsynth.eval.evaluate import open_splits
+    model, _ = load_checkpoint(extended / "model.safetensors")
+    train, test = open_splits(new_data, model.instruments)
+    assert set(train.instrument.tolist()) == {1, 4} and set(test.instrument.tolist()) <= {1, 4}

@@ -28,6 +28,10 @@ def open_splits(root, instruments):
     from singsynth.data.nsynth import NSynthDataset
 
     train = NSynthDataset(root, split="train")
+    if set(train.instruments) < set(instruments):
+        # A checkpoint extended with this dataset's instruments (`train --extend`) holds
+        # more than the dataset: index the notes by the checkpoint's vocabulary.
+        train = NSynthDataset(root, split="train", instruments=instruments)
     if list(train.instruments) != list(instruments):
         ours, theirs = set(instruments), set(train.instruments)
         detail = (f"only in the checkpoint: {sorted(ours - theirs)[:3]}, only in the dataset: "
@@ -35,7 +39,7 @@ def open_splits(root, instruments):
         raise DatasetError(f"{root}: its {len(train.instruments)} instruments do not match the "
                            f"checkpoint's {len(instruments)} ({detail}); evaluate on the dataset "
                            "the checkpoint was trained on")
-    test = NSynthDataset(root, split="test")
+    test = NSynthDataset(root, split="test", instruments=train.instruments)
     if len(test) == 0:
         raise DatasetError(f"{root}: the dataset has no test notes (its pitch-completion split "
                            "is empty: an instrument needs at least 2 pitches to hold one out)")
