@@ -31,7 +31,7 @@ import soundfile as sf
 import soxr
 
 from singsynth.data import soundfont as sfr
-from singsynth.data.build import PARTS, SETTINGS, _write_json, merge
+from singsynth.data.build import PARTS, SAMPLE_RATES, SETTINGS, _write_json, merge
 from singsynth.data.naming import midi_to_note, parse_name, parse_pitch
 from singsynth.errors import DatasetError
 from singsynth.files import make_public, read_bytes
@@ -48,7 +48,6 @@ CLIP_RUN = 3                # this, is clipping (flat tops), whatever the file's
 PITCH_TOLERANCE_CENTS = 100.0   # named and heard pitch: more than a semitone = a problem
 DEFAULT_VELOCITY = 127
 FIRST_ID = 1000             # instrument ids of sample instruments (GM programs: 0-255)
-MIN_RATE, MAX_RATE = 8000, 96000
 
 
 @dataclass
@@ -84,6 +83,14 @@ class SamplesError(DatasetError):
 def instrument_name(text: str) -> str:
     """A folder name or file-name prefix -> an instrument_str ([a-z0-9_])."""
     return sfr.sanitise(text)
+
+
+def check_rate(sample_rate: int) -> None:
+    """DatasetError unless the notes' rate is one a dataset may have (build.SAMPLE_RATES)."""
+    if sample_rate not in SAMPLE_RATES:
+        raise DatasetError(f"--sample-rate {sample_rate} is not supported; use the model's "
+                           f"rate, one of {', '.join(map(str, SAMPLE_RATES))} Hz (16000 for "
+                           "the shipped models)")
 
 
 def nearest_level(velocity: int) -> int:
@@ -357,9 +364,7 @@ def build_samples(samples, out, instrument=None, map_file=None, sample_rate=1600
     if not samples.is_dir():
         raise DatasetError(f"--samples {samples} is not a folder; give the folder that "
                            "holds the sample files")
-    if not MIN_RATE <= sample_rate <= MAX_RATE:
-        raise DatasetError(f"--sample-rate {sample_rate} is out of range; use {MIN_RATE}-"
-                           f"{MAX_RATE} Hz (the model's rate, 16000 for the shipped models)")
+    check_rate(sample_rate)
     _check_out(out, force)
     mapping = read_map(map_file, samples) if map_file else None
     notes, report = plan(samples, instrument, mapping, skip=out)

@@ -15,8 +15,8 @@ import numpy as np
 import soxr
 
 from singsynth.data import soundfont as sfr
-from singsynth.data.samples import (MAX_RATE, MIN_RATE, NOTE_SECONDS, Note, _check_out,
-                                    _write, instrument_name)
+from singsynth.data.samples import (NOTE_SECONDS, Note, _check_out, _write, check_rate,
+                                    instrument_name)
 from singsynth.errors import DatasetError
 
 RENDER_RATE = 48000
@@ -69,9 +69,7 @@ def build_sfz(sfz, out, pitches=range(21, 109), velocities=sfr.VELOCITIES,
     Returns:
         {"notes", "instruments": 1, "dropped": {reason: count}}.
     """
-    if not MIN_RATE <= sample_rate <= MAX_RATE:
-        raise DatasetError(f"--sample-rate {sample_rate} is out of range; use {MIN_RATE}-"
-                           f"{MAX_RATE} Hz")
+    check_rate(sample_rate)
     if any(v not in sfr.VELOCITIES for v in velocities):
         raise DatasetError(f"velocities must be among NSynth's {list(sfr.VELOCITIES)}, "
                            f"got {list(velocities)}")
