@@ -43,8 +43,9 @@ ONSET_DB = -40.0            # the note starts where it first reaches this far be
 PRE_ONSET_S = 0.005         # ... kept from a little before, so the attack is whole
 END_FADE_S = 0.005          # a sample that stops short ends on this fade, not a click
 SILENT_DBFS = -60.0         # a file whose loudest sample is below this is silent
-CLIP_LEVEL = 0.99           # a run of CLIP_RUN samples at the file's peak, at or above
-CLIP_RUN = 3                # this, is clipping (flat tops), whatever the file's format
+CLIP_LEVEL = 0.999          # a run of CLIP_RUN samples at the file's peak, at or above
+CLIP_RUN = 3                # this, is clipping (flat tops), whatever the file's format;
+# full scale itself, so that an export normalised to -0.1 dBFS is not taken for clipped
 PITCH_TOLERANCE_CENTS = 100.0   # named and heard pitch: more than a semitone = a problem
 DEFAULT_VELOCITY = 127
 FIRST_ID = 1000             # instrument ids of sample instruments (GM programs: 0-255)
