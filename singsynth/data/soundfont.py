@@ -1,9 +1,9 @@
 """Render a SoundFont into an NSynth-style dataset with the real FluidSynth CLI.
 
 One FluidSynth run per instrument: a MIDI file holds all its notes one after the
-other, each held 3 s, released, then cut with All Sound Off (CC 120) after its
-4-second window so that no release tail bleeds into the next note. FluidSynth
-renders dry (reverb and chorus off), streaming raw float32 at `render_rate` through
+other, each held 3 s (a drum hit 100 ms: `DRUM_HOLD_MS`), released, then cut with All
+Sound Off (CC 120) after its 4-second window so that no release tail bleeds into the
+next note. FluidSynth renders dry (reverb and chorus off), streaming raw float32 at `render_rate` through
 a pipe; each note's onset is found exactly (the gaps between notes are digital
 silence), its window is resampled to 16 kHz with soxr, notes outside the
 instrument's range are dropped, and one gain per instrument brings it to a common
@@ -29,6 +29,10 @@ SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000           # 4 s at 16 kHz, as NSynth
 VELOCITIES = (25, 50, 75, 100, 127)
 HOLD_MS = 3000                 # key held 3 s, then released for 1 s
+DRUM_HOLD_MS = 100             # a drum hit: key released after 100 ms, the kit's own release
+                               # then rings out in the window (GM drums are one-shots; songs
+                               # send short notes; FluidR3's cymbals decay 6-9 dB faster at 1 s
+                               # than when held 3 s)
 LEAD_MS = 100                  # silence before the first note
 KILL_MS = 4040                 # All Sound Off, after the window (onsets land a few ms late)
 PERIOD_MS = 4100               # note-on to note-on
@@ -101,13 +105,14 @@ def write_midi(path, inst: Instrument, notes) -> list[int]:
     Tempo is set so that one tick is one millisecond.
     """
     channel = 9 if inst.drums else 0
+    hold = DRUM_HOLD_MS if inst.drums else HOLD_MS
     events = [(0, mido.Message("program_change", channel=channel, program=inst.program))]
     onsets = []
     for i, (pitch, velocity) in enumerate(notes):
         t = LEAD_MS + i * PERIOD_MS
         onsets.append(t)
         events += [(t, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)),
-                   (t + HOLD_MS, mido.Message("note_off", channel=channel, note=pitch)),
+                   (t + hold, mido.Message("note_off", channel=channel, note=pitch)),
                    (t + KILL_MS, mido.Message("control_change", channel=channel, control=120))]
     mid = mido.MidiFile(ticks_per_beat=1000)
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=1_000_000, time=0)])

@@ -176,13 +176,21 @@ class Harmonics(nn.Module):
         """MIDI pitches (B,) -> f0 (B,) in Hz, float64: the phases are reduced mod 1 in it."""
         return midi_to_hz(torch.as_tensor(pitch, device=device).double())
 
-    def frames(self, h: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
-        """Harmonic amplitudes per frame: h (B, C, F), f0 (B,) Hz -> (B, K, F)."""
+    def frames(self, h: torch.Tensor, f0: torch.Tensor,
+               pitched: torch.Tensor | None = None) -> torch.Tensor:
+        """Harmonic amplitudes per frame: h (B, C, F), f0 (B,) Hz -> (B, K, F).
+
+        pitched: (B,) share 0-1 of each note's instrument that has a pitch (0 for a drum
+        kit, whose "pitch" is a key: see `sing.pitched_share`), scaling the bank; None: 1.
+        """
         x = self.amplitude(h)
         audible = (self.numbers[None] * f0[:, None] < 0.45 * self.config.sample_rate)
         # A large negative, not -inf: a pitch with no audible harmonic gets zeros, not NaN.
         logits = x[:, 1:].masked_fill(~audible[:, :, None], -1e4)
-        return F.softplus(x[:, :1]) * torch.softmax(logits, dim=1) * audible[:, :, None]
+        amps = F.softplus(x[:, :1]) * torch.softmax(logits, dim=1) * audible[:, :, None]
+        if pitched is not None:
+            amps = amps * pitched.to(amps.dtype)[:, None, None]
+        return amps
 
     def oscillators(self, f0: torch.Tensor, dtype=torch.float32):
         """What `synthesize` needs of f0 alone (computed once per note when streaming):

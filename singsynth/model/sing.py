@@ -40,24 +40,52 @@ def _native_lstm(short: bool):
 
 
 def decode_parts(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch,
-                 first_step=0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 first_step=0, pitched: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sequence s (B, D, n) from step `first_step` -> the decoder's output and, when the
     model has them, the harmonics of `pitch` ((B,) MIDI), each (B, (n - 15) * 256): note
     samples [256 first_step, ...). `first_step` may be a (B,) LongTensor (one crop per
-    note). Kept apart for training, which can penalise the decoder's share."""
+    note). `pitched`: (B,) share of the bank each note gets (`pitched_share`; None: all).
+    Kept apart for training, which can penalise the decoder's share."""
     h = decoder.hidden(s)
     wave = decoder.overlap_add(h)
     if harmonics is None:
         return wave, None
     f0 = harmonics.pitch_hz(pitch, h.device)
     origin = torch.as_tensor(first_step, device=h.device) * decoder.config.stride
-    return wave, harmonics.synthesize(harmonics.frames(h, f0), f0, 0, wave.shape[-1], origin)
+    return wave, harmonics.synthesize(harmonics.frames(h, f0, pitched), f0, 0, wave.shape[-1],
+                                      origin)
 
 
 def decode(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch,
-           first_step=0) -> torch.Tensor:
+           first_step=0, pitched: torch.Tensor | None = None) -> torch.Tensor:
     """The note: the sum of `decode_parts`, (B, (n - 15) * 256)."""
-    return mix(decode_parts(decoder, harmonics, s, pitch, first_step))
+    return mix(decode_parts(decoder, harmonics, s, pitch, first_step, pitched))
+
+
+def is_unpitched(name: str) -> bool:
+    """Whether an instrument has no pitch: a drum kit, whose MIDI note is a key (35-81 in
+    GM), each key its own sound. `dataset build --drums` names kits `drums_<kit>_<NNN>`."""
+    return name.startswith("drums_")
+
+
+def pitched_share(unpitched: torch.Tensor | None, instrument) -> torch.Tensor | None:
+    """The share of each note's instrument that has a pitch, (B,) in 0-1, or None when the
+    vocabulary has no unpitched instrument (the bank then plays as it always has).
+
+    Args:
+        unpitched: (n_instruments,) 1.0 for unpitched rows (`SING.unpitched`), or None.
+        instrument: (B,) indices, or (B, n_instruments) blend weights: a blend's share is
+            its weight on pitched rows over its total weight.
+    """
+    if unpitched is None:
+        return None
+    instrument = torch.as_tensor(instrument, device=unpitched.device)
+    if not instrument.is_floating_point():
+        return 1.0 - unpitched[instrument.long()]
+    w = instrument.to(unpitched.dtype)
+    drums = (w * unpitched).sum(-1) / w.sum(-1).clamp(min=1e-8)
+    return (1.0 - drums).clamp(0.0, 1.0)
 
 
 def mix(parts: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
@@ -92,6 +120,12 @@ class SING(nn.Module):
         self.upsampler = Upsampler(config.upsample) if config.upsample > 1 else None
         self.noise = NoiseBand(config) if config.noise_bands else None
         self.encoder = Encoder(config) if with_encoder else None
+        # Unpitched rows (drum kits) by name: the harmonic bank stays silent for them.
+        # A non-persistent buffer: no tensor is added to the checkpoint, so old files load
+        # unchanged, and a vocabulary without drums keeps None (the bank as before).
+        mask = [float(is_unpitched(name)) for name in self.instruments]
+        self.register_buffer("unpitched", torch.tensor(mask) if any(mask) else None,
+                             persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -106,11 +140,15 @@ class SING(nn.Module):
             instrument = instrument.long()
         return self.sequence.condition(instrument, pitch, velocity)
 
+    def pitched(self, instrument) -> torch.Tensor | None:
+        """(B,) share of the harmonic bank each note plays, or None: see `pitched_share`."""
+        return pitched_share(self.unpitched, instrument)
+
     def forward(self, instrument, pitch, velocity) -> torch.Tensor:
         """Differentiable whole notes of the core, (B, 64000) at 16 kHz, not clamped (for
         training the paper's three stages)."""
         s, _ = self.sequence(self._inputs(instrument, pitch, velocity))
-        return self.decode(s.transpose(1, 2), pitch)
+        return self.decode(s.transpose(1, 2), pitch, pitched=self.pitched(instrument))
 
     def full_band(self, instrument, pitch, velocity) -> torch.Tensor:
         """Whole notes at the output rate, (B, output_samples), not clamped: the core's
@@ -122,8 +160,8 @@ class SING(nn.Module):
         wave = self.decoder.overlap_add(h)
         if self.harmonics is not None:
             f0 = self.harmonics.pitch_hz(pitch, h.device)
-            wave = wave + self.harmonics.synthesize(self.harmonics.frames(h, f0), f0, 0,
-                                                    wave.shape[-1])
+            amps = self.harmonics.frames(h, f0, self.pitched(instrument))
+            wave = wave + self.harmonics.synthesize(amps, f0, 0, wave.shape[-1])
         if self.upsampler is not None:
             wave = self.upsampler.whole(wave)
         if self.noise is not None:
@@ -132,9 +170,10 @@ class SING(nn.Module):
             wave = wave + self.noise.overlap_add(grains, wave.shape[-1])
         return wave
 
-    def decode(self, s: torch.Tensor, pitch, first_step=0) -> torch.Tensor:
+    def decode(self, s: torch.Tensor, pitch, first_step=0,
+               pitched: torch.Tensor | None = None) -> torch.Tensor:
         """See `decode`."""
-        return decode(self.decoder, self.harmonics, s, pitch, first_step)
+        return decode(self.decoder, self.harmonics, s, pitch, first_step, pitched)
 
     @torch.no_grad()
     def generate(self, instrument, pitch, velocity, dtype: torch.dtype | None = None,
@@ -239,6 +278,7 @@ class SING(nn.Module):
         harmonics = self.harmonics
         if harmonics is not None:
             f0 = harmonics.pitch_hz(pitch, dev)
+            pitched = self.pitched(instrument)
             amps = torch.zeros(batch, harmonics.count, total_frames, device=dev)
             oscillators = harmonics.oscillators(f0)
         # Note sample 0 sits at this index of the un-padded transposed-conv output.
@@ -260,7 +300,7 @@ class SING(nn.Module):
                 h = self.decoder.hidden(seq[:, :, frames:need_frames + cfg.kernel - 1])
                 grains = torch.einsum("bcf,cw->bfw", h, weight)
                 if harmonics is not None:
-                    amps[:, :, frames:need_frames] = harmonics.frames(h, f0)
+                    amps[:, :, frames:need_frames] = harmonics.frames(h, f0, pitched)
                 for i, f in enumerate(range(frames, need_frames)):
                     ola[:, f * cfg.stride:f * cfg.stride + cfg.window] += grains[:, i]
                 frames = need_frames

@@ -99,7 +99,7 @@ def choose_rows(model: SING, old: int, data, device="cpu") -> dict:
             cond = model.sequence.condition(torch.full_like(pitch, row), pitch, velocity)
             s, _ = model.sequence(cond, 0, steps)
             estimate = mix(decode_parts(model.decoder, model.harmonics, s.transpose(1, 2),
-                                        pitch, 0))
+                                        pitch, 0, model.pitched(torch.full_like(pitch, row))))
             scores.append(spectral_loss(estimate, target).item())
         best = min(range(len(scores)), key=scores.__getitem__)
         table[row] = candidates[best]

@@ -129,8 +129,8 @@ def features(model: SING, rows, out: Path, name: str, progress=True):
         core = model.decoder.overlap_add(h)
         if model.harmonics is not None:
             f0 = model.harmonics.pitch_hz(pitch, h.device)
-            core = core + model.harmonics.synthesize(model.harmonics.frames(h, f0), f0, 0,
-                                                     core.shape[-1])
+            amps = model.harmonics.frames(h, f0, model.pitched(inst))   # none for drums
+            core = core + model.harmonics.synthesize(amps, f0, 0, core.shape[-1])
         core = model.upsampler.whole(core)
         wav = torch.from_numpy(np.stack([sf.read(str(r[3]), dtype="float32")[0] for r in batch]))
         residual = (band_energy(model, wav) - band_energy(model, core)).clamp(min=0)

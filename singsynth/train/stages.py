@@ -133,12 +133,13 @@ class EndToEnd(nn.Module):
     def __init__(self, model: SING):
         super().__init__()
         self.sequence, self.decoder, self.harmonics = model.sequence, model.decoder, model.harmonics
+        self.pitched = model.pitched   # drum kits: no harmonic bank (model/sing.py)
 
     def forward(self, instrument, pitch, velocity, first_step, steps):
         cond = self.sequence.condition(instrument, pitch, velocity)
         s, _ = self.sequence(cond, 0, first_step + steps)
         return decode_parts(self.decoder, self.harmonics, s[:, first_step:].transpose(1, 2), pitch,
-                            first_step)
+                            first_step, self.pitched(instrument))
 
 
 class Task:
@@ -274,7 +275,7 @@ class LSTMTask(Task):
     def whole_notes(self, idx):
         instrument, pitch, velocity = self.labels(self.test_data, idx)
         s, _ = self.module(instrument, pitch, velocity, 0, self.steps)
-        return self.model.decode(s.transpose(1, 2), pitch)
+        return self.model.decode(s.transpose(1, 2), pitch, pitched=self.model.pitched(instrument))
 
 
 class E2ETask(Task):
