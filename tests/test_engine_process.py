@@ -349,3 +349,35 @@ def test_a_played_note_does_not_wait_for_a_prewarm_child_that_is_still_loading()
         pump(synth, lambda out: np.abs(out).max() > 0, limit=10)
         waited = time.monotonic() - struck
         assert waited < 1.0, f"the played note took {waited:.2f} s to sound"
+
+
+def test_above_normal_priority_the_played_child_keeps_it_and_prewarm_runs_at_normal():
+    """`play` raises its priority (nice -10, where allowed): the played child keeps it and
+    the prewarm child runs at normal priority, below it but with a normal share of a busy
+    machine (SCHED_IDLE would get little)."""
+    import os
+    import threading
+    made = {}
+
+    def build():
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, -5)  # this thread only (Linux)
+        except OSError:
+            return
+        made["synth"] = Synth(SineSource(note_samples=4000), 48000, generator="process")
+
+    t = threading.Thread(target=build)
+    t.start()
+    t.join()
+    if "synth" not in made:
+        pytest.skip("raising the priority is not allowed here (needs root or a nice limit)")
+    with made["synth"] as synth:
+        gen = synth.generator
+        assert os.getpriority(os.PRIO_PROCESS, gen.pid) == -5
+        keys = [synth.note_key(0, p, 100) for p in range(50, 60)]
+        synth.prewarm(keys)
+        assert wait_until(lambda: gen.prewarm_pid is not None, timeout=30)
+        pid = gen.prewarm_pid
+        assert wait_until(lambda: os.getpriority(os.PRIO_PROCESS, pid) == 0, timeout=30)
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        pump(synth, lambda out: all(k in synth.cache for k in keys), limit=30)

@@ -7,10 +7,14 @@ its own process the model cannot touch the audio process's GIL.
 Two children, one per kind of work, so that a played note never waits for prewarm:
 - the *played* child makes the notes being played, and nothing else: it starts one the
   moment its request arrives;
-- the *prewarm* child makes prewarm notes, at the lowest CPU priority (SCHED_IDLE: the
-  kernel takes its CPU away the moment anything else of the session wants one). It
-  starts with the first prewarm request and stops `PREWARM_LINGER` seconds after its
-  last note, so its memory (a second torch, ~170 MB) is spent only while it works.
+- the *prewarm* child makes prewarm notes at a lower CPU priority than the played
+  child: normal where the audio process runs above normal (`play`'s nice -10, which the
+  played child keeps), else the lowest (SCHED_IDLE: the kernel takes its CPU away the
+  moment anything else of the session wants one; but with other sessions busy it gets
+  little: a prewarm 36 % slower than in one process, against 18 % at normal priority,
+  measured side by side on the loaded 2-core VM). It starts with the first prewarm
+  request and stops `PREWARM_LINGER` seconds after its last note, so its memory (a
+  second torch, ~170 MB) is spent only while it works.
 A prewarm step in the played child's own loop could not be short enough: the default
 model's per-chunk cost is ~2 ms, so a step that yields within 1-2 ms makes prewarm 3-4
 times slower; and two threads of one process would share the GIL and torch's global
@@ -184,7 +188,8 @@ def lowest_priority() -> str:
         return ""
 
 
-def _worker(source, shared, shape, sample_rate, options, down, up, threads, role="played"):
+def _worker(source, shared, shape, sample_rate, options, down, up, threads, role="played",
+            raised=False):
     """Child process entry point: run the generator loop until told to stop.
 
     Ctrl-C in a terminal signals the whole process group, this child too: it ignores
@@ -194,25 +199,29 @@ def _worker(source, shared, shape, sample_rate, options, down, up, threads, role
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     try:
-        _serve(source, shared, shape, sample_rate, options, down, up, threads, role)
+        _serve(source, shared, shape, sample_rate, options, down, up, threads, role, raised)
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass  # the parent is gone: nobody is left to hear about it
 
 
-def _serve(source, shared, shape, sample_rate, options, down, up, threads, role="played"):
+def _serve(source, shared, shape, sample_rate, options, down, up, threads, role="played",
+           raised=False):
     """The child's work: load the model, warm up, answer requests until stopped.
 
-    `role` "played" (warms up, then makes played notes) or "prewarm" (at the lowest CPU
-    priority, before it loads anything: its start-up must not slow the played child's).
+    `role` "played" (warms up, then makes played notes) or "prewarm" (below the played
+    child, from before it loads anything: its start-up must not slow the played child's).
+    `raised`: the audio process runs above normal priority (`play`'s nice -10, where
+    allowed); the played child then keeps that priority and the prewarm child runs at the
+    normal one, so that prewarm keeps a normal share of a busy machine. Else the prewarm
+    child runs at the lowest (`lowest_priority`), which a busy machine can starve.
     """
-    if role == "prewarm":
+    if role == "prewarm" and raised:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except (AttributeError, OSError):
+            lowest_priority()
+    elif role == "prewarm":
         lowest_priority()
-    elif hasattr(os, "getpriority"):
-        try:  # `play` raised its own priority for the audio thread; the model does not need it
-            if os.getpriority(os.PRIO_PROCESS, 0) < 0:
-                os.setpriority(os.PRIO_PROCESS, 0, 0)
-        except OSError:
-            pass
     if hasattr(source, "load"):  # a lazy checkpoint source: the model loads here, not above
         try:
             source = source.load()
@@ -249,11 +258,12 @@ class _Child:
         ctx: the multiprocessing context ("spawn").
         role: "played" or "prewarm" (see `_serve`).
         n_slots, capacity: shared slots (notes) and samples per slot.
-        args: (source, sample_rate, options, threads) for `_worker`.
+        args: (source, sample_rate, options, threads, raised) for `_worker`.
     """
 
     def __init__(self, ctx, role: str, n_slots: int, capacity: int, args):
-        source, sample_rate, options, threads = args
+        source, sample_rate, options, threads, raised = args
+        self.raised = raised
         self.role = role
         shared = ctx.RawArray(ctypes.c_float, n_slots * capacity)
         self.slots = np.frombuffer(shared, dtype=np.float32).reshape(n_slots, capacity)
@@ -262,7 +272,7 @@ class _Child:
         self.proc = ctx.Process(
             target=_worker, name=f"singsynth-generator-{role}", daemon=True,
             args=(source, shared, (n_slots, capacity), sample_rate, options, down_r, up_w,
-                  threads, role))
+                  threads, role, raised))
         self.proc.start()
         down_r.close()
         up_w.close()
@@ -301,8 +311,8 @@ class ProcessGenerator:
             wait for a slot); default 4 batches. The prewarm child has 2 batches' worth
             (at most `slots`). Memory: slots x 4 s of float32 at the output rate.
         threads: torch threads in each child (default: all cores but one, which the audio
-            thread keeps). The played child runs at normal priority even when `play`
-            raised its own; the prewarm child at the lowest (`lowest_priority`).
+            thread keeps). The played child runs at the caller's priority (`play`'s nice
+            -10 where allowed), the prewarm child below it (see `_serve`).
         helper_priority: SCHED_FIFO priority for the two message threads in this process
             (`realtime_thread`); None leaves them at the caller's priority.
         is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
@@ -323,7 +333,9 @@ class ProcessGenerator:
         self._ctx = mp.get_context("spawn")  # never fork a process whose torch threads run
         if threads is None:
             threads = max(1, (os.cpu_count() or 2) - 1)
-        self._args = (source, self.sample_rate, options, threads)
+        # Whether this (audio) process runs above normal priority: see `_serve`.
+        raised = hasattr(os, "getpriority") and os.getpriority(os.PRIO_PROCESS, 0) < 0
+        self._args = (source, self.sample_rate, options, threads, raised)
         played = _Child(self._ctx, "played", self._n_slots, self._capacity, self._args)
         first = played.recv() if played.up.poll(START_TIMEOUT) else None
         if first and first[0] == "error":
@@ -431,8 +443,8 @@ class ProcessGenerator:
                 log.exception("the prewarm process did not start")
                 child = None
             if child is not None:
-                try:  # its start-up (imports) gives way too, until it is SCHED_IDLE
-                    os.setpriority(os.PRIO_PROCESS, child.proc.pid, 19)
+                try:  # its start-up (imports) gives way too, until `_serve` sets its own
+                    os.setpriority(os.PRIO_PROCESS, child.proc.pid, 0 if child.raised else 19)
                 except (AttributeError, OSError):
                     pass
             if self._closed and child is not None:  # nobody is left to stop it
