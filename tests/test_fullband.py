@@ -163,7 +163,7 @@ def test_highband_stage_learns_the_high_band(tmp_path, dataset48):
                            "--out", str(out), "--set", "highband.epochs=40",
                            "--set", "highband.lr=0.03", "--set", "highband.every=1"]) == 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == list(range(41))   # epoch 0: the silent head
+    assert [r["epoch"] for r in log] == list(range(41))   # epoch 0: the untrained head
     assert log[-1]["test_log_energy_l1"] < 0.9 * log[0]["test_log_energy_l1"]
     model = load_model(out / "model.safetensors")
     assert model.config.output_rate == 48000

@@ -48,11 +48,12 @@ def get_parser():
     b.add_argument("--drums", action="store_true",
                    help="also render drum kits (kit 0; with --all every kit of bank 128)")
     b.add_argument("-j", "--jobs", type=int, default=2, help="parallel FluidSynth runs (default 2)")
-    b.add_argument("--render-rate", type=int, default=44100,
-                   help="FluidSynth rate in Hz before soxr resampling to 16 kHz (default 44100)")
     b.add_argument("--sample-rate", type=int, default=16000,
                    help="the notes' rate in Hz: 16000 (as NSynth, default) or 48000 for "
                         "full-band models (also 32000, 44100); 384 KB a note at 48 kHz")
+    b.add_argument("--render-rate", type=int, default=None,
+                   help="FluidSynth's rate in Hz before soxr resampling to --sample-rate "
+                        "(default 44100 for 16 kHz datasets, else the sample rate itself)")
     b.add_argument("-f", "--force", action="store_true", help="overwrite an existing --out")
     b.add_argument("--map", metavar="FILE.csv",
                    help="with --samples: CSV with columns file,pitch[,velocity][,instrument] "
@@ -125,7 +126,7 @@ def run_build(args) -> int:
                     pitches=parse_list(args.pitches, "--pitches"),
                     velocities=parse_list(args.velocities, "--velocities"),
                     drums=args.drums, jobs=args.jobs, render_rate=args.render_rate,
-                    force=args.force)
+                    force=args.force, sample_rate=args.sample_rate)
     drops = ", ".join(f"{n} {r}" for r, n in summary["dropped"].items())
     print(f"{args.out}: {summary['notes']} notes from {summary['instruments']} instruments "
           f"({summary['rendered']} rendered, {summary['skipped']} resumed); "

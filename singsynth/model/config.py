@@ -151,6 +151,11 @@ CONFIGS = {
     # 6 kHz up (model/fullband.py): the default model. configs/fullband.yaml.
     "fullband": SINGConfig(name="fullband", lstm_hidden=256, lstm_layers=3, latent=128,
                            channels=512, harmonics=64, upsample=3, noise_bands=48),
+    # The other full-band design measured (models/default.md, "Full band"): SING itself at
+    # 48 kHz, the same 265 steps with stride and grain 3x longer. Not trained.
+    "harmonic48": SINGConfig(name="harmonic48", lstm_hidden=256, lstm_layers=3, latent=128,
+                             channels=512, harmonics=64, window=3072, stride=768,
+                             sample_rate=48000, note_samples=192000),
     "tiny": SINGConfig(name="tiny", lstm_hidden=32, lstm_layers=2, latent=16, channels=32),
     "tiny-harmonic": SINGConfig(name="tiny-harmonic", lstm_hidden=32, lstm_layers=2, latent=16,
                                 channels=32, harmonics=8),

@@ -33,8 +33,10 @@ UPSAMPLE_HALF_TAPS = 48
 UPSAMPLE_CUTOFF = 0.475        # of the core rate: 7.6 kHz for 16 kHz
 NOISE_TABLE_ROWS = 512         # grains of stored white noise (a fixed seed: renders repeat)
 # Band energies (mean |STFT|^2 over a band's bins, Hann window of 2 hops) below this are
-# silence: a full-scale sine peaks near 1.5e5 at 48 kHz, so this is about -100 dB.
-ENERGY_FLOOR = 1e-5
+# silence: a full-scale sine peaks near 1.5e5 at 48 kHz, so this is about -150 dB. Not
+# higher: a dull instrument's top octave lies 120 dB down, and a floor above it would
+# be a hiss the recording does not have (1e-5 was: 3 log-mel units too bright on pads).
+ENERGY_FLOOR = 1e-10
 
 
 def upsampling_filter(factor: int, half_taps: int = UPSAMPLE_HALF_TAPS) -> torch.Tensor:

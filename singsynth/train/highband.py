@@ -39,6 +39,7 @@ from singsynth.model.fullband import ENERGY_FLOOR
 from singsynth.model.sing import SING
 
 BATCH = 16
+STORE_FLOOR = 1e-20       # features keep energies to here; the loss floors them at ENERGY_FLOOR
 SMOOTH_BANDS = 3          # the loss compares energies over 3 bands (1.1 kHz): see smooth_bands
 
 
@@ -104,8 +105,9 @@ def read_split(data: Path, split: str, rate: int, instruments):
 @torch.no_grad()
 def features(model: SING, rows, out: Path, name: str, progress=True):
     """The frozen model's decoder activations (N, C, F) float16 and the residual band
-    log energies the noise must add (N, bands, F) float32, cached in `out`."""
-    h_path, t_path = out / f"features-{name}-h.npy", out / f"features-{name}-target.npy"
+    log energies the noise must add (N, bands, F) float32 (floored at 1e-20: the loss
+    applies its own floor), cached in `out`."""
+    h_path, t_path = out / f"features-{name}-h.npy", out / f"features-{name}-target2.npy"
     cfg = model.config
     frames = cfg.steps - (cfg.kernel - 1)
     if h_path.exists() and t_path.exists():
@@ -135,7 +137,7 @@ def features(model: SING, rows, out: Path, name: str, progress=True):
         wav = torch.from_numpy(np.stack([sf.read(str(r[3]), dtype="float32")[0] for r in batch]))
         residual = (band_energy(model, wav) - band_energy(model, core)).clamp(min=0)
         h_all[i:i + len(batch)] = h.numpy().astype(np.float16)
-        target[i:i + len(batch)] = np.log(residual.numpy() + ENERGY_FLOOR)
+        target[i:i + len(batch)] = np.log(residual.numpy() + STORE_FLOOR)
         if progress and (i // BATCH) % 50 == 0:
             print(f"features {name}: {i + len(batch)}/{len(rows)} notes, "
                   f"{time.time() - start:.0f} s", file=sys.stderr, flush=True)
@@ -156,7 +158,7 @@ def smooth_bands(log_target: np.ndarray, width: int = SMOOTH_BANDS) -> np.ndarra
     6 kHz the ear's critical bands are 0.7-2.6 kHz wide: it hears the energy of about
     three bands together, which the average keeps and the fit can follow.
     """
-    energy = torch.from_numpy(np.exp(log_target) - ENERGY_FLOOR).clamp(min=0)
+    energy = torch.from_numpy(np.exp(log_target.astype(np.float64))).float()
     n, bands, frames = energy.shape
     flat = energy.permute(0, 2, 1).reshape(-1, 1, bands)
     kernel = torch.ones(1, 1, width)
@@ -179,8 +181,8 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
 
     out, data = Path(out), Path(data)
     mine = ["state-highband.safetensors", "log.jsonl", "model.safetensors",
-            "features-train-h.npy", "features-train-target.npy",
-            "features-test-h.npy", "features-test-target.npy"]
+            "features-train-h.npy", "features-train-target2.npy",
+            "features-test-h.npy", "features-test-target2.npy"]
     if out.exists() and any((out / m).exists() for m in mine) and not resume:
         if not force:
             raise ConfigError(f"{out} holds a previous run; pass --resume to continue it or "
@@ -219,7 +221,13 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
                    for i in range(0, len(test_rows), 64)) / max(1, t_test.size)
 
     result = {}
-    if first == 0:   # where the silent head starts, for the log
+    if first == 0:
+        # Start each band at its mean log energy over the training frames, not at silence:
+        # from -23 (1e-10) Adam would spend most of a short run just climbing there.
+        with torch.no_grad():
+            head.net[-1].bias.copy_(torch.from_numpy(t_train.mean(axis=(0, 2))))
+            head.net[-1].weight.mul_(0.1)
+    if first == 0:   # where the head starts, for the log
         with open(log_path, "a") as f:
             f.write(json.dumps({"stage": "highband", "epoch": 0,
                                 "test_log_energy_l1": test_loss()}) + "\n")
