@@ -246,3 +246,10 @@ def test_gm128_preset_maps_every_program_and_channel_10():
             assert patch.instrument == ((order.index(vocab[program]), 1.0),), program
         assert preset.patch(9, program).instrument == ((order.index(KIT), 1.0),)
     assert preset.patch(9, 0).release == 10.0
+
+
+def test_split_keeps_every_drum_key_in_train():
+    from singsynth.data.split import make_split
+    split = make_split({KIT: range(35, 82), "piano_1_000": range(21, 109)})
+    assert split["test"][KIT] == [] and split["train"][KIT] == list(range(35, 82))
+    assert len(split["test"]["piano_1_000"]) == 9
