@@ -215,13 +215,10 @@ def _serve(source, shared, shape, sample_rate, options, down, up, threads, role=
     normal one, so that prewarm keeps a normal share of a busy machine. Else the prewarm
     child runs at the lowest (`lowest_priority`), which a busy machine can starve.
     """
-    if role == "prewarm" and raised:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
-        except (AttributeError, OSError):
-            lowest_priority()
-    elif role == "prewarm":
+    if role == "prewarm" and not raised:
         lowest_priority()
+    # (raised: the prewarm child starts at nice 19, set by its parent, and takes the
+    # normal priority only once its model is loaded, below)
     if hasattr(source, "load"):  # a lazy checkpoint source: the model loads here, not above
         try:
             source = source.load()
@@ -231,6 +228,11 @@ def _serve(source, shared, shape, sample_rate, options, down, up, threads, role=
     if threads and "torch" in sys.modules:
         import torch
         torch.set_num_threads(threads)
+    if role == "prewarm" and raised:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except (AttributeError, OSError):
+            lowest_priority()
     slots = np.frombuffer(shared, dtype=np.float32).reshape(shape)
     gen = _SlotGenerator(source, sample_rate, slots, up, **options)
 
@@ -349,6 +351,8 @@ class ProcessGenerator:
         self._played = played
         self._prewarm: Optional[_Child] = None      # the prewarm child, while it runs
         self._children: List[_Child] = [played]     # those the receive thread reads
+        self._procs = [played.proc]  # every child process started, for `close` to reap
+        # (processes only: a finished child's slots, 25 MB, must not stay alive here)
         self._backlog: List[Note] = []              # prewarm notes waiting for a child
         self._spawning = False
         self.pending: Dict[NoteKey, Note] = {}
@@ -414,11 +418,11 @@ class ProcessGenerator:
         self._requests.put(None)  # the send thread stops the children, then the prewarm thread
         self._threads[0].join(timeout=5.0)
         self._spawner.join(timeout=5.0)
-        for child in list(self._children):
-            child.proc.join(timeout=5.0)
-            if child.proc.is_alive():
-                child.proc.kill()
-                child.proc.join(timeout=5.0)
+        for proc in self._procs:
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5.0)
         self._threads[1].join(timeout=5.0)
         for child in list(self._children):
             child.up.close()
@@ -435,6 +439,8 @@ class ProcessGenerator:
                         child.down.send(msg)
                     except OSError:  # it is gone: the receive thread fails what it owed
                         pass
+                if msg is None:  # reaped here: its exit can take a while on a busy machine
+                    child.proc.join(timeout=10.0)
                 continue
             try:
                 child = _Child(self._ctx, "prewarm", min(self._n_slots, 2 * self._batch()),
@@ -443,8 +449,8 @@ class ProcessGenerator:
                 log.exception("the prewarm process did not start")
                 child = None
             if child is not None:
-                try:  # its start-up (imports) gives way too, until `_serve` sets its own
-                    os.setpriority(os.PRIO_PROCESS, child.proc.pid, 0 if child.raised else 19)
+                try:  # its start-up (imports, the model) gives way too (see `_serve`)
+                    os.setpriority(os.PRIO_PROCESS, child.proc.pid, 19)
                 except (AttributeError, OSError):
                     pass
             if self._closed and child is not None:  # nobody is left to stop it
@@ -495,6 +501,7 @@ class ProcessGenerator:
                     if what is not None:
                         self._prewarm = what
                         self._children.append(what)
+                        self._procs.append(what.proc)
                     self._send_prewarm()
                 elif kind == "retire":
                     if what is self._prewarm and not what.owed and not self._backlog:
@@ -660,7 +667,8 @@ class ProcessGenerator:
                       "stay silent", child.proc.exitcode)
         elif child.role == "prewarm" and not child.stopping:
             log.error("the prewarm process stopped (exit code %s)", child.proc.exitcode)
-        child.proc.join(timeout=1.0)
+        # Not joined here (a process exiting on a busy machine can take 0.5 s, and this
+        # thread delivers the played notes): the prewarm thread or `close` reaps it.
 
     def _release(self, note: Note) -> None:
         if self.pending.get(note.key) is note:
