@@ -84,7 +84,9 @@ class Upsampler(nn.Module):
 class NoiseBand(nn.Module):
     """Filtered noise above the core's band, shaped per frame from the decoder's activations.
 
-    Per frame j, a small 1x1 conv net maps h (B, C, F) to log band energies P (B, bands, F):
+    Per frame j, a small 1x1 conv net maps h (B, C, F), with the note's conditioning
+    (instrument, pitch and velocity embeddings, (B, 26)) beside it, to log band energies
+    P (B, bands, F):
     the energy a Hann-windowed STFT (n_fft = 2 * hop, hop = upsample * stride) of the
     target would see in each band. The grain is white noise from a fixed table, shaped in
     the frequency domain by gains interpolated across bands, windowed with a sine window
@@ -100,7 +102,12 @@ class NoiseBand(nn.Module):
         self.n_fft = 2 * self.hop
         rate = config.sample_rate * config.upsample
         hidden = max(32, min(256, config.channels // 2))
-        self.net = nn.Sequential(nn.Conv1d(config.channels, hidden, 1), nn.ReLU(),
+        # Why the conditioning beside h: the decoder's activations are tuned to its own
+        # band; how bright a trumpet is at velocity 75 against 127 was not in them (the
+        # fit on h alone missed training notes by 20 dB).
+        inputs = config.channels + config.instrument_dim + config.pitch_dim + config.velocity_dim
+        self.net = nn.Sequential(nn.Conv1d(inputs, hidden, 1), nn.ReLU(),
+                                 nn.Conv1d(hidden, hidden, 1), nn.ReLU(),
                                  nn.Conv1d(hidden, self.bands, 1))
         with torch.no_grad():   # start silent: the core already sounds
             self.net[-1].bias.fill_(math.log(ENERGY_FLOOR))
@@ -143,9 +150,11 @@ class NoiseBand(nn.Module):
         self.centre0 = config.upsample * (config.window // 2 - (config.window - config.stride)
                                           - trim_samples(config))
 
-    def log_energy(self, h: torch.Tensor) -> torch.Tensor:
-        """Predicted log band energies, h (B, C, F) -> (B, bands, F)."""
-        return self.net(h)
+    def log_energy(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Predicted log band energies: h (B, C, F) and the note's conditioning cond (B, 26)
+        (`SequenceGenerator.condition`) -> (B, bands, F)."""
+        cond = cond[:, :, None].to(h.dtype).expand(-1, -1, h.shape[-1])
+        return self.net(torch.cat([h, cond], 1))
 
     def band_energy(self, spec_power: torch.Tensor) -> torch.Tensor:
         """|STFT|^2 (B, bins, F) -> mean energy per band (B, bands, F), for training targets."""

@@ -154,7 +154,8 @@ class SING(nn.Module):
         """Whole notes at the output rate, (B, output_samples), not clamped: the core's
         note upsampled, plus the noise band (model/fullband.py). The core's alone when the
         model has neither."""
-        s, _ = self.sequence(self._inputs(instrument, pitch, velocity))
+        cond = self._inputs(instrument, pitch, velocity)
+        s, _ = self.sequence(cond)
         s = s.transpose(1, 2)
         h = self.decoder.hidden(s)
         wave = self.decoder.overlap_add(h)
@@ -166,7 +167,7 @@ class SING(nn.Module):
             wave = self.upsampler.whole(wave)
         if self.noise is not None:
             seeds = NoiseBand.seeds(instrument, pitch, velocity).to(h.device)
-            grains = self.noise.grains(self.noise.log_energy(h), seeds, 0)
+            grains = self.noise.grains(self.noise.log_energy(h, cond), seeds, 0)
             wave = wave + self.noise.overlap_add(grains, wave.shape[-1])
         return wave
 
@@ -225,6 +226,7 @@ class SING(nn.Module):
         noise_buf = None   # (B, span): output sample n at n + lead
         noise = self.noise
         seeds = None
+        cond = self._inputs(instrument, pitch, velocity) if noise is not None else None
         have = frames_done = emitted = 0
         total_frames = cfg.steps - (cfg.kernel - 1)
         lead = noise.n_fft // 2 - noise.centre0 if noise is not None else 0
@@ -246,7 +248,7 @@ class SING(nn.Module):
                 core_buf[:, half + have:half + have + out.shape[1]] = out
                 have += out.shape[1]
                 if noise is not None and h is not None:
-                    grains = noise.grains(noise.log_energy(h), seeds, frame0)
+                    grains = noise.grains(noise.log_energy(h, cond), seeds, frame0)
                     for i in range(grains.shape[1]):
                         at = (frame0 + i) * noise.hop
                         noise_buf[:, at:at + noise.n_fft] += grains[:, i]

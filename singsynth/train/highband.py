@@ -200,6 +200,13 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
     t_train, t_test = smooth_bands(t_train), smooth_bands(t_test)
     head = model.noise
     optimizer = torch.optim.Adam(head.net.parameters(), lr=lr)
+
+    @torch.no_grad()
+    def conditioning(rows, idx) -> torch.Tensor:
+        """The frozen embeddings of notes `idx` of `rows`, (len(idx), 26)."""
+        return model._inputs(torch.tensor([rows[i][0] for i in idx]),
+                             torch.tensor([rows[i][1] for i in idx]),
+                             torch.tensor([rows[i][2] for i in idx]))
     state_path, log_path = out / "state-highband.safetensors", out / "log.jsonl"
     first = 0
     if resume and state_path.exists():
@@ -216,7 +223,8 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
 
     @torch.no_grad()
     def test_loss() -> float:
-        return sum(F.l1_loss(head.log_energy(torch.from_numpy(np.asarray(h_test[i:i + 64], np.float32))),
+        return sum(F.l1_loss(head.log_energy(torch.from_numpy(np.asarray(h_test[i:i + 64], np.float32)),
+                                             conditioning(test_rows, range(i, min(i + 64, len(test_rows))))),
                              torch.from_numpy(t_test[i:i + 64]), reduction="sum").item()
                    for i in range(0, len(test_rows), 64)) / max(1, t_test.size)
 
@@ -240,7 +248,8 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
         for i in range(0, len(order), batch):
             idx = np.sort(order[i:i + batch].numpy())
             h = torch.from_numpy(np.asarray(h_train[idx], np.float32))
-            loss = F.l1_loss(head.log_energy(h), torch.from_numpy(t_train[idx]))
+            loss = F.l1_loss(head.log_energy(h, conditioning(train_rows, idx)),
+                             torch.from_numpy(t_train[idx]))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
