@@ -17,8 +17,9 @@ Runs, each a fresh `singsynth play`, in one sitting so that they share the machi
      (b) once `play` says prewarm is done; (c) each 100 ms after a program change to a
      program whose prewarm range that change starts (the benchmark's preset gives 4
      programs one, `SWITCH_PROGRAMS`), the note outside that range; then the phase-(b)
-     notes again, warm; then a storm of 50 note-ons/s over 4 channels set to 4 more
-     programs (cold at first, as in the storm of earlier runs), counting xruns.
+     notes again, warm; then, once that prewarm is done, a storm of 50 note-ons/s over 4
+     channels set to 4 more programs (cold at first, as in the storm of earlier runs),
+     counting xruns.
 Each xrun is attributed twice: by jackd's log (which client was late) and by time, against
 the stalls of each CPU that a SCHED_FIFO 20 sleeper pinned to it saw (`tests/stall_monitor.py`).
 
@@ -385,6 +386,8 @@ def model_session(server, path, preset, notes=16, storm_seconds=0, kind="process
             onsets, res[key + "_missed"] = onset_ms(probe, res[key])
             res[key] = np.array(onsets)
         if storm_seconds:
+            # As the storms of earlier runs (and the sine synth's): nothing else working.
+            res["storm_wait"] = wait_prewarm(play, 2)
             for i, program in enumerate(STORM_PROGRAMS):
                 probe.send([0xC0 | i, program])
             time.sleep(0.5)
@@ -519,8 +522,8 @@ def main():
                          if silent or sounding else ""))
                 print(f"    per note: {' '.join(f'{ms:.0f}' for ms in res[key])} ms")
             if args.storm:
-                print(f"  storm (prewarm still running at its start: "
-                      f"{yes_no(res['prewarm_at_storm'])}):")
+                print(f"  storm, after the program changes' prewarm ({res['storm_wait']}; "
+                      f"still running: {yes_no(res['prewarm_at_storm'])}):")
             storm_report(res, args.storm)
             print(f"  whole session: singsynth reported xruns {res['xruns']}; "
                   f"{blame_text(res['jack_xruns'])}")
