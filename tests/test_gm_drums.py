@@ -253,3 +253,16 @@ def test_split_keeps_every_drum_key_in_train():
     split = make_split({KIT: range(35, 82), "piano_1_000": range(21, 109)})
     assert split["test"][KIT] == [] and split["train"][KIT] == list(range(35, 82))
     assert len(split["test"]["piano_1_000"]) == 9
+
+
+def test_residual_penalty_spares_drum_notes():
+    """The e2e stage's penalty on the decoder's power in the bank's band (residual_weight)
+    must not charge a kit, whose decoder is the whole sound."""
+    from singsynth.train.stages import residual_share
+    torch.manual_seed(0)
+    wave = torch.randn(2, 8192)
+    pitch = torch.tensor([38, 38])
+    both = residual_share(wave, wave, pitch, 8, 16000)
+    assert both > 0.5
+    spared = residual_share(wave, wave, pitch, 8, 16000, pitched=torch.tensor([1.0, 0.0]))
+    assert torch.allclose(spared, both / 2)

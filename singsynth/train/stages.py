@@ -84,7 +84,7 @@ def audio_loss(cfg, estimate, target, step: int):
 
 
 def residual_share(residual, target, pitch, harmonics: int, sample_rate: int,
-                   floor: float = 1e-6) -> torch.Tensor:
+                   floor: float = 1e-6, pitched: torch.Tensor | None = None) -> torch.Tensor:
     """How much the decoder's own output puts where the harmonic bank plays: its power
     below min((K + 0.5) f0, 0.45 sr) over the target's power there, per note, averaged.
 
@@ -96,6 +96,8 @@ def residual_share(residual, target, pitch, harmonics: int, sample_rate: int,
         residual, target: (B, L) waveforms, L >= 1,024; pitch: (B,) MIDI.
         harmonics: K, the bank's size; floor: mean-square level (per sample) added to
             the target's, so near-silent crops do not divide by zero.
+        pitched: (B,) weight of each note's share (`SING.pitched`: 0 for a drum kit, which
+            has no bank, so its decoder is the whole sound and owes nothing), or None.
     Returns:
         scalar tensor, differentiable in `residual`.
     """
@@ -107,6 +109,8 @@ def residual_share(residual, target, pitch, harmonics: int, sample_rate: int,
     # Parseval: a signal of mean square 1 gives N_FFT * sum(window²) / 2 per frame here.
     unit = N_FFT * 0.375 * N_FFT / 2 * power_r.shape[-1]
     share = (power_r * band).sum((1, 2)) / ((power_t * band).sum((1, 2)) + floor * unit)
+    if pitched is not None:
+        share = share * pitched.to(share.dtype)
     return share.mean()
 
 
@@ -159,14 +163,15 @@ class Task:
             raise ConfigError(f"{self.name}.residual_weight needs a model with harmonics "
                               f"(e.g. model: harmonic); this one is {model.config.name!r}")
 
-    def decoded_loss(self, parts, target, pitch, step):
+    def decoded_loss(self, parts, target, pitch, step, pitched=None):
         """`audio_loss` of the decoded crops (decoder output, harmonics or None), plus the
-        decoder's share of the harmonic band when `residual_weight` is set."""
+        decoder's share of the harmonic band when `residual_weight` is set (`pitched`: see
+        `residual_share`)."""
         loss = audio_loss(self.cfg, mix(parts), target, step)
         if self.cfg.residual_weight:
             cfg = self.model.config
             loss = loss + self.cfg.residual_weight * residual_share(
-                parts[0], target, pitch, cfg.harmonics, cfg.sample_rate)
+                parts[0], target, pitch, cfg.harmonics, cfg.sample_rate, pitched=pitched)
         return loss
 
     def parameters(self):
@@ -295,7 +300,8 @@ class E2ETask(Task):
         labels = self.labels(self.train_data, idx)
         parts = module(*labels, start // 256, steps)
         target = self.train_data.crops(idx, torch.full((len(idx),), start), self.length)
-        return self.decoded_loss(parts, target.to(self.device), labels[1], step)
+        return self.decoded_loss(parts, target.to(self.device), labels[1], step,
+                                 self.model.pitched(labels[0]))
 
     def whole_notes(self, idx):
         return mix(self.module(*self.labels(self.test_data, idx), 0, self.model.config.steps))
