@@ -2,9 +2,10 @@
 
 MIDI thread -> `EventScheduler` (stamped with the stream clock) -> audio callback, which
 dispatches the events due in its block and calls `Synth.process`. A cold note-on also
-starts generating from the MIDI thread (`Synth.prefetch`) while its event waits. The
-main thread only shows the status line, follows the MIDI port coming and going, and
-stops cleanly on Ctrl-C or SIGTERM (stream closed, recording finalised).
+starts generating from the MIDI thread (`Synth.prefetch`) while its event waits, and a
+program change starts prewarming the patch it selects. The main thread only shows the
+status line (and a line when prewarm is done), follows the MIDI port coming and going,
+and stops cleanly on Ctrl-C or SIGTERM (stream closed, recording finalised).
 """
 import argparse
 import os
