@@ -31,8 +31,8 @@ VELOCITIES = (25, 50, 75, 100, 127)
 HOLD_MS = 3000                 # key held 3 s, then released for 1 s
 DRUM_HOLD_MS = 100             # a drum hit: key released after 100 ms, the kit's own release
                                # then rings out in the window (GM drums are one-shots; songs
-                               # send short notes; FluidR3's cymbals decay 6-9 dB faster at 1 s
-                               # than when held 3 s)
+                               # send short notes; in FluidR3's kit cymbals and open hi-hat end
+                               # up 3-9 dB lower at 1 s, 6-19 dB at 2 s, than held 3 s)
 LEAD_MS = 100                  # silence before the first note
 KILL_MS = 4040                 # All Sound Off, after the window (onsets land a few ms late)
 PERIOD_MS = 4100               # note-on to note-on
