@@ -91,6 +91,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="checkpoint(s) to compare")
     parser.add_argument("--pitches", default="48,60,72")
+    parser.add_argument("--programs", help="only these GM programs, e.g. 0,40,73 (default: all "
+                                           "the model has)")
     parser.add_argument("--velocities", default="100")
     parser.add_argument("--fmax", type=int, default=16000, help="full band's top, Hz")
     parser.add_argument("--figure", help="PNG of spectrograms side by side")
@@ -111,6 +113,9 @@ def main(argv=None):
              if args.core and m.config.output_rate != m.config.sample_rate}
     programs = [(i, program_of(n)) for i, n in enumerate(first.instruments)
                 if program_of(n) is not None]
+    if args.programs:
+        wanted = {int(p) for p in args.programs.split(",")}
+        programs = [(i, p) for i, p in programs if p in wanted]
     notes = [(p, v) for p in map(int, args.pitches.split(","))
              for v in map(int, args.velocities.split(","))]
     rows, examples = [], {}
@@ -159,9 +164,8 @@ def main(argv=None):
               + (f"  closer than TimGM6mb: {s['closer_full']}/{len(rows)} full, "
                  f"{s['closer_low']}/{len(rows)} low" if "closer_full" in s else ""))
     if args.pitch_data:
-        for label, model in [*cores.items(), *models.items()]:
-            summary[label]["pitch"] = held_out_pitch(model, args.pitch_data,
-                                                     core=label in cores)
+        for label, model in models.items():   # a core's pitch is `singsynth eval`'s
+            summary[label]["pitch"] = held_out_pitch(model, args.pitch_data)
             p = summary[label]["pitch"]
             print(f"{label:<24} held-out pitch: {p['in_tune']} of {p['notes']} within 50 cents "
                   f"({100 * p['in_tune'] / p['notes']:.1f} %), {p['no_pitch']} with none found")
