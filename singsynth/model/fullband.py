@@ -49,6 +49,20 @@ def upsampling_filter(factor: int, half_taps: int = UPSAMPLE_HALF_TAPS) -> torch
     return torch.from_numpy(h.astype(np.float32))
 
 
+def polyphase(kernel: torch.Tensor, factor: int) -> torch.Tensor:
+    """The `factor` phases of an upsampling kernel (taps = 2 half factor + 1) as conv1d
+    weights (factor, 1, 2 half + 1): weight[r, 0, t] = kernel[centre + factor (half - t) + r]."""
+    half = (len(kernel) - 1) // (2 * factor)
+    centre = half * factor
+    out = torch.zeros(factor, 1, 2 * half + 1)
+    for r in range(factor):
+        for t in range(2 * half + 1):
+            i = centre + factor * (half - t) + r
+            if 0 <= i < len(kernel):
+                out[r, 0, t] = kernel[i]
+    return out
+
+
 class Upsampler(nn.Module):
     """Core-rate waveforms (B, L) -> output-rate (B, L * factor), a linear-phase FIR.
 
@@ -59,26 +73,31 @@ class Upsampler(nn.Module):
     def __init__(self, factor: int):
         super().__init__()
         self.factor = factor
-        kernel = torch.empty(2 * UPSAMPLE_HALF_TAPS * factor + 1)
-        if not kernel.is_meta:
-            kernel = upsampling_filter(factor)
-        self.register_buffer("kernel", kernel, persistent=False)
+        taps = 2 * UPSAMPLE_HALF_TAPS + 1
+        phases = torch.empty(factor, 1, taps)
+        if not phases.is_meta:
+            phases = polyphase(upsampling_filter(factor), factor)
+        self.register_buffer("phases", phases, persistent=False)
+
+    def _interleave(self, x: torch.Tensor) -> torch.Tensor:
+        """Core samples (B, n + 2 half) -> output samples (B, n * factor): phase r of output
+        3m + r is a 97-tap conv of the core around m (a strided transposed conv did the same
+        at 2x the cost: one channel has no fast kernel there)."""
+        y = F.conv1d(x.unsqueeze(1), self.phases)            # (B, factor, n)
+        return y.transpose(1, 2).reshape(x.shape[0], -1)
 
     def whole(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> (B, L * factor): output n = sum_m x[m] h[n - factor m + centre]."""
-        f, half = self.factor, UPSAMPLE_HALF_TAPS
-        y = F.conv_transpose1d(x.unsqueeze(1), self.kernel.flip(0).view(1, 1, -1), stride=f)
-        start = half * f                    # the kernel's centre: output 0 = core sample 0
-        return y[:, 0, start:start + x.shape[-1] * f]
+        """(B, L) -> (B, L * factor): output n = sum_m x[m] h[n - factor m + centre], the
+        note taken as zero before its start and after its end."""
+        half = UPSAMPLE_HALF_TAPS
+        return self._interleave(F.pad(x, (half, half)))
 
     def span(self, core: torch.Tensor, first: int, length: int) -> torch.Tensor:
         """Output samples [first, first + length) (first a multiple of factor) from
         `core`, core samples [first / factor - half_taps, ...) of the note, zeros beyond it;
         core must reach (first + length) / factor + half_taps. (B, length)."""
-        f, half = self.factor, UPSAMPLE_HALF_TAPS
-        y = F.conv_transpose1d(core.unsqueeze(1), self.kernel.flip(0).view(1, 1, -1), stride=f)
-        start = 2 * half * f
-        return y[:, 0, start:start + length]
+        n = -(-length // self.factor)
+        return self._interleave(core[:, :n + 2 * UPSAMPLE_HALF_TAPS])[:, :length]
 
 
 class NoiseBand(nn.Module):
@@ -117,13 +136,14 @@ class NoiseBand(nn.Module):
         freqs = np.arange(bins) * rate / self.n_fft
         # (bins, bands): each bin's gain interpolates its two nearest band centres; no gain
         # below the lowest edge, so the noise leaves the core's band alone.
-        interp = np.zeros((bins, self.bands))
+        lower = np.zeros(bins, np.int64)            # bin k: (1 - w) band lower + w band lower + 1
+        upper_w, lower_w = np.zeros(bins), np.zeros(bins)
         for k, fk in enumerate(freqs):
             if fk < edges[0]:
                 continue
             b = np.clip(np.searchsorted(centres, fk) - 1, 0, self.bands - 2)
             w = np.clip((fk - centres[b]) / (centres[b + 1] - centres[b]), 0, 1)
-            interp[k, b], interp[k, b + 1] = 1 - w, w
+            lower[k], lower_w[k], upper_w[k] = b, 1 - w, w
         # Which bins each band's energy is measured over (for training targets).
         member = np.zeros((self.bands, bins))
         for b in range(self.bands):
@@ -132,15 +152,18 @@ class NoiseBand(nn.Module):
         probe = torch.empty(0)
         if probe.is_meta:
             table = torch.empty(NOISE_TABLE_ROWS, bins, 2)
-            interp_t, member_t = torch.empty(bins, self.bands), torch.empty(self.bands, bins)
+            member_t = torch.empty(self.bands, bins)
+            lower_t, weights_t = torch.empty(bins, dtype=torch.long), torch.empty(2, bins)
             window = torch.empty(self.n_fft)
         else:
             table = torch.from_numpy(noise_table(NOISE_TABLE_ROWS, self.n_fft))
-            interp_t = torch.from_numpy(interp.astype(np.float32))
+            lower_t = torch.from_numpy(lower)
+            weights_t = torch.from_numpy(np.stack([lower_w, upper_w]).astype(np.float32))
             member_t = torch.from_numpy(member.astype(np.float32))
             window = torch.hann_window(self.n_fft, periodic=True).sqrt()
         self.register_buffer("table", table, persistent=False)
-        self.register_buffer("interp", interp_t, persistent=False)
+        self.register_buffer("lower", lower_t, persistent=False)
+        self.register_buffer("weights", weights_t, persistent=False)
         self.register_buffer("member", member_t, persistent=False)
         self.register_buffer("window", window, persistent=False)
         # A unit-variance white noise has E|X_k|^2 = sum(hann^2) in each bin of the analysis
@@ -164,7 +187,9 @@ class NoiseBand(nn.Module):
                ) -> torch.Tensor:
         """Windowed noise grains for frames [first_frame, first_frame + F): (B, F, n_fft)."""
         gains = torch.exp(0.5 * log_energy) / math.sqrt(self.unit_energy)      # (B, bands, F)
-        shape = torch.einsum("kg,bgf->bfk", self.interp, gains)                 # (B, F, bins)
+        gains = gains.transpose(1, 2)                                           # (B, F, bands)
+        shape = (gains[..., self.lower] * self.weights[0]
+                 + gains[..., self.lower + 1] * self.weights[1])                # (B, F, bins)
         frames = torch.arange(first_frame, first_frame + log_energy.shape[-1],
                               device=log_energy.device)
         rows = (seeds[:, None] + frames[None]) % NOISE_TABLE_ROWS               # (B, F)
@@ -186,9 +211,11 @@ class NoiseBand(nn.Module):
     def overlap_add(self, grains: torch.Tensor, length: int) -> torch.Tensor:
         """Grains of frames 0..F-1 (B, F, n_fft) -> output samples [0, length) (B, length)."""
         batch, frames, n = grains.shape
-        span = (frames - 1) * self.hop + n
-        out = F.fold(grains.transpose(1, 2), (1, span), (1, n), stride=(1, self.hop))
-        out = out.reshape(batch, span)
+        hop = self.hop                             # grains overlap by half: n = 2 hop
+        out = grains.new_zeros(batch, frames + 1, hop)
+        out[:, :frames] += grains[..., :hop]
+        out[:, 1:] += grains[..., hop:]
+        out = out.reshape(batch, -1)
         start = -(self.centre0 - n // 2)          # span index of output sample 0
         return out[:, start:start + length]
 
