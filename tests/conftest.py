@@ -40,3 +40,15 @@ def tiny_model(tiny_checkpoint):
     from singsynth.checkpoint import load_model
 
     return load_model(tiny_checkpoint)
+
+
+@pytest.fixture(autouse=True)
+def keep_signal_handlers():
+    """For every test: the CLI installs a SIGTERM handler and, once its output is complete,
+    ignores Ctrl-C; a command run in-process must not leave the test session deaf to
+    either."""
+    import signal
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in old.items():
+        signal.signal(s, handler)

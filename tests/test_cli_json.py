@@ -14,17 +14,6 @@ from tests.test_data_nsynth import make_nsynth
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def keep_signal_handlers():
-    """The CLI installs a SIGTERM handler and, once its output is complete, ignores Ctrl-C:
-    a command run in-process must not leave the test session deaf to either."""
-    import signal
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in old.items():
-        signal.signal(s, handler)
-
-
 def run_main(argv, capsys):
     with pytest.raises(SystemExit) as info:
         cli_main(argv)

@@ -251,13 +251,13 @@ def test_fluidsynth_plays_the_sf2_as_singsynth_renders_the_song(renders):
 
 
 def test_sfizz_plays_the_sfz_as_singsynth_renders_the_song(renders):
-    folder, song, ours, _ = renders
+    folder, song, ours, report = renders
     regions = read_regions(folder / "piano.sfz")
     assert len(regions) == 3 * (3 + 3)  # the softest layer in 4 fades
     assert {r.get("volume") for r in regions} == {None, "-27.96", "-8.50", "-2.95"}
     for r in regions:  # every region's file is there and holds its loop
         info = soundfile.info(r["sample"])
-        assert info.samplerate == 16000 and int(r["loop_end"]) < info.frames
+        assert info.samplerate == report.sample_rate and int(r["loop_end"]) < info.frames
         assert int(r["lokey"]) <= int(r["pitch_keycenter"]) <= int(r["hikey"])
     assert {int(r["lokey"]) for r in regions} >= {0} and {int(r["hikey"]) for r in regions} >= {127}
     theirs = sfizz(folder / "piano.sfz", song)

@@ -504,17 +504,6 @@ def test_sigterm_mid_render_exits_143_and_leaves_no_partial_file(tmp_path):
 
 # ---- pipelines: stdin/stdout, several inputs, gain, format and bits, --json -----------------
 
-@pytest.fixture(autouse=True)
-def keep_signal_handlers():
-    """The CLI installs a SIGTERM handler and, once its output is complete, ignores Ctrl-C:
-    a command run in-process must not leave the test session deaf to either."""
-    import signal
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, handler in old.items():
-        signal.signal(s, handler)
-
-
 def tiny_args(tmp_path, tiny_checkpoint):
     return ["--model", str(tiny_checkpoint), "--preset", "default", "--cache-dir",
             str(tmp_path / "cache"), "--tail", "0.25", "-q"]
