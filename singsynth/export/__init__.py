@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from singsynth.errors import ConfigError, SingsynthError
-from singsynth.files import finishing, make_public, os_error_line, shown
+from singsynth.files import atomic_path, finishing, make_public, os_error_line, shown
 
 from .notes import Part, build_bank
 
@@ -252,24 +252,13 @@ def write_sf2_file(bank, out: Path) -> int:
     except ValueError as exc:
         raise SingsynthError(f"cannot export {shown(out)}: {exc}; export fewer pitches, "
                              "layers or programs") from None
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name[:100]}.", suffix=".part", dir=out.parent)
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(out, SingsynthError) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
         sf = read_soundfont(tmp)  # the file as a player will read it
         if len(sf.presets) != len(bank.instruments) or len(sf.samples) != len(bank.samples):
             raise SingsynthError(f"{shown(out)}: the written SoundFont did not read back whole "
                                  "(a bug in singsynth's writer)")
-        make_public(tmp)
-        os.replace(tmp, out)
-        tmp = None
-    except OSError as exc:
-        raise SingsynthError(os_error_line(out, exc, "write")) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
     return len(data)
 
 
