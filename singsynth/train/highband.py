@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch.nn import functional as F
 
+from singsynth.data.nsynth import read_wav
 from singsynth.errors import ConfigError, DatasetError
-from singsynth.files import read_bytes
 from singsynth.model.fullband import ENERGY_FLOOR
 from singsynth.model.sing import SING
 
@@ -75,31 +74,14 @@ def band_energy(model: SING, wave: torch.Tensor) -> torch.Tensor:
 
 def read_split(data: Path, split: str, rate: int, instruments):
     """[(instrument index in `instruments`, pitch, velocity index, wav path)] of a split
-    of a dataset at `rate` (one built with `dataset build --sample-rate`)."""
-    try:
-        # Bounded reads of regular files (a FIFO or /dev/zero is one line, not a hang).
-        examples = json.loads(read_bytes(data / "examples.json", "an examples.json", 1 << 30,
-                                         DatasetError))
-        chosen = json.loads(read_bytes(data / "split.json", "a split.json", 256 << 20,
-                                       DatasetError))[split]  # {instrument: [pitch]}
-    except (DatasetError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{data}: cannot read examples.json/split.json ({exc}); build the "
-                           "dataset with `singsynth dataset build --sample-rate 48000`") from None
-    velocities = (25, 50, 75, 100, 127)
-    rows = []
-    for key in sorted(examples):
-        e = examples[key]
-        if e["pitch"] not in chosen.get(e["instrument_str"], ()):
-            continue
-        if e.get("sample_rate") != rate:
-            raise DatasetError(f"{data}: note {key} is at {e.get('sample_rate')} Hz; the model "
-                               f"plays {rate} Hz: build with --sample-rate {rate}")
-        if e["instrument_str"] not in instruments:
-            raise DatasetError(f"{data}: instrument {e['instrument_str']!r} is not in the model; "
-                               "train the noise band on the dataset its core learned from")
-        rows.append((instruments.index(e["instrument_str"]), e["pitch"],
-                     velocities.index(e["velocity"]), data / "audio" / f"{key}.wav"))
-    return rows
+    of a dataset at `rate` (one built with `dataset build --sample-rate`), read and checked
+    by `NSynthDataset` (a note of an instrument the model lacks is one line there)."""
+    from singsynth.data import NSynthDataset
+    ds = NSynthDataset(data, split=split, instruments=instruments)
+    if ds.sample_rate != rate:
+        raise DatasetError(f"{data} holds {ds.sample_rate} Hz notes; the model plays {rate} "
+                           f"Hz: build it with `singsynth dataset build --sample-rate {rate}`")
+    return list(zip(ds.instrument.tolist(), ds.pitch.tolist(), ds.velocity.tolist(), ds.paths))
 
 
 @torch.no_grad()
@@ -134,7 +116,7 @@ def features(model: SING, rows, out: Path, name: str, progress=True):
             amps = model.harmonics.frames(h, f0, model.pitched(inst))   # none for drums
             core = core + model.harmonics.synthesize(amps, f0, 0, core.shape[-1])
         core = model.upsampler.whole(core)
-        wav = torch.from_numpy(np.stack([sf.read(str(r[3]), dtype="float32")[0] for r in batch]))
+        wav = torch.from_numpy(np.stack([read_wav(r[3], rate=cfg.output_rate) for r in batch]))
         residual = (band_energy(model, wav) - band_energy(model, core)).clamp(min=0)
         h_all[i:i + len(batch)] = h.numpy().astype(np.float16)
         target[i:i + len(batch)] = np.log(residual.numpy() + STORE_FLOOR)
