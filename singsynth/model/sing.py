@@ -154,22 +154,27 @@ class SING(nn.Module):
         """Whole notes at the output rate, (B, output_samples), not clamped: the core's
         note upsampled, plus the noise band (model/fullband.py). The core's alone when the
         model has neither."""
-        cond = self._inputs(instrument, pitch, velocity)
-        s, _ = self.sequence(cond)
-        s = s.transpose(1, 2)
-        h = self.decoder.hidden(s)
-        wave = self.decoder.overlap_add(h)
-        if self.harmonics is not None:
-            f0 = self.harmonics.pitch_hz(pitch, h.device)
-            amps = self.harmonics.frames(h, f0, self.pitched(instrument))
-            wave = wave + self.harmonics.synthesize(amps, f0, 0, wave.shape[-1])
-        if self.upsampler is not None:
-            wave = self.upsampler.whole(wave)
+        cond, h, wave = self.upsampled_core(instrument, pitch, velocity)
         if self.noise is not None:
             seeds = NoiseBand.seeds(instrument, pitch, velocity).to(h.device)
             grains = self.noise.grains(self.noise.log_energy(h, cond), seeds, 0)
             wave = wave + self.noise.overlap_add(grains, wave.shape[-1])
         return wave
+
+    def upsampled_core(self, instrument, pitch, velocity):
+        """The core's whole notes at the output rate, and what the noise band reads:
+        (conditioning (B, 26), decoder activations h (B, C, F), waves (B, output_samples))."""
+        cond = self._inputs(instrument, pitch, velocity)
+        s, _ = self.sequence(cond)
+        h = self.decoder.hidden(s.transpose(1, 2))
+        wave = self.decoder.overlap_add(h)
+        if self.harmonics is not None:
+            f0 = self.harmonics.pitch_hz(pitch, h.device)
+            amps = self.harmonics.frames(h, f0, self.pitched(instrument))   # none for drums
+            wave = wave + self.harmonics.synthesize(amps, f0, 0, wave.shape[-1])
+        if self.upsampler is not None:
+            wave = self.upsampler.whole(wave)
+        return cond, h, wave
 
     def decode(self, s: torch.Tensor, pitch, first_step=0,
                pitched: torch.Tensor | None = None) -> torch.Tensor:

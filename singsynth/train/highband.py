@@ -108,14 +108,7 @@ def features(model: SING, rows, out: Path, name: str, progress=True):
         inst = torch.tensor([r[0] for r in batch])
         pitch = torch.tensor([r[1] for r in batch])
         vel = torch.tensor([r[2] for r in batch])
-        s, _ = model.sequence(model._inputs(inst, pitch, vel))
-        h = model.decoder.hidden(s.transpose(1, 2))
-        core = model.decoder.overlap_add(h)
-        if model.harmonics is not None:
-            f0 = model.harmonics.pitch_hz(pitch, h.device)
-            amps = model.harmonics.frames(h, f0, model.pitched(inst))   # none for drums
-            core = core + model.harmonics.synthesize(amps, f0, 0, core.shape[-1])
-        core = model.upsampler.whole(core)
+        _, h, core = model.upsampled_core(inst, pitch, vel)
         wav = torch.from_numpy(np.stack([read_wav(r[3], rate=cfg.output_rate) for r in batch]))
         residual = (band_energy(model, wav) - band_energy(model, core)).clamp(min=0)
         h_all[i:i + len(batch)] = h.numpy().astype(np.float16)
