@@ -254,10 +254,11 @@ class SING(nn.Module):
                 have += out.shape[1]
                 if noise is not None and h is not None:
                     grains = noise.grains(noise.log_energy(h, cond), seeds, frame0)
-                    for i in range(grains.shape[1]):
-                        at = (frame0 + i) * noise.hop
-                        noise_buf[:, at:at + noise.n_fft] += grains[:, i]
-                    frames_done = frame0 + grains.shape[1]
+                    n, hop = grains.shape[1], noise.hop     # grains overlap by halves
+                    span = noise_buf[:, frame0 * hop:(frame0 + n + 1) * hop].unflatten(1, (n + 1, hop))
+                    span[:, :n] += grains[..., :hop]
+                    span[:, 1:] += grains[..., hop:]
+                    frames_done = frame0 + n
             a = emitted - emitted % f
             if self.upsampler is not None:
                 x = core_buf[:, a // f:(end + f - 1) // f + 2 * half + 1]
