@@ -23,7 +23,7 @@ import torch
 from singsynth.data import NSynthDataset
 from singsynth.data import soundfont as sfr
 from singsynth.data.build import build
-from singsynth.dsp import power_spectrogram
+from singsynth.model.dsp import power_spectrogram
 
 FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SPREAD = [0, 16, 24, 40, 56, 73, 80, 88, 104, 112, 4, 33, 48, 64, 96, 120]  # across GM families

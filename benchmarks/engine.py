@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import resource
+import sys
 import threading
 import time
 from collections import deque
@@ -45,7 +45,7 @@ def pss_mb(pid="self") -> float:
 
 def header_mb(path) -> float:
     """Parameter megabytes of a safetensors checkpoint, from its JSON header (no torch)."""
-    from singsynth.modelfiles import read_header
+    from singsynth.model.files import read_header
     return sum(t["data_offsets"][1] - t["data_offsets"][0]
                for name, t in read_header(path).items() if name != "__metadata__") / 2**20
 
@@ -54,8 +54,8 @@ def thread_source(path):
     """The model loaded in this process, for the thread generator (imports torch)."""
     import torch
 
-    from singsynth.checkpoint import load_model
-    from singsynth.engine.model_source import ModelSource
+    from singsynth.model.checkpoint import load_model
+    from singsynth.model.source import ModelSource
     torch.set_num_threads(1)  # leave the other core to the audio thread (2-core machine)
     return ModelSource(load_model(path), device="cpu")
 
@@ -210,14 +210,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from singsynth.engine import Synth
-    from singsynth.modelfiles import open_model_source, resolve
+    from singsynth.model.files import open_source, resolve
     from singsynth.presets import parse_preset
 
     # As `play` does: this (audio) process reads the checkpoint's header only and the
     # generator process loads the weights, so torch is imported here only at the end,
     # for the thread generator's side-by-side figure.
     path = resolve(args.model)
-    source = open_model_source(path)
+    source = open_source(path)
     model_mb = header_mb(path)
     lo, hi = args.prewarm_pitches
     preset = parse_preset({"defaults": {"instrument": 0, "prewarm": [lo, hi]}},

@@ -56,7 +56,7 @@ def compare(label, theirs, control, ours):
     from test_export import segments  # the song's note segments
 
     from singsynth.export.compare import cents, log_mel_distance, peak_hz
-    from singsynth.midi import midi_to_hz
+    from singsynth.notes import midi_to_hz
 
     worst = max(abs(cents(peak_hz(theirs, SR, s, e, midi_to_hz(p)),
                           peak_hz(ours, SR, s, e, midi_to_hz(p)))) for p, s, e in segments())
@@ -76,7 +76,7 @@ def main():
 
     from singsynth.export import export_file
     from singsynth.export.compare import fluidsynth_render, sfizz_render
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="export-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def bank(work, common, pitches):
 
     from singsynth.export import export_file, parse_pitches
     from singsynth.export.compare import fluidsynth_render, log_mel_distance
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
 
     lo, hi = parse_pitches(pitches)
     rep = timed(f"GM bank .sf2, 128 programs x keys {lo}-{hi} x 5 layers",

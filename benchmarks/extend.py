@@ -18,10 +18,10 @@ import json
 import numpy as np
 import torch
 
-from singsynth.checkpoint import load_checkpoint
 from singsynth.data.nsynth import NSynthDataset
 from singsynth.eval.baseline import baseline_notes, nearest_sources
 from singsynth.eval.metrics import note_losses, pitch_accuracy
+from singsynth.model.checkpoint import load_checkpoint
 
 
 def score(waves: torch.Tensor, target: torch.Tensor, pitch) -> dict:

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from singsynth.model import build
+from singsynth.model.sing import build
 
 
 def inputs(batch, n_instruments, device):

@@ -43,8 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from singsynth.io.cpu_awake import CpuAwake  # noqa: E402
-from singsynth.midi import midi_to_hz  # noqa: E402
+from singsynth.hosts.cpu_awake import CpuAwake
+from singsynth.notes import midi_to_hz
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, late_clients,  # noqa: E402
                                  not_at_stalls, singsynth_late, start_jack, xrun_times)
 
@@ -116,8 +116,9 @@ def model_path(arg, tmp):
     if default.exists():
         return str(default), "models/default.safetensors"
     import torch
-    from singsynth.checkpoint import save_model
-    from singsynth.model import build
+
+    from singsynth.model.checkpoint import save_model
+    from singsynth.model.sing import build
     torch.manual_seed(0)
     path = Path(tmp) / "small.safetensors"
     save_model(path, build("small", ["piano", "organ", "guitar", "strings"]),
@@ -201,7 +202,7 @@ def session(server, args, code=None, notes=16, storm_seconds=0, seconds=120):
     """One `singsynth play` process: latencies (cold, then warm) and an optional storm.
 
     With `args` None, no synth at all: only the storm, into the probe's unconnected port,
-    with the CPUs held out of sleep as `play` holds them (`singsynth.io.cpu_awake`).
+    with the CPUs held out of sleep as `play` holds them (`singsynth.hosts.cpu_awake`).
     """
     logged_before = len(late_clients(server))
     monitor = StallMonitor()
@@ -478,7 +479,7 @@ def main():
     args = parser.parse_args()
     # The probe is a Python JACK client too: give it the priority `singsynth play` asks
     # for, so that its own lateness does not stand in for singsynth's.
-    from singsynth.cli.play import raise_priority
+    from singsynth.hosts.live import raise_priority
     raise_priority()
     with tempfile.TemporaryDirectory() as tmp, start_jack() as server:
         path, about = model_path(args.model, tmp)

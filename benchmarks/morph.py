@@ -38,15 +38,16 @@ BLOCK_S = BLOCK / RATE
 def model_source(path):
     import torch
 
-    from singsynth.checkpoint import load_model
-    from singsynth.engine.model_source import ModelSource
+    from singsynth.model.checkpoint import load_model
+    from singsynth.model.source import ModelSource
     torch.set_num_threads(int(os.environ.get("MORPH_BENCH_THREADS", "1")))
     return ModelSource(load_model(path), device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def morph_preset(instruments, share, pitches):
-    from singsynth.presets import load_preset
     from dataclasses import replace
+
+    from singsynth.presets import load_preset
     preset = load_preset("morph", instruments)
     morph = replace(preset.defaults.morph, prewarm=share)
     preset.defaults = replace(preset.defaults, morph=morph, prewarm=tuple(pitches))
@@ -57,7 +58,7 @@ def morph_preset(instruments, share, pitches):
 
 def grid_cost(source, share, pitches):
     from singsynth.engine import Synth
-    from singsynth.engine.cache import note_nbytes
+    from singsynth.generation.note import note_nbytes
     preset = morph_preset(source.instruments, share, pitches)
     synth = Synth(source, RATE, preset, offline=True, cache_bytes=64 << 30)
     keys = synth.prewarm_keys()
@@ -78,8 +79,9 @@ def grid_cost(source, share, pitches):
 def mix_cost(blocks):
     """Thread CPU of process(256) with 32 held voices: plain, and morphing three ways."""
     from singsynth.engine import Synth
-    from singsynth.engine.testing import SineSource
+    from singsynth.generation.testing import SineSource
     from singsynth.presets import parse_preset
+
     # Mixing cost does not depend on what the notes sound like: sine notes of SING's length.
     source = SineSource(["flute", "guitar"], note_samples=64000)
     pitches = range(44, 76)
@@ -121,7 +123,7 @@ def mix_cost(blocks):
 def warm_latency(trials=20):
     """Samples from a controller change to the first changed output sample (warm steps)."""
     from singsynth.engine import Synth
-    from singsynth.engine.testing import SineSource
+    from singsynth.generation.testing import SineSource
     from singsynth.presets import parse_preset
     source = SineSource(["flute", "guitar"], note_samples=64000)
     preset = parse_preset({"defaults": {"morph": {"instruments": ["flute", "guitar"]}}},
@@ -198,6 +200,7 @@ def live_latency(trials, seconds_held=0.6):
     first sample where they differ by more than -60 dBFS."""
     import tempfile
     from pathlib import Path
+
     from tests.jack_fixtures import JackProbe, Play, jackd_missing_reason, start_jack
     reason = jackd_missing_reason()
     if reason:

@@ -102,8 +102,9 @@ def make_song(seconds: float, seed: int = 0) -> mido.MidiFile:
 
 def stand_in_model(folder: Path) -> Path:
     import torch
-    from singsynth.checkpoint import save_model
-    from singsynth.model import build
+
+    from singsynth.model.checkpoint import save_model
+    from singsynth.model.sing import build
 
     torch.manual_seed(0)
     path = folder / "small-random.safetensors"
@@ -124,7 +125,7 @@ def main():
     p.add_argument("--seconds", type=float, default=180.0)
     p.add_argument("--keep", default=None, help="keep the song and renders in this folder")
     args = p.parse_args()
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="singsynth-bench-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def main(argv=None):
                         help="also each full-band model's 16 kHz core alone (the model before "
                              "its noise band was trained: the old default, for the default)")
     args = parser.parse_args(argv)
-    from singsynth.checkpoint import load_model
+    from singsynth.model.checkpoint import load_model
     paths = args.model or [str(ROOT / "models" / "default.safetensors")]
     models = {Path(p).stem: load_model(p) for p in paths}
     first = next(iter(models.values()))
@@ -183,10 +183,12 @@ def held_out_pitch(model, data, core=False) -> dict:
     pyin's 2,048-sample frame must hold two periods of MIDI 21 (27.5 Hz), which at 48 kHz
     it cannot; the band above 8 kHz carries no fundamental."""
     import math
+
     import soxr
     import torch
+
     from singsynth.data import NSynthDataset
-    from singsynth.eval.metrics import cents, track_pitch
+    from singsynth.data.pitch import cents, track_pitch
     test = NSynthDataset(data, split="test")
     index = torch.tensor([model.instruments.index(test.instruments[int(i)]) for i in test.instrument])
     rate = model.config.sample_rate if core else model.config.output_rate

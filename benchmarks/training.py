@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from singsynth.model import build
+from singsynth.model.sing import build
 from singsynth.train.config import STAGES, load_config
 from singsynth.train.distributed import World
 from singsynth.train.stages import TASKS, TrainData

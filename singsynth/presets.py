@@ -31,12 +31,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-from .errors import ConfigError
-from .files import missing, read_bytes, shipped_dir, shipped_or_path
-from .yamlfile import load_yaml
-
-# As `singsynth.engine.source.Blend` (not imported: the engine imports this module).
-Blend = Tuple[Tuple[int, float], ...]
+from singsynth.errors import ConfigError
+from singsynth.files import missing, read_bytes, shipped_dir, shipped_or_path
+from singsynth.notes import Blend
+from singsynth.yamlfile import load_yaml
 
 PRESET_DIR = shipped_dir("presets")
 MAX_FILE_BYTES = 1 << 20  # a preset is a few KB (gm.yaml, the largest shipped, is 5 KB)

@@ -24,8 +24,8 @@ def data_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """Path to a saved `tiny` checkpoint with 4 instruments (weights seeded, untrained)."""
-    from singsynth.checkpoint import save_model
-    from singsynth.model import build
+    from singsynth.model.checkpoint import save_model
+    from singsynth.model.sing import build
 
     torch.manual_seed(1234)
     model = build("tiny", TINY_INSTRUMENTS)
@@ -37,7 +37,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
     """The tiny checkpoint loaded through the same path the CLI uses."""
-    from singsynth.checkpoint import load_model
+    from singsynth.model.checkpoint import load_model
 
     return load_model(tiny_checkpoint)
 

@@ -11,8 +11,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from singsynth.engine.source import NoteKey
-from singsynth.engine.testing import SineSource
+from singsynth.generation.testing import SineSource
+from singsynth.notes import NoteKey
 
 
 class WorkSineSource(SineSource):
@@ -35,7 +35,7 @@ class WorkSineSource(SineSource):
 
 
 class SlowLoadingSource:
-    """A lazy source (as `modelfiles.LazyModelSource`): the generator child calls `load()`,
+    """A lazy source (as `model.files.LazySource`): the generator child calls `prepare()`,
     which takes `seconds` (a model loading on a busy machine) and gives a `SineSource`."""
 
     def __init__(self, seconds: float, **kwargs):
@@ -46,6 +46,6 @@ class SlowLoadingSource:
         self.sample_rate = probe.sample_rate
         self.note_samples = probe.note_samples
 
-    def load(self) -> SineSource:
+    def prepare(self) -> SineSource:
         time.sleep(self.seconds)
         return SineSource(**self.kwargs)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from singsynth.checkpoint import load_checkpoint, load_model, model_metadata, save_model
 from singsynth.errors import CheckpointError
-from singsynth.model import build
+from singsynth.model.checkpoint import load_checkpoint, load_model, model_metadata, save_model
+from singsynth.model.sing import build
 
 
 def test_round_trip_is_bit_exact(tiny_checkpoint, tmp_path):
@@ -208,7 +208,7 @@ def test_a_metadata_number_of_5000_digits_is_refused_in_one_line(tiny_checkpoint
 
 def test_a_bare_model_name_is_a_shipped_model_whatever_the_current_folder_holds(
         tmp_path, monkeypatch):
-    from singsynth.modelfiles import MODELS_DIR, resolve
+    from singsynth.model.files import MODELS_DIR, resolve
 
     (tmp_path / "default").mkdir()
     (tmp_path / "mine").write_bytes(b"x")
@@ -229,7 +229,7 @@ def test_loading_builds_the_described_model_without_importing_torch_dynamo(tmp_p
         save_model(path, build(config, ["a", "b"]), {"dataset": "none (test)"})
         paths.append(str(path))
     code = ("import sys, torch\n"
-            "from singsynth.checkpoint import load_model\n"
+            "from singsynth.model.checkpoint import load_model\n"
             f"for path in {paths!r}:\n"
             "    load_model(path)\n"
             "print('torch._dynamo' in sys.modules)\n")
@@ -248,7 +248,8 @@ def test_loading_builds_the_described_model_without_importing_torch_dynamo(tmp_p
 def test_a_config_whose_lengths_do_not_add_up_is_refused_at_load(tmp_path, sizes, words):
     import dataclasses
 
-    from singsynth.model import CONFIGS, SING
+    from singsynth.model.config import CONFIGS
+    from singsynth.model.sing import SING
 
     # SING's constructor does not check its config: a hostile file can be made this way.
     config = dataclasses.replace(CONFIGS["tiny"], **sizes)
@@ -261,13 +262,13 @@ def test_a_config_whose_lengths_do_not_add_up_is_refused_at_load(tmp_path, sizes
 @pytest.mark.parametrize("config", ["7", "[1, 2]", '"text"'])
 def test_a_config_that_is_not_an_object_is_one_line_through_the_header_reader(
         tiny_checkpoint, tmp_path, config):
-    # Found by the fuzzer: open_model_source (play's and render's first read) raised
+    # Found by the fuzzer: open_source (play's and render's first read) raised
     # AttributeError ('int' object has no attribute 'get').
-    from singsynth.modelfiles import open_model_source
+    from singsynth.model.files import open_source
 
     bad = _rewrite(tiny_checkpoint, tmp_path / "config.safetensors", config=config)
     with pytest.raises(CheckpointError, match="model config must be a mapping") as err:
-        open_model_source(bad)
+        open_source(bad)
     assert "\n" not in str(err.value)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from singsynth.checkpoint import MODELS_DIR, load_model, resolve
+from singsynth.model.checkpoint import MODELS_DIR, load_model, resolve
 
 INSTRUMENTS = ["yamaha_grand_piano_000", "flute_073", "fingered_bass_033"]
 PITCHES = [48, 48, 36]
@@ -74,7 +74,7 @@ def test_instruments_differ(notes):
 
 
 def test_fundamental_within_50_cents(model, notes):
-    from singsynth.eval.metrics import cents, track_pitch
+    from singsynth.data.pitch import cents, track_pitch
     for wave, pitch in zip(notes, PITCHES):
         f0 = track_pitch(wave, pitch, sample_rate=model.config.output_rate)
         assert abs(cents(f0, pitch)) <= 50, (pitch, f0)

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from singsynth.dsp import log_spectrogram, spectral_loss, waveform_mse
+from singsynth.model.dsp import log_spectrogram, spectral_loss, waveform_mse
 
 
 def sine(freq, phase=0.0, n=16000, sr=16000, amp=0.5):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from singsynth.engine import Synth
-from singsynth.engine.testing import SineSource
 from singsynth.engine.voice import MAX_RATE
+from singsynth.generation.testing import SineSource
 from tests.engine_fixtures import wait_until
 
 SR = 16000  # the source's rate: no resampling, so the test stays fast

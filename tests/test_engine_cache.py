@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from singsynth.engine import Synth
-from singsynth.engine.cache import Note, NoteCache
-from singsynth.engine.source import NoteKey, single
-from singsynth.engine.testing import SineSource
+from singsynth.engine.cache import NoteCache
+from singsynth.generation.note import Note
+from singsynth.generation.testing import SineSource
+from singsynth.notes import NoteKey, single
 
 
 def note(pitch, samples=1000):
@@ -78,6 +79,6 @@ def test_prepare_renders_uncached_keys_in_batches_and_then_plays_from_cache():
 
 @pytest.mark.parametrize("samples,margin", [(192001, 16386), (48000, 2100), (100, 2100)])
 def test_note_nbytes_is_what_a_finished_note_holds(samples, margin):
-    from singsynth.engine.cache import note_nbytes
+    from singsynth.generation.note import note_nbytes
     note = Note.complete(NoteKey(single(0), 60, 1.0), np.zeros(samples, np.float32), margin)
     assert note_nbytes(samples, margin) == note.nbytes

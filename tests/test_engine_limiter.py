@@ -8,7 +8,7 @@ import yaml
 
 from singsynth.engine import Synth
 from singsynth.engine.limiter import AHEAD, Limiter
-from singsynth.engine.testing import SineSource
+from singsynth.generation.testing import SineSource
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from singsynth.engine import Synth
-from singsynth.engine.model_source import ModelSource
+from singsynth.model.source import ModelSource
 from tests.engine_fixtures import pump
 
 
@@ -66,7 +66,7 @@ def test_prewarmed_keys_play_as_cache_hits(source):
 
 
 def test_resampling_notes_on_threads_gives_the_same_samples():
-    from singsynth.engine.generator import resample_notes
+    from singsynth.generation.thread import resample_notes
     notes = np.random.default_rng(0).standard_normal((5, 16000)).astype(np.float32) * 0.1
     one = resample_notes(notes, 16000, 48000, threads=1)
     assert one.shape == (5, 48000) and one.dtype == np.float32

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from singsynth.engine import Synth
-from singsynth.engine.model_source import ModelSource
-from singsynth.engine.testing import SineSource
-from singsynth.engine.worker import QUARANTINE, realtime_thread
+from singsynth.generation.process import QUARANTINE, realtime_thread
+from singsynth.generation.testing import SineSource
+from singsynth.model.source import ModelSource
 from tests.engine_fixtures import pump, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]  # the child imports `tests` from here
@@ -86,7 +86,7 @@ def test_slots_are_reused_after_quarantine_without_corrupting_finished_notes():
     src = SineSource(note_samples=4000)
     with Synth(src, 48000, generator="process", batch_size=2) as synth:
         synth.generator.close()  # a small pool: 3 slots for 10 notes
-        from singsynth.engine.worker import ProcessGenerator
+        from singsynth.generation.process import ProcessGenerator
         synth.generator = ProcessGenerator(src, 48000, slots=3, batch_size=2,
                                            is_cached=synth.cache.__contains__)
         keys = [synth.note_key(0, p, 100) for p in range(50, 60)]
@@ -122,7 +122,7 @@ def test_close_ends_the_child_process():
 
 
 def test_checkpoint_source_loads_the_same_file_in_the_child(tiny_checkpoint):
-    from singsynth.checkpoint import load_model
+    from singsynth.model.checkpoint import load_model
     src = ModelSource(load_model(tiny_checkpoint), device="cpu")
     by_thread, _ = cached_note(src, "thread", pitch=57)
     by_process, _ = cached_note(src, "process", pitch=57)
@@ -136,9 +136,9 @@ def test_the_audio_process_never_imports_torch_with_a_lazy_checkpoint(tiny_check
 import sys
 import numpy as np
 from singsynth.engine import Synth
-from singsynth.modelfiles import open_model_source
+from singsynth.model.files import open_source
 from tests.engine_fixtures import pump
-src = open_model_source({str(tiny_checkpoint)!r})
+src = open_source({str(tiny_checkpoint)!r})
 with Synth(src, 48000, generator="process", cold="stream") as synth:
     synth.note_on(0, 57, 100)
     key = synth.note_key(0, 57, 100)
@@ -155,12 +155,12 @@ print("torch" in sys.modules, note.length, float(np.abs(note.data).max()))
 def test_a_corrupt_checkpoint_fails_in_the_parent_with_the_loader_message(tiny_checkpoint,
                                                                           tmp_path):
     from singsynth.errors import CheckpointError
-    from singsynth.modelfiles import LazyModelSource, open_model_source
+    from singsynth.model.files import LazySource, open_source
     bad = tmp_path / "cut.safetensors"
     data = tiny_checkpoint.read_bytes()
     bad.write_bytes(data[:len(data) - 1000])  # header intact, tensors cut short
-    src = open_model_source(bad)
-    assert isinstance(src, LazyModelSource)
+    src = open_source(bad)
+    assert isinstance(src, LazySource)
     with pytest.raises(CheckpointError, match=r"cut\.safetensors: not a readable safetensors"):
         Synth(src, 48000, generator="process")
 
@@ -208,8 +208,8 @@ def test_the_message_threads_run_real_time_when_asked_and_the_model_does_not():
 def test_the_generator_loop_says_once_when_it_runs_out_of_work():
     """`went_idle` is where the process generator hands its freed heap back to the system
     (worker.trim_heap: its PSS after a prewarm 342-360 -> 300 MB, benchmarks/README.md)."""
-    from singsynth.engine.generator import Generator
-    from singsynth.engine.source import NoteKey, single
+    from singsynth.generation.thread import Generator
+    from singsynth.notes import NoteKey, single
 
     class Counting(Generator):
         idle_with = []
@@ -337,7 +337,7 @@ def test_a_played_note_does_not_wait_for_a_prewarm_child_that_is_still_loading()
     src = SlowLoadingSource(3.0, note_samples=4000)
     with Synth(src, 48000, generator="process", cold="stream") as synth:
         gen = synth.generator
-        from singsynth.engine.source import NoteKey, single
+        from singsynth.notes import NoteKey, single
         keys = [NoteKey(single(i), p, v / 4) for i in range(4) for p in range(20, 110)
                 for v in range(17)]  # 6,120 keys, ~210 KB pickled
         gen.request_prewarm(keys)

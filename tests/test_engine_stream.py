@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from singsynth.engine import Synth
-from singsynth.engine.testing import SineSource
+from singsynth.generation.testing import SineSource
 from tests.engine_fixtures import pump, wait_until
 
 

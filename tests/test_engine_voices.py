@@ -4,7 +4,7 @@ import pytest
 
 from singsynth.engine import Synth
 from singsynth.engine.mixer import pan_gains
-from singsynth.engine.testing import SineSource, pitch_hz
+from singsynth.generation.testing import SineSource, pitch_hz
 
 SR = 16000  # same rate as the source: no resampling, so samples can be compared exactly
 

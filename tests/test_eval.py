@@ -10,13 +10,15 @@ import soundfile as sf
 import torch
 
 from singsynth.cli import main as cli_main
+from singsynth.data.pitch import cents, track_pitch
 from singsynth.data.split import make_split, write_split
-from singsynth.dsp import spectral_loss
 from singsynth.errors import CheckpointError, ConfigError, DatasetError, SingsynthError
 from singsynth.eval import run
 from singsynth.eval.baseline import nearest_sources, shift_pitch
-from singsynth.eval.metrics import cents, midi_to_hz, pitch_accuracy, track_pitch
+from singsynth.eval.metrics import pitch_accuracy
 from singsynth.eval.plots import plot_log
+from singsynth.model.dsp import spectral_loss
+from singsynth.notes import midi_to_hz
 
 RATE = 16000
 # (instrument_str, id, family, family_str, harmonic amplitudes)
@@ -55,8 +57,8 @@ def make_dataset(root, instruments=INSTRUMENTS, pitches=PITCHES, fraction=0.25):
 
 
 def make_checkpoint(path, instruments):
-    from singsynth.checkpoint import save_model
-    from singsynth.model import build
+    from singsynth.model.checkpoint import save_model
+    from singsynth.model.sing import build
 
     torch.manual_seed(0)
     save_model(path, build("tiny", instruments), {"stage": "e2e", "dataset": "test"})
@@ -115,7 +117,7 @@ def test_pitch_tracker_on_harmonic_tones():
 def test_pitch_tracker_on_high_notes(pitch):
     # At 16 kHz these periods are 3.8-9.6 samples; tracked there without upsampling, a
     # pure 2,960 Hz sine read an octave down and 3,729 Hz read 50 cents sharp.
-    from singsynth.midi import midi_to_hz
+    from singsynth.notes import midi_to_hz
     for harmonics in ((1.0,), (1.0, 0.5, 0.25, 0.12)):
         tone = harmonic_note(midi_to_hz(pitch), harmonics)
         assert abs(cents(track_pitch(tone, pitch), pitch)) <= 15, harmonics
@@ -142,8 +144,8 @@ def test_nearest_sources_same_instrument_and_velocity_first():
 
 
 def test_report_matches_independent_losses(report, dataset, checkpoint):
-    from singsynth.checkpoint import load_model
     from singsynth.data.nsynth import NSynthDataset
+    from singsynth.model.checkpoint import load_model
 
     text = (report / "report.md").read_text()
     test = NSynthDataset(dataset, split="test")

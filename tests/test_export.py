@@ -15,14 +15,14 @@ import soundfile
 
 from singsynth.cli import main as cli_main
 from singsynth.data.sf2 import read_soundfont
-from singsynth.engine.cache import LOOP_END, LOOP_START, LOOP_XFADE
-from singsynth.engine.testing import SineSource
 from singsynth.export import export_file
 from singsynth.export.bank import GUARD, key_ranges, velocity_ranges
 from singsynth.export.compare import (cents, fluidsynth_render, log_mel_distance, peak_hz,
                                       sfizz_render)
 from singsynth.export.sfz import read_regions
-from singsynth.midi import midi_to_hz
+from singsynth.generation.note import LOOP_END, LOOP_START, LOOP_XFADE
+from singsynth.generation.testing import SineSource
+from singsynth.notes import midi_to_hz
 
 SR = 48000
 # (pitch, velocity, beats at 120 bpm): every layer, a velocity singsynth fades (first, so
@@ -153,9 +153,10 @@ def test_sample_rate_resamples_and_the_loop_follows(tmp_path):
 def test_the_sample_rate_is_the_checkpoints_own(tmp_path):
     """A full-band checkpoint's notes are 48 kHz: exported as they are, not at 16 kHz."""
     import torch
-    from singsynth.checkpoint import save_model
-    from singsynth.model import SING
+
+    from singsynth.model.checkpoint import save_model
     from singsynth.model.config import get_config
+    from singsynth.model.sing import SING
     torch.manual_seed(0)
     model = SING(get_config("tiny-fullband"), ["a", "b"])
     save_model(tmp_path / "fb.safetensors", model, {"dataset": "none", "stage": "init"})
@@ -185,9 +186,9 @@ def test_a_corrupt_soundfont_is_refused_in_one_line(tmp_path):
 
 def gm_program_instrument(program):
     """The default model's instrument that the GM preset plays for `program`."""
-    from singsynth.modelfiles import open_model_source
+    from singsynth.model.files import open_source
     from singsynth.presets import load_preset
-    names = list(open_model_source(None).instruments)
+    names = list(open_source(None).instruments)
     return names[load_preset("gm", names).patch(0, program).instrument[0][0]]
 
 
@@ -195,7 +196,7 @@ def gm_program_instrument(program):
 def renders(tmp_path_factory):
     """singsynth's render of SONG (piano) and the default model's exports (piano and the
     wrong-instrument control, a violin), all through one note cache."""
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
     folder = tmp_path_factory.mktemp("export")
     cache = folder / "cache"
     song = song_file(folder / "song.mid")

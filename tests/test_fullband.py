@@ -9,15 +9,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from singsynth.checkpoint import load_model, save_model
 from singsynth.cli import dataset as dataset_cli
 from singsynth.cli import train as train_cli
 from singsynth.engine import Synth
-from singsynth.engine.model_source import ModelSource
 from singsynth.errors import ConfigError, DatasetError
-from singsynth.model import SING, get_config
-from singsynth.model.config import SINGConfig
-from singsynth.modelfiles import open_model_source
+from singsynth.model.checkpoint import load_model, save_model
+from singsynth.model.config import SINGConfig, get_config
+from singsynth.model.files import open_source
+from singsynth.model.sing import SING
+from singsynth.model.source import ModelSource
 from singsynth.train import highband
 
 SF2 = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -90,9 +90,9 @@ def test_checkpoint_of_each_rate_loads_and_plays(tmp_path, tiny_checkpoint):
     save_model(path, tiny_fullband())
     model = load_model(path)
     assert model.config.output_rate == 48000 and model.noise is not None
-    lazy = open_model_source(path)
+    lazy = open_source(path)
     assert (lazy.sample_rate, lazy.note_samples) == (48000, 192000)
-    old = open_model_source(tiny_checkpoint)
+    old = open_source(tiny_checkpoint)
     assert (old.sample_rate, old.note_samples) == (16000, 64000)
     source = ModelSource(model)
     assert (source.sample_rate, source.note_samples) == (48000, 192000)
@@ -117,7 +117,7 @@ def test_engine_plays_48k_notes_with_their_high_band(tiny_checkpoint):
 
 
 def test_engine_does_not_resample_a_48k_model_at_48k(monkeypatch):
-    import singsynth.engine.generator as generator
+    import singsynth.generation.thread as generator
     called = []
     real = generator.resample_notes
     monkeypatch.setattr(generator, "resample_notes",

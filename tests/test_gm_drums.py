@@ -11,17 +11,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from singsynth.checkpoint import load_model, save_model
-from singsynth.data import soundfont as sfr
 from singsynth.cli import dataset as dataset_cli
 from singsynth.data import NSynthDataset
+from singsynth.data import soundfont as sfr
 from singsynth.engine import Synth
-from singsynth.engine.model_source import ModelSource
-from singsynth.midi import read_midi
-from singsynth.model import SING, get_config
-from singsynth.model.sing import decode_parts, is_unpitched, pitched_share
+from singsynth.hosts.midifile import read_midi
+from singsynth.hosts.render import render_song
+from singsynth.model.checkpoint import load_model, save_model
+from singsynth.model.config import get_config
+from singsynth.model.sing import SING, decode_parts, is_unpitched, pitched_share
+from singsynth.model.source import ModelSource
 from singsynth.presets import load_preset, parse_preset
-from singsynth.render import render_song
 from singsynth.train.stages import EndToEnd
 
 REPO = Path(__file__).resolve().parents[1]

@@ -103,7 +103,7 @@ def test_atomic_writes_use_a_fresh_name_and_leave_nothing_on_failure(tmp_path):
 
 
 def test_a_recording_never_writes_through_a_planted_part_link(tmp_path):
-    from singsynth.io.record import Recorder
+    from singsynth.hosts.record import Recorder
 
     victim = tmp_path / "victim"
     victim.write_text("precious")
@@ -132,7 +132,7 @@ def special_files(tmp_path):
 def test_special_files_as_the_midi_file_are_refused_unread(tmp_path, capsys):
     for kind, path in special_files(tmp_path).items():
         with alarm(), pytest.raises(MidiFileError) as info:
-            from singsynth.midi import read_midi
+            from singsynth.hosts.midifile import read_midi
             read_midi(path)
         assert f"is {kind.strip()}, not a file" in str(info.value)
         code, _, err = run(["render", path, "-o", tmp_path / "out.wav", "--no-cache"], capsys)
@@ -142,7 +142,7 @@ def test_special_files_as_the_midi_file_are_refused_unread(tmp_path, capsys):
 
 
 def test_a_midi_file_over_the_size_bound_is_refused_before_reading(tmp_path, monkeypatch):
-    import singsynth.midi as midi
+    import singsynth.hosts.midifile as midi
 
     path = tmp_path / "huge.mid"
     with open(path, "wb") as f:  # sparse: 300 MB that take no disk
@@ -309,7 +309,7 @@ def test_dataset_check_reads_a_wav_header_before_its_samples(tmp_path, capsys, m
 
 
 def test_a_note_cache_replaced_by_nan_is_made_again_not_played(tmp_path, caplog):
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
 
     song = tmp_path / "in.mid"
     song.write_bytes(simple_song())
@@ -331,8 +331,8 @@ def test_a_note_cache_replaced_by_nan_is_made_again_not_played(tmp_path, caplog)
 
 
 def test_the_note_cache_ignores_a_fifo_or_an_oversized_file(tmp_path):
-    from singsynth.diskcache import DiskCachedSource
-    from singsynth.engine.source import NoteKey, single
+    from singsynth.generation.diskcache import DiskCachedSource
+    from singsynth.notes import NoteKey, single
 
     cached = DiskCachedSource(SineSource(), tmp_path)
     key = NoteKey(single(0), 60, 2.0)
@@ -363,7 +363,7 @@ def test_render_refuses_to_write_over_its_input_even_with_f(tmp_path, capsys):
 # ---- 9. a full disk, escaped names, Ctrl-C after the output is complete ----------------------
 
 def render_sine(song, out):
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
     return render_file(song, out, source=SineSource(), use_cache=False, preset="default",
                        progress=False, tail=2.0)
 
@@ -413,7 +413,7 @@ def test_a_full_disk_is_named_with_its_fix(tmp_path, small_tmpfs):
 
 def test_a_full_disk_while_recording_is_named(tmp_path, small_tmpfs):
     from singsynth.errors import DeviceError
-    from singsynth.io.record import Recorder
+    from singsynth.hosts.record import Recorder
 
     rec = Recorder(small_tmpfs / "take.wav", 48000, channels=2, seconds=1.0)
     rec.start()
@@ -428,8 +428,8 @@ ESC = "evil\x1b[2J\x1b]0;pwned\x07\nforged line"
 
 
 def test_info_and_dataset_output_escape_names(tmp_path, capsys):
-    from singsynth.checkpoint import save_model
-    from singsynth.model import build
+    from singsynth.model.checkpoint import save_model
+    from singsynth.model.sing import build
 
     ckpt = tmp_path / "esc.safetensors"
     save_model(ckpt, build("tiny", ["piano", ESC]), {})
@@ -477,7 +477,7 @@ def test_ctrl_c_after_the_final_rename_exits_0_with_the_file(tmp_path, capsys, m
 def test_ctrl_c_during_the_rename_of_one_file_of_a_batch_still_stops_it(tmp_path, monkeypatch):
     """Without `done` (a library caller, a batch before its last file) the Ctrl-C is
     delivered once the rename is over: the file is whole, the caller is interrupted."""
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
 
     song = tmp_path / "in.mid"
     song.write_bytes(simple_song())
@@ -495,7 +495,7 @@ def test_ctrl_c_during_the_rename_of_one_file_of_a_batch_still_stops_it(tmp_path
 
 
 def test_ctrl_c_before_the_rename_still_interrupts_and_leaves_nothing(tmp_path, monkeypatch):
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
 
     song = tmp_path / "in.mid"
     song.write_bytes(simple_song())
@@ -539,7 +539,7 @@ def test_a_full_disk_while_building_a_dataset_is_named(tmp_path, small_tmpfs):
 
 def test_a_record_path_too_long_is_one_line(tmp_path):
     from singsynth.errors import DeviceError
-    from singsynth.io.record import check_record_path
+    from singsynth.hosts.record import check_record_path
 
     with pytest.raises(DeviceError, match="too long"):
         check_record_path(tmp_path / f"{LONG}.wav", overwrite=False)

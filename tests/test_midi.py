@@ -1,4 +1,4 @@
-"""singsynth.midi: timing to the sample, merging, and every damaged or bad file we decide on."""
+"""singsynth.hosts.midifile: timing to the sample, merging, and every damaged or bad file we decide on."""
 import io
 from fractions import Fraction
 
@@ -6,7 +6,7 @@ import mido
 import pytest
 
 from singsynth.errors import MidiFileError
-from singsynth.midi import read_midi
+from singsynth.hosts.midifile import read_midi
 
 
 def smf(*bodies, fmt=1, division=480, ntracks=None, sizes=None):

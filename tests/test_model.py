@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from singsynth import model as M
-from singsynth.model import build
+from singsynth.model import config as M
+from singsynth.model.sing import build
 
 INSTRUMENTS = ["a", "b", "c"]
 

@@ -12,8 +12,8 @@ import pytest
 from singsynth.engine import Synth
 from singsynth.engine.morph import (GLIDE, position, prewarm_steps, start_key, step_blends,
                                     weights_at)
-from singsynth.engine.testing import SineSource
 from singsynth.errors import ConfigError
+from singsynth.generation.testing import SineSource
 from singsynth.presets import Morph, load_preset, parse_preset
 
 SR = 16000
@@ -328,8 +328,8 @@ def song_bytes():
 
 
 def test_render_is_deterministic_and_equals_driving_the_synth_block_by_block():
-    from singsynth.midi import read_midi
-    from singsynth.render import BLOCK, RenderReport, playable_events, render_song
+    from singsynth.hosts.midifile import read_midi
+    from singsynth.hosts.render import BLOCK, RenderReport, playable_events, render_song
     song = read_midi(song_bytes())
     first = render_song(song, synth(MORPH), tail=0.3)
     again = render_song(song, synth(MORPH), tail=0.3)
@@ -356,8 +356,8 @@ def test_render_is_deterministic_and_equals_driving_the_synth_block_by_block():
 # ---- the shipped model and preset ---------------------------------------------------------
 
 def test_the_default_model_sweeps_from_flute_to_overdrive_guitar():
-    from singsynth.checkpoint import load_model
-    from singsynth.engine.model_source import ModelSource
+    from singsynth.model.checkpoint import load_model
+    from singsynth.model.source import ModelSource
     source = ModelSource(load_model(None))
     shipped = load_preset("morph", list(source.instruments))  # its names are the model's
     morph = shipped.defaults.morph

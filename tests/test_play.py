@@ -5,7 +5,7 @@ from a separate JACK client (`JackProbe`) that sends MIDI and records singsynth'
 ports on JACK's frame clock, like a keyboard and a recorder would.
 
 Pitch: a random-init tiny checkpoint has no pitch to check, so the pitch test gives the
-engine the deterministic `SineSource` (singsynth.engine.testing) through play's Python API
+engine the deterministic `SineSource` (singsynth.generation.testing) through play's Python API
 (`play.main(argv, source=...)`): everything else (CLI parsing, JACK, MIDI, scheduler,
 recorder, engine) is the real path. A second test runs the real CLI with the real tiny
 checkpoint and checks silence before, sound after each note-on and a clean exit.
@@ -19,13 +19,13 @@ import pytest
 import soundfile as sf
 
 from singsynth.errors import DeviceError
-from singsynth.io import cpu_awake
-from singsynth.io.record import Recorder
-from singsynth.io.timing import EventScheduler
-from singsynth.midi import midi_to_hz
+from singsynth.hosts import cpu_awake
+from singsynth.hosts.record import Recorder
+from singsynth.hosts.timing import EventScheduler
+from singsynth.notes import midi_to_hz
 from tests.jack_fixtures import (JackProbe, Play, StallMonitor, jack_server,  # noqa: F401
-                                 kill_jack, late_clients, not_at_stalls, singsynth_late,
-                                 start_jack, xrun_times)
+                                 kill_jack, late_clients, not_at_stalls, singsynth_late, start_jack,
+                                 xrun_times)
 
 RATE = 48000
 THRESHOLD = 1e-3          # "audible": -60 dBFS
@@ -37,7 +37,7 @@ PERIOD_MARGIN = PERIOD    # the last cycle may be cut by SIGTERM on either side
 # The sine source's instruments are not the GM preset's: these runs play `--preset default`
 # unless their arguments name another.
 SINE_PLAY = ("import sys; from singsynth.cli import play; "
-             "from singsynth.engine.testing import SineSource; "
+             "from singsynth.generation.testing import SineSource; "
              "sys.exit(play.main(['--preset', 'default'] + sys.argv[1:], "
              "source=SineSource(note_samples=32000, decay=0.5)))")
 # A sine source whose prewarm chunks (16 notes x 16,000 samples) take 1 s each and whose
@@ -120,7 +120,8 @@ def test_recorder_ring_is_paged_in_before_the_audio_thread_writes(tmp_path):
 
 def test_quiet_gc_leaves_the_collector_only_new_objects():
     import gc
-    from singsynth.cli.play import quiet_gc
+
+    from singsynth.hosts.live import quiet_gc
     try:
         quiet_gc()
         frozen, tracked = gc.get_freeze_count(), len(gc.get_objects())
@@ -383,24 +384,25 @@ def test_a_program_change_then_a_note_100_ms_later(jack_server, tmp_path):
 def test_play_uses_the_gm_preset_unless_told_otherwise(tiny_checkpoint):
     from singsynth.cli import play
     from singsynth.errors import ConfigError
-    from singsynth.modelfiles import open_model_source
+    from singsynth.hosts.live import play_preset
+    from singsynth.model.files import open_source
     assert play.get_parser().parse_args(["--virtual"]).preset is None
-    default = open_model_source(None)
-    assert play.play_preset(None, default).name == "gm"
-    assert play.play_preset("default", default).name == "default"
+    default = open_source(None)
+    assert play_preset(None, default).name == "gm"
+    assert play_preset("default", default).name == "default"
     # GM programs select GM instruments: a guitar program is not the piano.
-    gm = play.play_preset(None, default)
+    gm = play_preset(None, default)
     assert gm.patch(0, 24).instrument != gm.patch(0, 0).instrument
-    tiny = open_model_source(str(tiny_checkpoint))  # other instruments than GM names
+    tiny = open_source(str(tiny_checkpoint))  # other instruments than GM names
     with pytest.raises(ConfigError, match="pass --preset default"):
-        play.play_preset(None, tiny)
-    assert play.play_preset("default", tiny).name == "default"
+        play_preset(None, tiny)
+    assert play_preset("default", tiny).name == "default"
 
 
 def test_play_prewarms_the_patches_the_channels_start_on_then_each_one_selected():
-    from singsynth.cli.play import Prewarm, patch_keys
     from singsynth.engine import Synth
-    from singsynth.engine.testing import SineSource
+    from singsynth.generation.testing import SineSource
+    from singsynth.hosts.live import Prewarm, patch_keys
     from singsynth.presets import parse_preset
 
     src = SineSource()

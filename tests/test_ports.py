@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from singsynth.errors import DeviceError
-from singsynth.io.midi_in import MIDI_APIS, backend_label, get_backend, match_port
+from singsynth.hosts.midi_in import MIDI_APIS, backend_label, get_backend, match_port
 from tests.jack_fixtures import JackProbe, jack_server  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from singsynth.engine import Synth
-from singsynth.engine.testing import SineSource
 from singsynth.errors import ConfigError
+from singsynth.generation.testing import SineSource
 from singsynth.presets import load_preset
 
 INSTRUMENTS = ["piano", "organ", "guitar", "strings"]

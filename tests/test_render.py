@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from singsynth.cli import main as cli_main
-from singsynth.diskcache import DiskCachedSource, key_name
-from singsynth.engine.source import NoteKey, single
+from singsynth.generation.diskcache import DiskCachedSource, key_name
+from singsynth.notes import NoteKey, single
 
 SR_IN = 16000
 
@@ -46,6 +46,9 @@ class SineSource:
         whole = self.render(keys)
         for start in range(0, self.note_samples, chunk):
             yield whole[:, start:start + chunk]
+
+    def prepare(self):
+        return self
 
     def identity(self):
         return "sine-v1"
@@ -166,7 +169,7 @@ def test_bad_output_paths_are_refused_before_rendering(tmp_path, capsys, output,
 
 
 def test_missing_output_folder_is_made(tmp_path):
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
     song = tmp_path / "in.mid"
     song.write_bytes(simple_song())
     umask = os.umask(0o022)
@@ -189,7 +192,7 @@ def test_missing_input_file_is_one_line(tmp_path, capsys):
 # ---- rendering through the real Synth with the sine source ---------------------------------
 
 def song_of(*tracks, tpb=480):
-    from singsynth.midi import read_midi
+    from singsynth.hosts.midifile import read_midi
     return read_midi(midi_bytes(*tracks, tpb=tpb))
 
 
@@ -199,7 +202,7 @@ def synth_for(sample_rate, preset=None, source=None):
 
 
 def render(song, sample_rate=SR_IN, preset=None, tail=1.0, source=None):
-    from singsynth.render import render_song
+    from singsynth.hosts.render import render_song
     synth = synth_for(sample_rate, preset, source)
     audio = render_song(song, synth, tail=tail)
     return audio, synth
@@ -347,7 +350,7 @@ def busy_song():
 
 
 def test_render_is_deterministic_and_equals_driving_the_synth_block_by_block():
-    from singsynth.render import BLOCK, RenderReport, playable_events
+    from singsynth.hosts.render import BLOCK, RenderReport, playable_events
     song = busy_song()
     first, synth = render(song, sample_rate=44100, tail=0.5)
     again, _ = render(song, sample_rate=44100, tail=0.5)
@@ -373,7 +376,7 @@ def test_render_is_deterministic_and_equals_driving_the_synth_block_by_block():
 
 
 def test_channel_10_is_skipped_with_a_warning_unless_the_preset_maps_it(tmp_path):
-    from singsynth.render import RenderReport, render_song
+    from singsynth.hosts.render import RenderReport, render_song
     track = [on(60), on(36, ch=9), off(60, time=240), off(36, ch=9)]
     report = RenderReport("x", "y")
     source = SineSource()
@@ -392,7 +395,8 @@ def test_channel_10_is_skipped_with_a_warning_unless_the_preset_maps_it(tmp_path
 
 def test_render_file_is_bit_identical_twice_and_reuses_the_disk_cache(tmp_path):
     import soundfile
-    from singsynth.render import NORMALIZE_PEAK, render_file
+
+    from singsynth.hosts.render import NORMALIZE_PEAK, render_file
     song = tmp_path / "busy.mid"
     song.write_bytes(midi_bytes([on(60), on(64), off(60, time=480), off(64)]))
     kwargs = dict(preset="default", cache_dir=tmp_path / "cache", progress=False, tail=0.5)
@@ -440,12 +444,12 @@ def test_cli_renders_with_the_tiny_checkpoint_and_damaged_file_warns(tmp_path, t
 
 
 def test_lazy_model_source_reads_the_header_and_loads_only_to_generate(tiny_checkpoint):
-    from singsynth.modelfiles import LazyModelSource, open_model_source
-    from singsynth.engine.model_source import ModelSource
-    from singsynth.checkpoint import load_model
-    lazy = open_model_source(str(tiny_checkpoint))
+    from singsynth.model.checkpoint import load_model
+    from singsynth.model.files import LazySource, open_source
+    from singsynth.model.source import ModelSource
+    lazy = open_source(str(tiny_checkpoint))
     eager = ModelSource(load_model(tiny_checkpoint))
-    assert isinstance(lazy, LazyModelSource) and lazy._source is None
+    assert isinstance(lazy, LazySource) and lazy._source is None
     assert lazy.instruments == ["piano", "organ", "guitar", "strings"]
     assert (lazy.sample_rate, lazy.note_samples) == (eager.sample_rate, eager.note_samples)
     assert lazy.identity() == eager.identity()  # the same disk-cache folder either way

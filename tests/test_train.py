@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from singsynth.checkpoint import load_model, read_tensors
 from singsynth.cli.train import main
 from singsynth.errors import ConfigError
+from singsynth.model.checkpoint import load_model, read_tensors
 from singsynth.model.config import CONFIGS
 from singsynth.train.config import StageConfig, load_config
 from singsynth.train.stages import crop_starts
@@ -340,7 +340,7 @@ def test_bad_device_is_a_one_line_error(device, pattern, train_dataset, tmp_path
 
 
 def test_autocast_is_bf16_on_cuda_by_default_and_float32_on_cpu():
-    from singsynth.model import build
+    from singsynth.model.sing import build
     from singsynth.train.trainer import autocast, autocast_dtype
     decoder = build("tiny", ["a"]).decoder
     s = torch.randn(1, 16, 20)
@@ -367,7 +367,7 @@ def test_bf16_training_learns_and_keeps_float32_weights(train_dataset, tmp_path)
 
 
 def test_relative_waveform_term_weighs_quiet_and_loud_notes_alike():
-    from singsynth.dsp import relative_mse
+    from singsynth.model.dsp import relative_mse
     torch.manual_seed(0)
     a, b = torch.randn(1, 4096), torch.randn(1, 4096)
     loud = relative_mse(a, b).item()

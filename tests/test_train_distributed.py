@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch.distributed as dist
 
-from singsynth.checkpoint import load_model
 from singsynth.cli.train import main
+from singsynth.model.checkpoint import load_model
 from tests.train_fixtures import (REPO, TINY, assert_same_weights, cli_env, sets,  # noqa: F401
                                   train_dataset, weights)
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
 WORKER = '''
 import sys
 import torch.distributed as dist
-from singsynth.checkpoint import save_model
+from singsynth.model.checkpoint import save_model
 from singsynth.train.trainer import Loop
 
 stage_loop = Loop.run

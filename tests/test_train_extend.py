@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from singsynth.checkpoint import load_checkpoint
 from singsynth.cli import train as cli
 from singsynth.errors import ConfigError
+from singsynth.model.checkpoint import load_checkpoint
 from singsynth.train import run
 from singsynth.train.config import load_config
 from tests.conftest import TINY_INSTRUMENTS

@@ -18,9 +18,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from singsynth.checkpoint import load_model, read_tensors
 from singsynth.cli.train import main
 from singsynth.errors import CheckpointError, ConfigError
+from singsynth.model.checkpoint import load_model, read_tensors
 from tests.train_fixtures import (REPO, TINY, assert_same_weights, cli_env, sets,  # noqa: F401
                                   train_dataset, weights)
 

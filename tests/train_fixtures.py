@@ -91,7 +91,7 @@ def train_dataset(tmp_path_factory) -> Path:
 
 def weights(path) -> dict:
     """Tensors of a .safetensors file (checkpoint or training state)."""
-    from singsynth.checkpoint import read_tensors
+    from singsynth.model.checkpoint import read_tensors
     return read_tensors(path)[0]
 
 

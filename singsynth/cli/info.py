@@ -68,12 +68,12 @@ def main(argv=None):
     if args.config:
         if args.checkpoint:
             raise ConfigError("give either a checkpoint or --config, not both")
-        from singsynth.model import build
+        from singsynth.model.sing import build
         model = build(args.config, [f"instrument_{i}" for i in range(args.instruments)])
         source, path = (f"--config {args.config} with {args.instruments} instruments "
                         "(random weights)"), None
     else:
-        from singsynth.checkpoint import load_model, resolve
+        from singsynth.model.checkpoint import load_model, resolve
         model = load_model(args.checkpoint)
         path = resolve(args.checkpoint)
         source = str(path)

@@ -7,7 +7,7 @@ from singsynth.errors import DeviceError
 
 def get_parser():
     parser = argparse.ArgumentParser(prog="singsynth ports", description=__doc__)
-    from singsynth.io.midi_in import MIDI_APIS
+    from singsynth.hosts.midi_in import MIDI_APIS
     parser.add_argument("--midi-api", choices=sorted(MIDI_APIS),
                         help="MIDI system (default: $MIDO_BACKEND, else the platform's own)")
     parser.add_argument("--json", action="store_true",
@@ -21,7 +21,7 @@ def get_parser():
 def midi_ports(api=None) -> dict:
     """The MIDI inputs of `api`: {"api": backend label, "inputs": [names], "default":
     mido's default (the first) or None, "error": None or the line saying why there are none}."""
-    from singsynth.io.midi_in import backend_label, get_backend, input_names
+    from singsynth.hosts.midi_in import backend_label, get_backend, input_names
     label = None
     try:
         backend = get_backend(api)
@@ -34,7 +34,7 @@ def midi_ports(api=None) -> dict:
 
 def audio_ports() -> dict:
     """{"outputs": [output device dicts, see io.audio.output_devices], "error": None or why}."""
-    from singsynth.io.audio import output_devices
+    from singsynth.hosts.audio import output_devices
     try:
         return {"outputs": output_devices(), "error": None}
     except DeviceError as exc:

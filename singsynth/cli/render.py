@@ -135,8 +135,8 @@ def plan_outputs(args) -> list:
 def check_pairs(pairs, args) -> None:
     """Refuse, before rendering anything, an output in the way or an input that is not a
     MIDI file: a batch does not stop half-way over something known up front."""
-    from singsynth.midi import read_midi
-    from singsynth.render import output_format
+    from singsynth.hosts.midifile import read_midi
+    from singsynth.hosts.render import output_format
 
     for name, out in pairs:
         if out != STDIO:
@@ -187,7 +187,7 @@ def report_dict(report, input_name: str, output_name: str) -> dict:
 def main(argv=None):
     # Intermixed: `render a.mid -o out/ b.mid` as well as `render a.mid b.mid -o out/`.
     args = get_parser().parse_intermixed_args(argv)
-    from singsynth.render import render_file
+    from singsynth.hosts.render import render_file
 
     logging.basicConfig(level=logging.WARNING, format="singsynth render: %(message)s")
     if args.max_duration <= 0:
@@ -200,8 +200,8 @@ def main(argv=None):
     check_pairs(pairs, args)
     source = None
     if len(pairs) > 1:  # one model for the whole batch
-        from singsynth.modelfiles import open_model_source
-        source = open_model_source(args.model)
+        from singsynth.model.files import open_source
+        source = open_source(args.model)
 
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="singsynth-render-")))

@@ -6,7 +6,7 @@ the split/SoundFont helpers start without importing torch.
 
 __all__ = ["NSynthDataset", "VELOCITIES"]
 
-VELOCITIES = (25, 50, 75, 100, 127)
+from singsynth.notes import TRAINED_VELOCITIES as VELOCITIES  # noqa: E402
 
 
 def __getattr__(name):

@@ -20,13 +20,14 @@ from singsynth.data.split import load_split
 from singsynth.errors import DatasetError
 from singsynth.files import (atomic_path, cache_dir, open_regular, os_error_line, printable,
                              read_bytes, shown)
+from singsynth.notes import TRAINED_VELOCITIES
 
 SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000
 # A dataset's notes all share one of these rates (examples.json's sample_rate): 16 kHz as
 # NSynth, or a full-band one from `dataset build --sample-rate`. A note is 4 s at it.
 RATES = (16000, 32000, 44100, 48000)
-VELOCITIES = [25, 50, 75, 100, 127]
+VELOCITIES = list(TRAINED_VELOCITIES)
 SPLITS = ("train", "test", "all")
 _INT_FIELDS = ("instrument", "pitch", "velocity", "sample_rate")
 MAX_EXAMPLES_BYTES = 1 << 30  # NSynth's training examples.json is about 200 MB

@@ -242,7 +242,7 @@ def shape_note(wave: np.ndarray, rate: int) -> np.ndarray:
 def heard_pitch(wave: np.ndarray, rate: int, pitch: int | None = None) -> float:
     """Median f0 (Hz) pyin hears in the note's sustained part, nan for none.
 
-    With `pitch`, pyin searches about an octave around it (`eval.metrics.track_pitch`);
+    With `pitch`, pyin searches about an octave around it (`data.pitch.track_pitch`);
     without, it searches C1 (32.7 Hz) to B5 (988 Hz), then around C7 if nothing was heard
     or the answer lies at the top of that range (YIN needs a period of many samples).
     """
@@ -252,7 +252,7 @@ def heard_pitch(wave: np.ndarray, rate: int, pitch: int | None = None) -> float:
         raise DatasetError("hearing a sample's pitch needs librosa (pip install "
                            "'singsynth[eval]'); or name every file's pitch and pass "
                            "--no-pitch-check") from None
-    from singsynth.eval.metrics import track_pitch
+    from singsynth.data.pitch import track_pitch
 
     if pitch is not None:
         return track_pitch(wave, pitch, rate)

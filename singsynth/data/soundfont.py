@@ -24,10 +24,11 @@ from singsynth.data import gm
 from singsynth.data.sf2 import read_presets
 from singsynth.errors import DatasetError
 from singsynth.files import atomic_path, os_error_line, write_sound
+from singsynth.notes import TRAINED_VELOCITIES
 
 SAMPLE_RATE = 16000
 NOTE_SAMPLES = 64000           # 4 s at 16 kHz, as NSynth
-VELOCITIES = (25, 50, 75, 100, 127)
+VELOCITIES = TRAINED_VELOCITIES
 HOLD_MS = 3000                 # key held 3 s, then released for 1 s
 DRUM_HOLD_MS = 100             # a drum hit: key released after 100 ms, the kit's own release
                                # then rings out in the window (GM drums are one-shots; songs

@@ -1,4 +1,4 @@
 """The note engine: a pull-based synth core (no device, file or model I/O in the audio path)."""
-from .synth import Synth
+from singsynth.engine.synth import Synth
 
 __all__ = ["Synth"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from ..presets import Patch
-from .mixer import pan_gains
+from singsynth.engine.mixer import pan_gains
+from singsynth.presets import Patch
 
 # What a controller change asks of the channel's voices (see `Channel.control`).
 SUSTAIN_UP = "sustain up"

@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from .voice import _RAMP, Voice
+from singsynth.engine.voice import _RAMP, Voice
 
 
 def pan_gains(pan: float) -> tuple:

@@ -30,10 +30,10 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ..presets import Morph
-from .cache import Note
-from .source import NoteKey
-from .voice import _RAMP32, Voice
+from singsynth.engine.voice import _RAMP32, Voice
+from singsynth.generation.note import Note
+from singsynth.notes import Blend, NoteKey
+from singsynth.presets import Morph
 
 GLIDE = 0.010  # seconds for the weights to reach a new controller position
 FADED = 0.02   # a step's weight below which a new glide hands it to its nearest neighbour

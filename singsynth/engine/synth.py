@@ -13,18 +13,20 @@ from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..presets import Patch, Preset, load_preset
-from .cache import TAIL_MARGIN, Note, NoteCache
-from .channel import BEND, NOTES_OFF, RESET, SOUND_OFF, SUSTAIN_UP, Channel
-from .events import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
-from .events import BEND as BEND_EVENT
-from .generator import Generator, resample_notes
-from .limiter import Limiter
-from .mixer import mix
-from .morph import GLIDE, MorphVoice, prewarm_steps, start_key, step_key
-from .source import (TRAINED_VELOCITIES, NoteKey, NoteSource, level_velocity, velocity_index,
-                     velocity_level)
-from .voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, playable_rate, tail_margin
+from singsynth.engine.cache import NoteCache
+from singsynth.engine.channel import BEND, NOTES_OFF, RESET, SOUND_OFF, SUSTAIN_UP, Channel
+from singsynth.engine.events import BEND as BEND_EVENT
+from singsynth.engine.events import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
+from singsynth.engine.limiter import Limiter
+from singsynth.engine.mixer import mix
+from singsynth.engine.morph import GLIDE, MorphVoice, prewarm_steps, start_key, step_key
+from singsynth.engine.voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, playable_rate, tail_margin
+from singsynth.generation.note import TAIL_MARGIN, Note
+from singsynth.generation.source import NoteSource
+from singsynth.generation.thread import Generator, resample_notes
+from singsynth.notes import (TRAINED_VELOCITIES, NoteKey, level_velocity, velocity_index,
+                             velocity_level)
+from singsynth.presets import Patch, Preset, load_preset
 
 
 class Synth:
@@ -97,7 +99,7 @@ class Synth:
         if not self.offline:
             make, extra = Generator, {}
             if generator == "process":
-                from .worker import ProcessGenerator as make
+                from singsynth.generation.process import ProcessGenerator as make
                 extra = {"helper_priority": helper_priority}
             self.generator = make(source, self.sample_rate, batch_size=batch_size, wait=wait,
                                   chunk=chunk, quality=quality, is_cached=self.cache.__contains__,

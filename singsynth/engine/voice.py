@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cache import Note
+from singsynth.generation.note import Note
 
 # The most samples a voice reads at once: `Synth.process` splits its blocks into reads of
 # at most MAX_BLOCK when playing live, OFFLINE_BLOCK when rendering offline (8x fewer

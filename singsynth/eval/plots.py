@@ -109,7 +109,7 @@ def plot_log(jsonl_path, png_path) -> Path:
 
 def spectrogram_db(wave, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
     """Power spectrogram in dB, (n_fft // 2 + 1, frames), as the spectral loss sees it."""
-    from singsynth.dsp import power_spectrogram
+    from singsynth.model.dsp import power_spectrogram
 
     x = torch.as_tensor(np.asarray(wave, dtype=np.float32))[None]
     return 10 * np.log10(power_spectrogram(x, n_fft, hop)[0].numpy() + 1e-10)

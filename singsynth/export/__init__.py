@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from singsynth.errors import ConfigError, SingsynthError
+from singsynth.export.notes import Part, build_bank
 from singsynth.files import atomic_path, finishing, make_public, os_error_line, shown
-
-from .notes import Part, build_bank
+from singsynth.notes import TRAINED_VELOCITIES
 
 DEFAULT_PITCHES = (21, 108)           # the 88 keys of a piano
-DEFAULT_VELOCITIES = (25, 50, 75, 100, 127)  # the velocities the models are trained at
+DEFAULT_VELOCITIES = TRAINED_VELOCITIES  # the velocities the models are trained at
 KINDS = (".sf2", ".sfz")
 
 
@@ -95,11 +95,11 @@ def parse_instrument(text: str, instruments: Sequence[str]):
 
 def open_source(model, cache_dir, use_cache: bool, source=None):
     """The model's NoteSource, behind the disk cache render uses (unless `use_cache` is off)."""
-    from singsynth.diskcache import DiskCachedSource
-    from singsynth.modelfiles import open_model_source
+    from singsynth.generation.diskcache import DiskCachedSource
+    from singsynth.model.files import open_source
 
     if source is None:
-        source = open_model_source(model)
+        source = open_source(model)
     return DiskCachedSource(source, cache_dir) if use_cache else source
 
 
@@ -167,7 +167,7 @@ def export_file(output, *, model=None, preset=None, program: Optional[int] = Non
     if not 0 <= int(lo) <= int(hi) <= 127:
         raise SingsynthError(f"--pitches {lo}-{hi}: give MIDI pitches 0-127 with LO <= HI")
     velocities = parse_velocities(",".join(str(v) for v in velocities))
-    from .sfz import samples_folder
+    from singsynth.export.sfz import samples_folder
     folder = out.parent / samples_folder(out) if kind == ".sfz" else None
     for path in (out, folder):
         if path is not None and (path.exists() or path.is_symlink()) and not overwrite:
@@ -187,7 +187,7 @@ def export_file(output, *, model=None, preset=None, program: Optional[int] = Non
     preset_obj = choose_preset(preset, source.instruments, by_instrument=instrument is not None)
     parts = make_parts(preset_obj, program=program, instrument=instrument,
                        all_programs=all_programs, name=name)
-    from singsynth.modelfiles import resolve
+    from singsynth.model.files import resolve
     origin = ("a custom note source" if custom
               else f"model {resolve(model).name} (sha256 {source.identity()})")
     bank = build_bank(parts, source, pitches=range(int(lo), int(hi) + 1), velocities=velocities,
@@ -244,8 +244,7 @@ def _only_samples(folder: Path) -> bool:
 def write_sf2_file(bank, out: Path) -> int:
     """Write and check the .sf2 through a temporary file renamed at the end -> its bytes."""
     from singsynth.data.sf2 import read_soundfont
-
-    from .sf2 import sf2_bytes
+    from singsynth.export.sf2 import sf2_bytes
 
     try:
         data = sf2_bytes(bank)
@@ -268,7 +267,7 @@ def write_sfz_files(bank, out: Path, folder: Path, ext: str) -> int:
     complete) -> bytes written."""
     import soundfile
 
-    from .sfz import write_sfz
+    from singsynth.export.sfz import write_sfz
 
     staging = tmp = trash = None
     try:

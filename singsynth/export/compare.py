@@ -90,7 +90,7 @@ def sfizz_render(sfz, midi, sample_rate: int = 48000, tail: float = 3.0) -> np.n
     sample (sfizz takes a delay inside its block)."""
     import pysfizz
 
-    from singsynth.midi import read_midi
+    from singsynth.hosts.midifile import read_midi
 
     block = 1024
     synth = pysfizz.Synth(sample_rate, block)

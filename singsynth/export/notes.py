@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from singsynth.errors import SingsynthError
-
-from .bank import GUARD, Bank, Instrument, Region, Sample, key_ranges, velocity_ranges
+from singsynth.export.bank import (GUARD, Bank, Instrument, Region, Sample, key_ranges,
+                                   velocity_ranges)
 
 BATCH = 64  # notes per model call (the model splits them further: ModelSource.max_batch)
 
@@ -45,7 +45,7 @@ def looped(key, data: np.ndarray) -> Tuple[np.ndarray, int, int]:
     into those before the loop start, as `Note.finish` builds them), then `GUARD` samples
     of the loop's start: float32 (loop end + GUARD,).
     """
-    from singsynth.engine.cache import Note
+    from singsynth.generation.note import Note
 
     note = Note.complete(key, data, margin=GUARD)
     if not note.loop_end:  # too short to loop: the note as it is, played once
@@ -130,7 +130,7 @@ def build_bank(parts: Sequence[Part], source, *, pitches: Sequence[int],
         sample_rate: Hz of the exported samples (None: the source's own rate).
         progress: a tqdm bar on stderr.
     """
-    from singsynth.engine.generator import resample_notes
+    from singsynth.generation.thread import resample_notes
 
     rate = int(sample_rate or source.sample_rate)
     instruments, cells, keys = plan(parts, source, list(pitches), list(velocities))

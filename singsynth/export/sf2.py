@@ -20,7 +20,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .bank import SF2_RELEASE_PER_SECOND, Bank
+from singsynth.export.bank import SF2_RELEASE_PER_SECOND, Bank
 
 # Generator operators (SoundFont 2.04, section 8.1.2).
 GEN_PAN = 17

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bank import SFZ_RELEASE_PER_SECOND, Bank
+from singsynth.export.bank import SFZ_RELEASE_PER_SECOND, Bank
 
 FORMATS = {"flac": ("FLAC", "PCM_24"), "wav": ("WAV", "PCM_24")}
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from singsynth.errors import SingsynthError
-
-from .targets import TARGETS, PropertyFailed, Target, one_line  # noqa: F401
+from singsynth.fuzzing.targets import TARGETS, PropertyFailed, Target, one_line
 
 VICTIM = b"a file outside every case: no case may change it\n"
 

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from singsynth.files import shipped_dir
-
-from .mutate import (INTERESTING_NUMBERS, dumps_raw, flip_bytes, interesting_json,
-                     mutate_json_value, mutate_yaml)
-
+from singsynth.fuzzing.mutate import (INTERESTING_NUMBERS, dumps_raw, flip_bytes, interesting_json,
+                                      mutate_json_value, mutate_yaml)
+from singsynth.notes import TRAINED_VELOCITIES
 
 
 class PropertyFailed(AssertionError):
@@ -118,7 +117,7 @@ class MidiTarget(Target):
         self.render_every = render_every
 
     def setup(self, folder: Path) -> None:
-        import singsynth.render  # noqa: F401  (not in the first case's time)
+        import singsynth.hosts.render
 
         self.seeds = seed_songs()
         self.preset = folder / "fuzz-preset.yaml"
@@ -136,7 +135,7 @@ class MidiTarget(Target):
             (case / "render").touch()
 
     def check(self, case: Path, outside: Path) -> str:
-        from singsynth.midi import read_midi
+        from singsynth.hosts.midifile import read_midi
 
         song = read_midi(case / "song.mid")
         if not (math.isfinite(song.duration) and song.duration >= 0):
@@ -148,8 +147,8 @@ class MidiTarget(Target):
     def render(self, case: Path) -> str:
         import soundfile
 
-        from singsynth.engine.testing import SineSource
-        from singsynth.render import render_file
+        from singsynth.generation.testing import SineSource
+        from singsynth.hosts.render import render_file
 
         warnings = []
         render_file(case / "song.mid", case / "out.wav", preset=str(self.preset),
@@ -269,8 +268,8 @@ class CheckpointTarget(Target):
     def setup(self, folder: Path) -> None:
         import torch
 
-        from singsynth.checkpoint import save_model
-        from singsynth.model import build
+        from singsynth.model.checkpoint import save_model
+        from singsynth.model.sing import build
 
         torch.manual_seed(0)
         path = folder / "seed.safetensors"
@@ -319,13 +318,14 @@ class CheckpointTarget(Target):
         tensor shapes pass), as a hostile file would be made; False if SING refuses."""
         import torch
 
-        from singsynth.checkpoint import save_model
-        from singsynth.model import SING, SINGConfig
+        from singsynth.model.checkpoint import save_model
+        from singsynth.model.config import SINGConfig
+        from singsynth.model.sing import SING
 
         with torch.random.fork_rng():
             torch.manual_seed(rng.randrange(2 ** 31))
             try:  # SING's constructor does not check its config: the loader must
-                model = SING(SINGConfig(**config), list(INSTRUMENTS), [25, 50, 75, 100, 127],
+                model = SING(SINGConfig(**config), list(INSTRUMENTS), list(TRAINED_VELOCITIES),
                              n_pitches=128)
             except Exception:
                 return False
@@ -335,11 +335,11 @@ class CheckpointTarget(Target):
     def check(self, case: Path, outside: Path) -> str:
         import torch
 
-        from singsynth.checkpoint import load_checkpoint
-        from singsynth.modelfiles import open_model_source
+        from singsynth.model.checkpoint import load_checkpoint
+        from singsynth.model.files import open_source
 
         path = case / "model.safetensors"
-        open_model_source(path)            # the header read that live play does first
+        open_source(path)            # the header read that live play does first
         model, _ = load_checkpoint(path)
         if model.config == self.config and not (case / "generate").exists():
             return "loaded"

@@ -1,16 +1,8 @@
-"""SING: configs and length arithmetic, the three networks, and the generator wrapper."""
-from typing import Sequence
+"""SING and everything torch: configs, the networks, checkpoints, the note source.
 
-from singsynth.model.config import (CONFIGS, NOTE_SAMPLES, SAMPLE_RATE, VELOCITIES,  # noqa: F401
-                                    SINGConfig, context_steps, encoder_padding,
-                                    first_chunk_steps, frames_to_samples, get_config,
-                                    receptive_field, samples_to_steps, steps_to_frames,
-                                    steps_to_samples, trim_samples)
-from singsynth.model.sing import SING  # noqa: F401
-
-
-def build(config: "str | SINGConfig", instruments: Sequence[str],
-          velocities: Sequence[int] = VELOCITIES, with_encoder: bool = True) -> SING:
-    """A randomly initialised SING of a named size ('paper', 'small', 'tiny') or config."""
-    cfg = get_config(config) if isinstance(config, str) else config
-    return SING(cfg, instruments, velocities, with_encoder=with_encoder)
+The package is where torch lives for playing. Two of its modules are torch-free: `files`
+(checkpoint names, headers, `open_source`) and `config`, so that `play`'s audio process
+can name a checkpoint without importing torch; the others import it
+(`tests/test_layers.py` checks the rule). Import from the modules themselves:
+`singsynth.model.sing.SING`, `singsynth.model.checkpoint.load_model`.
+"""

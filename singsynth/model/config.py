@@ -12,10 +12,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from singsynth.errors import ConfigError
+from singsynth.notes import TRAINED_VELOCITIES
 
 SAMPLE_RATE = 16_000
 NOTE_SAMPLES = 64_000
-VELOCITIES = (25, 50, 75, 100, 127)
+VELOCITIES = TRAINED_VELOCITIES  # the default for a new model; a checkpoint stores its own
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from singsynth.midi import midi_to_hz
 from singsynth.model.config import SINGConfig, encoder_padding, trim_samples
+from singsynth.notes import midi_to_hz
 
 
 def squared_hann(window: int, device=None) -> torch.Tensor:

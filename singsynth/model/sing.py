@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from singsynth.model.config import VELOCITIES, SINGConfig, trim_samples
+from singsynth.model.config import VELOCITIES, SINGConfig, get_config, trim_samples
 from singsynth.model.fullband import UPSAMPLE_HALF_TAPS, NoiseBand, Upsampler
 from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator
 
@@ -327,3 +327,10 @@ class SING(nn.Module):
                  "encoder": [self.encoder] if self.encoder is not None else [],
                  "all": [self]}[part]
         return sum(p.numel() for m in parts for p in m.parameters())
+
+
+def build(config: "str | SINGConfig", instruments: Sequence[str],
+          velocities: Sequence[int] = VELOCITIES, with_encoder: bool = True) -> SING:
+    """A randomly initialised SING of a named size ('paper', 'small', 'tiny') or config."""
+    cfg = get_config(config) if isinstance(config, str) else config
+    return SING(cfg, instruments, velocities, with_encoder=with_encoder)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from singsynth.checkpoint import load_checkpoint, save_model
 from singsynth.errors import ConfigError
 from singsynth.files import atomic_path, read_bytes, write_atomic
-from singsynth.model import build
+from singsynth.model.checkpoint import load_checkpoint, save_model
+from singsynth.model.sing import build
 from singsynth.train import extend
 from singsynth.train.config import STAGES, TrainConfig
 from singsynth.train.distributed import init_world, shutdown

@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from singsynth.dsp import N_FFT
 from singsynth.errors import ConfigError
 from singsynth.files import missing, read_bytes
-from singsynth.model import CONFIGS
+from singsynth.model.config import CONFIGS
+from singsynth.model.dsp import N_FFT
 from singsynth.yamlfile import load_yaml
 
 
@@ -213,6 +213,7 @@ def load_config(path=None, overrides: list[str] | None = None) -> TrainConfig:
     data = {}
     if path:
         from singsynth.files import shipped_dir, shipped_or_path
+
         # A bare name ("wide") is a shipped config, as for models and presets: a wheel
         # carries configs/ inside the package, where no relative path finds it.
         path = shipped_or_path(str(path), shipped_dir("configs"), ".yaml")

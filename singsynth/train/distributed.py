@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from singsynth.devices import choose_device
+from singsynth.model.devices import choose_device
 
 
 @dataclass

@@ -15,11 +15,11 @@ import sys
 
 import torch
 
-from singsynth.checkpoint import load_checkpoint
-from singsynth.dsp import spectral_loss
 from singsynth.errors import ConfigError
-from singsynth.model import SING, samples_to_steps
-from singsynth.model.sing import decode_parts, mix
+from singsynth.model.checkpoint import load_checkpoint
+from singsynth.model.config import samples_to_steps
+from singsynth.model.dsp import spectral_loss
+from singsynth.model.sing import SING, decode_parts, mix
 
 # Training notes of each new instrument scored to choose its starting row, and how much
 # of each (the attack and first second tell instruments apart; whole notes cost 4x).

@@ -152,7 +152,7 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
         one): the head has 140 k weights and each note gives 257 frames, so a quarter of
         gm19's 7,150 notes (460 k frames) is plenty, and computing features is the cost.
     """
-    from singsynth.checkpoint import atomic_save_tensors, load_model, save_model
+    from singsynth.model.checkpoint import atomic_save_tensors, load_model, save_model
 
     out, data = Path(out), Path(data)
     mine = ["state-highband.safetensors", "log.jsonl", "model.safetensors",

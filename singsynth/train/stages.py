@@ -18,11 +18,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from singsynth.data.soundfont import PEAK_MAX
-from singsynth.dsp import N_FFT, power_spectrogram, relative_mse, spectral_loss, waveform_mse
 from singsynth.errors import ConfigError
-from singsynth.midi import midi_to_hz
-from singsynth.model import SING, samples_to_steps
-from singsynth.model.sing import decode_parts, mix
+from singsynth.model.config import samples_to_steps
+from singsynth.model.dsp import N_FFT, power_spectrogram, relative_mse, spectral_loss, waveform_mse
+from singsynth.model.sing import SING, decode_parts, mix
+from singsynth.notes import midi_to_hz
 
 
 class TrainData:

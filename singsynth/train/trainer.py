@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from singsynth.checkpoint import atomic_save_tensors, read_tensors
 from singsynth.errors import CheckpointError, ConfigError
 from singsynth.files import read_bytes, write_atomic
+from singsynth.model.checkpoint import atomic_save_tensors, read_tensors
 from singsynth.train.config import StageConfig
 
 # The way out of a state file that cannot be resumed from.

@@ -17,8 +17,9 @@ from safetensors.torch import save
 
 from singsynth.errors import CheckpointError
 from singsynth.files import make_public, missing, open_regular, printable
-from singsynth.model import SING, SINGConfig
-from singsynth.modelfiles import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  # noqa: F401
+from singsynth.model.config import SINGConfig
+from singsynth.model.files import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  # noqa: F401
+from singsynth.model.sing import SING
 
 FORMAT = "singsynth"
 FORMAT_VERSION = 1

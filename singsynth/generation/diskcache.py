@@ -18,9 +18,10 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from singsynth.engine.source import NoteKey, NoteSource
 from singsynth.errors import SingsynthError
 from singsynth.files import cache_dir, open_regular, printable
+from singsynth.generation.source import NoteSource
+from singsynth.notes import NoteKey
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ class DiskCachedSource:
 
     def path(self, key: NoteKey) -> Path:
         return self.dir / (key_name(key) + ".npy")
+
+    def prepare(self) -> "DiskCachedSource":
+        """Prepare the wrapped source (a lazy one loads its model); notes still come from
+        disk first."""
+        self.source = self.source.prepare()
+        return self
 
     def load(self, key: NoteKey) -> Optional[np.ndarray]:
         """The cached note for `key`, float32 (note_samples,), or None if absent, unreadable

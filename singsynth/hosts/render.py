@@ -26,7 +26,7 @@ import numpy as np
 from singsynth.errors import ConfigError, SingsynthError
 from singsynth.files import (finishing, make_public, os_error_line, printable, same_file, shown,
                              write_sound)
-from singsynth.midi import Song, TimedEvent, read_midi
+from singsynth.hosts.midifile import Song, TimedEvent, read_midi
 
 log = logging.getLogger(__name__)
 
@@ -352,18 +352,17 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
                                  f"{max_duration:g} s (a corrupt delta time or tempo?); raise "
                                  "--max-duration if the song really is that long")
         from singsynth.engine import Synth
-        from singsynth.engine.cache import note_nbytes
         from singsynth.engine.voice import OFFLINE_BLOCK, tail_margin
+        from singsynth.generation.diskcache import DiskCachedSource
+        from singsynth.generation.note import note_nbytes
+        from singsynth.model.files import open_source
         from singsynth.presets import load_preset
 
-        from singsynth.diskcache import DiskCachedSource
-        from singsynth.modelfiles import open_model_source
-
         if source is None:  # lazy: with every note on disk, torch is never even imported
-            source = open_model_source(model) if use_cache else None
+            source = open_source(model) if use_cache else None
             if source is None:
-                from singsynth.checkpoint import load_model
-                from singsynth.engine.model_source import ModelSource
+                from singsynth.model.checkpoint import load_model
+                from singsynth.model.source import ModelSource
                 source = ModelSource(load_model(model))
         if use_cache:
             source = DiskCachedSource(source, cache_dir)

@@ -17,7 +17,7 @@ import time
 import sounddevice as sd
 
 from singsynth.errors import DeviceError
-from singsynth.io.record import Recorder
+from singsynth.hosts.record import Recorder
 
 LATENCIES = ("low", "high")
 STOP_TIMEOUT = 2.0  # seconds to wait for PortAudio to stop a stream

@@ -60,10 +60,10 @@ import numpy as np
 
 from singsynth import errors
 from singsynth.errors import EngineError, SingsynthError
-
-from .cache import Note
-from .generator import PLAYED, PREWARM, SPARE, Generator, output_samples
-from .source import NoteKey, NoteSource
+from singsynth.generation.note import Note
+from singsynth.generation.source import NoteSource
+from singsynth.generation.thread import PLAYED, PREWARM, SPARE, Generator, output_samples
+from singsynth.notes import NoteKey
 
 log = logging.getLogger(__name__)
 
@@ -219,14 +219,13 @@ def _serve(source, shared, shape, sample_rate, options, down, up, threads, role=
         lowest_priority()
     # (raised: the prewarm child starts at nice 19, set by its parent, and takes the
     # normal priority only once its model is loaded, below)
-    if hasattr(source, "load"):  # a lazy checkpoint source: the model loads here, not above
-        try:
-            source = source.load()
-        except SingsynthError as exc:  # a bad checkpoint: the parent raises it as one line
-            up.send(("error", type(exc).__name__, str(exc)))
-            return
-    if threads and "torch" in sys.modules:
-        import torch
+    try:  # a lazy checkpoint source loads its model here, in the child, not in the parent
+        source = source.prepare()
+    except SingsynthError as exc:  # a bad checkpoint: the parent raises it as one line
+        up.send(("error", type(exc).__name__, str(exc)))
+        return
+    torch = sys.modules.get("torch")  # loaded by the source (never imported by this layer)
+    if threads and torch is not None:
         torch.set_num_threads(threads)
     if role == "prewarm" and raised:
         try:
@@ -305,7 +304,7 @@ class ProcessGenerator:
 
     Args:
         source: a picklable `NoteSource`. A `ModelSource` pickles as its checkpoint path
-            and a `LazyModelSource` (`modelfiles.open_model_source`) loads in the child
+            and a `LazySource` (`model.files.open_source`) loads in the child
             only, so the audio process never imports torch; a bad checkpoint raises its
             `CheckpointError` here.
         sample_rate: output rate in Hz.

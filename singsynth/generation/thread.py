@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import sys
 import threading
@@ -38,9 +39,10 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import soxr
 
-from .cache import Note
-from .resample import SincStream
-from .source import NoteKey, NoteSource, single
+from singsynth.generation.note import Note
+from singsynth.generation.resample import SincStream
+from singsynth.generation.source import NoteSource
+from singsynth.notes import NoteKey, single
 
 PLAYED = 0
 PREWARM = 1
@@ -59,6 +61,19 @@ SPARE = 4096
 def output_samples(source: NoteSource, rate: int) -> int:
     """A whole note's length at output rate `rate`."""
     return math.ceil(source.note_samples * rate / source.sample_rate)
+
+
+def leave_a_core() -> None:
+    """Let torch's thread pool use all cores but one, unless OMP_NUM_THREADS says otherwise.
+
+    For a model generating in a thread of the audio process (`play --generator thread`):
+    with torch's pool on every core the audio callback misses blocks (the process
+    generator leaves a core the same way in its child). Only acts when the source has
+    loaded torch; this layer never imports it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
 def resample_notes(notes: np.ndarray, source_rate: int, rate: int, quality: str = "HQ",
@@ -238,13 +253,8 @@ class Generator:
         self._turn = 0
         self._stop = False
         self._worked = False  # a batch ran since the loop was last idle
-        # While this thread runs Python code between torch ops it holds the GIL, and the
-        # audio thread asking for it waits up to the switch interval (5 ms by default: a
-        # whole 256-frame block). 1 ms bounds that wait; it is process-wide, and harmless.
         self._thread = None
         if thread:
-            if sys.getswitchinterval() > 0.001:
-                sys.setswitchinterval(0.001)
             self._thread = threading.Thread(target=self._run, name="singsynth-generator",
                                             daemon=True)
             self._thread.start()

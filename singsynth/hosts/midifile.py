@@ -29,15 +29,6 @@ SMPTE_RATES = {24: (24, 1), 25: (25, 1), 29: (30000, 1001), 30: (30, 1)}  # fps 
 DATA_LENGTH = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
 
 
-def midi_to_hz(pitch):
-    """Equal-tempered frequency in Hz of a MIDI pitch, A4 = 69 = 440 Hz.
-
-    Plain arithmetic: a float, a numpy array or a torch tensor in, the same out (the
-    model passes float64 tensors).
-    """
-    return 440.0 * 2.0 ** ((pitch - 69) / 12)
-
-
 @dataclass(frozen=True)
 class TimedEvent:
     """One channel message at its sample position (at the render's output rate)."""

@@ -1,13 +1,12 @@
-"""Where notes come from: the small protocol the engine plays from.
+"""The shared vocabulary of singsynth: what a note is, at every layer.
 
-The engine never touches torch directly: it asks a `NoteSource` for whole notes
-(`render`) or for a note in consecutive chunks (`stream`). `ModelSource` wraps a SING
-checkpoint; tests pass a deterministic sine source and assert exact samples.
+Dependency-free (numpy only), so the engine, the generators, the model and the hosts all
+speak of notes the same way without importing one another.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 
@@ -60,28 +59,10 @@ def level_velocity(level: int, levels: int = 16) -> float:
     return 1.0 + level * 126.0 / (levels - 1)
 
 
-class NoteSource(Protocol):
-    """What the engine needs from a note generator.
+def midi_to_hz(pitch):
+    """Equal-tempered frequency in Hz of a MIDI pitch, A4 = 69 = 440 Hz.
 
-    Attributes:
-        sample_rate: rate of the notes it returns (16,000 Hz for SING).
-        note_samples: length of one whole note in samples (64,000 for SING).
-        instruments: instrument names, indexed as in `NoteKey.instrument`.
+    Plain arithmetic: a float, a numpy array or a torch tensor in, the same out (the
+    model passes float64 tensors).
     """
-
-    sample_rate: int
-    note_samples: int
-    instruments: Sequence[str]
-
-    def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
-        """Whole notes: float32 array (len(keys), note_samples) in [-1, 1]."""
-
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
-        """The same notes in consecutive chunks: float32 arrays (len(keys), chunk).
-
-        The concatenation equals `render(keys)` (to within 1e-4); the last chunk may be
-        shorter. The first chunk must come much sooner than a whole note would.
-        """
-
-    def identity(self) -> str:
-        """A string that changes whenever the audio for a key could change (checkpoint hash)."""
+    return 440.0 * 2.0 ** ((pitch - 69) / 12)

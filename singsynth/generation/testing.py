@@ -12,10 +12,9 @@ from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from singsynth.midi import midi_to_hz as pitch_hz
-
-from .generator import WARM_UP_KEY
-from .source import NoteKey
+from singsynth.generation.thread import WARM_UP_KEY
+from singsynth.notes import NoteKey
+from singsynth.notes import midi_to_hz as pitch_hz
 
 
 class SineSource:
@@ -89,6 +88,9 @@ class SineSource:
                 self.gate.wait()
             yield notes[:, start:start + chunk]
         self.streams_finished += 1
+
+    def prepare(self) -> "SineSource":
+        return self
 
     def identity(self) -> str:
         return f"sine-{self.sample_rate}-{self.note_samples}-{self.decay}"

@@ -7,16 +7,18 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from singsynth.engine.source import NoteKey
 from singsynth.errors import CheckpointError
-from singsynth.model import SING
+from singsynth.model.checkpoint import load_model
+from singsynth.model.files import file_hash
+from singsynth.model.sing import SING
+from singsynth.notes import NoteKey
 
 
 class ModelSource:
     """Generate `NoteKey`s with a SING model, on CUDA when available, else CPU.
 
     Args:
-        model: a SING model (e.g. from `singsynth.checkpoint.load_model`).
+        model: a SING model (e.g. from `singsynth.model.checkpoint.load_model`).
         device: torch device; default CUDA if available, else CPU.
         dtype: compute dtype (bf16 helps on GPU); None for float32.
         max_batch: notes generated per forward pass in `render`; None: 64 on a GPU, 16 on
@@ -80,12 +82,15 @@ class ModelSource:
                                   "weights overflow); use another checkpoint")
         return wave.cpu().numpy()
 
+    def prepare(self) -> "ModelSource":
+        """Already loaded: itself."""
+        return self
+
     def identity(self) -> str:
         """Hash of the weights: the checkpoint file's, else of the tensors in memory."""
         if self._identity is None:
             path = getattr(self.model, "checkpoint_path", None)
             if path:
-                from singsynth.modelfiles import file_hash
                 self._identity = file_hash(path)
             else:
                 digest = hashlib.sha256()
@@ -97,5 +102,9 @@ class ModelSource:
 
 
 def _from_checkpoint(path: str, device: str, dtype, max_batch: int) -> ModelSource:
-    from singsynth.checkpoint import load_model
     return ModelSource(load_model(path), device, dtype, max_batch)
+
+
+def load_source(path) -> ModelSource:
+    """The loaded `ModelSource` of a checkpoint file (CheckpointError for a bad file)."""
+    return ModelSource(load_model(path))

@@ -1,8 +1,11 @@
-"""Where checkpoints live and how they are identified, without importing torch.
+"""Checkpoints by name, their headers and hashes, and `open_source`: all without torch.
 
 `render` reads a checkpoint's header and hash before deciding whether it needs the model
-at all (see `singsynth.diskcache`), and `play`'s audio process never loads the model (its
-generator process does), so these helpers must stay free of torch.
+at all (see `singsynth.generation.diskcache`), and `play`'s audio process never loads the
+model (its generator process does), so this module stays free of torch. The one place
+it reaches the torch side is `LazySource.prepare`, which imports `singsynth.model.source`
+when a note must really be generated: in the generator's child process for `play`, in
+render's own process for `render` (`tests/test_layers.py` allows exactly that edge).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from singsynth.errors import SingsynthError
 from singsynth.files import open_regular, shipped_dir, shipped_or_path
 
 if TYPE_CHECKING:
-    from singsynth.engine.source import NoteKey
+    from singsynth.notes import NoteKey
 
 MODELS_DIR = Path(os.environ.get("SINGSYNTH_MODELS") or shipped_dir("models"))
 DEFAULT_MODEL = "default"
@@ -39,11 +42,11 @@ def file_hash(path, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-class LazyModelSource:
+class LazySource:
     """A checkpoint's NoteSource that imports torch and loads the weights only when a note
     has to be generated: a render whose notes are all in the disk cache never pays for it.
 
-    Built by `open_model_source`, from the checkpoint's safetensors JSON header (read as
+    Built by `open_source`, from the checkpoint's safetensors JSON header (read as
     JSON, never unpickled); the full load, with all its checks, happens on first use.
     """
 
@@ -55,19 +58,19 @@ class LazyModelSource:
         self._source = None
         self._identity = None
 
-    def load(self):
-        """The loaded `ModelSource` (imports torch; CheckpointError for a bad file)."""
+    def prepare(self):
+        """Load the model now (imports torch; CheckpointError for a bad file) and return
+        the loaded `ModelSource`."""
         if self._source is None:
-            from singsynth.checkpoint import load_model
-            from singsynth.engine.model_source import ModelSource
-            self._source = ModelSource(load_model(self.path))
+            from singsynth.model.source import load_source
+            self._source = load_source(self.path)
         return self._source
 
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
-        return self.load().render(keys)
+        return self.prepare().render(keys)
 
     def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
-        return self.load().stream(keys, chunk)
+        return self.prepare().stream(keys, chunk)
 
     def identity(self) -> str:
         if self._identity is None:
@@ -90,10 +93,17 @@ def read_header(path) -> dict:
         return json.loads(f.read(size))
 
 
-def open_model_source(name_or_path=None):
-    """A NoteSource for a checkpoint: lazy when its header reads cleanly, else loaded now
-    (so that a bad file raises the loader's own `CheckpointError` at once)."""
+def open_source(name_or_path=None, lazy: bool = True):
+    """The NoteSource of a model name ('default', 'gm-wip') or checkpoint path: the one
+    way a checkpoint becomes something the engine plays (as demucs's `get_model`).
+
+    lazy=True: a `LazySource` built from the header, which loads the weights on first use
+    (when its header reads cleanly; else loaded now, so that a bad file raises the loader's
+    own `CheckpointError` at once). lazy=False: the loaded `ModelSource` (imports torch).
+    """
     path = resolve(name_or_path)
+    if not lazy:
+        return LazySource(path, [], 1, 1).prepare()
     try:
         meta = read_header(path)["__metadata__"]
         config = json.loads(meta["config"])
@@ -112,8 +122,6 @@ def open_model_source(name_or_path=None):
                 or type(rate) is not int or type(length) is not int
                 or not 1000 <= rate <= 384_000 or not 0 < length <= 60 * rate):
             raise ValueError("not a usable singsynth checkpoint header")
-        return LazyModelSource(path, instruments, rate, length)
+        return LazySource(path, instruments, rate, length)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        from singsynth.checkpoint import load_model
-        from singsynth.engine.model_source import ModelSource
-        return ModelSource(load_model(name_or_path))
+        return LazySource(path, [], 1, 1).prepare()
