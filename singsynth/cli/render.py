@@ -136,7 +136,7 @@ def check_pairs(pairs, args) -> None:
     """Refuse, before rendering anything, an output in the way or an input that is not a
     MIDI file: a batch does not stop half-way over something known up front."""
     from singsynth.hosts.midifile import read_midi
-    from singsynth.hosts.render import output_format
+    from singsynth.hosts.audiofile import output_format
 
     for name, out in pairs:
         if out != STDIO:

@@ -1,32 +1,39 @@
 """Offline render: a MIDI file -> audio, through the same `Synth.process` as live play.
 
-Three steps, like FluidSynth's fast file renderer with a model in front:
-1. plan: replay the song's program and bank changes on the synth and ask `note_key` for
-   every note, so that we know each distinct note the song needs;
-2. prepare: generate those notes in large batches (`Synth.prepare`, a progress bar),
-   reading them from the on-disk note cache where an earlier render left them;
-3. mix: drive `process` block by block, each event pushed with its exact sample
-   offset inside its block, exactly as a live driver would; then write the file
-   through a temporary file renamed at the end, so a failure leaves no partial output.
+`OfflineRender` is one song's render in four plain steps, like FluidSynth's fast file
+renderer with a model in front:
+1. plan: one pass over the song gives its playable events at the output rate, every
+   distinct note it needs (program changes replayed, `Synth.note_key` asked) and its
+   length;
+2. prepare: make those notes in large batches (`Synth.prepare`, a progress bar), reading
+   them from the on-disk note cache where an earlier render left them;
+3. mix: drive `process` block by block, each event pushed with its exact sample offset
+   inside its block, exactly as a live driver would;
+4. write: through a temporary file renamed at the end (`AudioFile`), so that a failure
+   or Ctrl-C leaves no partial output.
+`render_file` is the same four steps for a MIDI file on disk, with the checks and
+one-line errors the CLI needs.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from singsynth.engine import Synth
+from singsynth.engine.voice import OFFLINE_BLOCK, tail_margin
 from singsynth.errors import ConfigError, SingsynthError
-from singsynth.files import (finishing, make_public, os_error_line, printable, same_file, shown,
-                             write_sound)
+from singsynth.generation.diskcache import DiskCachedSource
+from singsynth.generation.note import note_nbytes
+from singsynth.hosts.audiofile import AudioFile, finish
+from singsynth.hosts.audiofile import NORMALIZE_PEAK, output_format  # noqa: F401 (callers' names)
 from singsynth.hosts.midifile import Song, TimedEvent, read_midi
+from singsynth.model.files import open_source
+from singsynth.presets import PRESET_DIR, Preset, load_preset
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +41,6 @@ BLOCK = 8192           # samples per process() call; events land inside blocks b
 BATCH = 64             # notes per prepare step (the model splits them: ModelSource.max_batch)
 MAX_CACHE_BYTES = 8 << 30  # beyond this, evicted notes are made again (from the disk cache)
 AUTO_TAIL_MAX = 5.0    # seconds rendered after the last event at most, when --tail is not given
-FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}  # by the output's extension
-BITS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}  # --bits -> soundfile subtype
-DEFAULT_BITS = "24"
-NORMALIZE_PEAK = 10 ** (-1 / 20)  # -1 dBFS leaves room for inter-sample peaks in players
 
 
 @dataclass
@@ -65,6 +68,8 @@ class RenderReport:
                 f"{self.distinct_notes} distinct notes, {self.notes_from_disk} from the disk "
                 f"cache; prepare {self.prepare_seconds:.2f} s, mix {self.mix_seconds:.2f} s)")
 
+
+# ---- plan ------------------------------------------------------------------------------
 
 def drums_mapped(preset) -> bool:
     """Whether the preset gives channel 10 (index 9) an instrument of its own.
@@ -102,19 +107,11 @@ def playable_events(song: Song, sample_rate: int, preset, report: RenderReport):
     return events
 
 
-def make_planner(synth):
-    """A second Synth on the same source and preset that only answers `note_key`."""
-    from singsynth.engine import Synth
-
-    return Synth(synth.source, sample_rate=synth.sample_rate, preset=synth.preset, offline=True,
-                 cache_bytes=1 << 20, velocity_levels=synth.velocity_levels)
-
-
 def plan_keys(planner, events: Sequence[TimedEvent]) -> list:
     """Every distinct NoteKey the song plays, in first-use order.
 
     `note_key` answers for the channel's current program, so program changes are
-    replayed in order on `planner` (a Synth that never plays a note, see `make_planner`).
+    replayed in order on `planner` (a Synth that never plays a note).
     """
     keys, seen, pending = [], set(), False
     for event in events:
@@ -133,17 +130,37 @@ def plan_keys(planner, events: Sequence[TimedEvent]) -> list:
     return keys
 
 
-def mix(synth, events: Sequence[TimedEvent], *, tail_samples: Optional[int],
+@dataclass
+class Plan:
+    """What a song needs, found in one pass (`OfflineRender.plan`).
+
+    Attributes:
+        events: the playable events in play order, positions in samples at `sample_rate`.
+        keys: every distinct NoteKey the song plays, in first-use order.
+        samples: the song's length up to and including its last event, in samples at
+            `sample_rate` (the tail comes after it).
+        sample_rate: the output rate, Hz.
+    """
+
+    events: List[TimedEvent]
+    keys: list
+    samples: int
+    sample_rate: int
+
+
+# ---- mix -------------------------------------------------------------------------------
+
+def mix(synth, events: Sequence[TimedEvent], length: int, *, tail_samples: Optional[int],
         auto_tail_max: int, block: int = BLOCK) -> np.ndarray:
     """Drive `synth.process` over the song -> float32 (samples, 2).
 
     Args:
         events: in play order, sample positions at the synth's rate.
+        length: samples up to and including the last event (`Plan.samples`).
         tail_samples: samples rendered after the last event; None renders until no voice
             sounds, at most `auto_tail_max` samples.
     """
-    last = events[-1].sample + 1 if events else 0
-    total = last + (tail_samples if tail_samples is not None else auto_tail_max)
+    total = length + (tail_samples if tail_samples is not None else auto_tail_max)
     # The limiter's look-ahead delays the output by `lag` samples: mix that much longer
     # and drop the lead-in, so that every event still lands on its exact sample.
     lag = getattr(synth, "latency", 0)
@@ -156,7 +173,7 @@ def mix(synth, events: Sequence[TimedEvent], *, tail_samples: Optional[int],
             i += 1
         out[start:start + frames] = synth.process(frames)
         start += frames
-        if tail_samples is None and start >= last and synth.stats()["voices"] == 0:
+        if tail_samples is None and start >= length and synth.stats()["voices"] == 0:
             flush = min(lag, total + lag - start)  # what the limiter still holds
             if flush > 0:
                 out[start:start + flush] = synth.process(flush)
@@ -164,141 +181,187 @@ def mix(synth, events: Sequence[TimedEvent], *, tail_samples: Optional[int],
     return out[lag:]
 
 
+def cache_bytes_for(source, notes: int, sample_rate: int) -> int:
+    """Note cache size (bytes) with room for `notes` whole notes at `sample_rate`, so that
+    none is evicted and made twice (within 1 GiB and MAX_CACHE_BYTES)."""
+    samples = source.note_samples * sample_rate // source.sample_rate + 1
+    note_bytes = note_nbytes(samples, tail_margin(OFFLINE_BLOCK))
+    return min(max(1 << 30, int(1.05 * notes * note_bytes)), MAX_CACHE_BYTES)
+
+
+# ---- the render as one object ---------------------------------------------------------
+
+class OfflineRender:
+    """One song rendered offline: `plan` -> `prepare` -> `mix` -> `write`.
+
+        with OfflineRender(read_midi("song.mid"), source, "default") as job:
+            plan = job.plan()          # events, distinct notes, length: one pass
+            job.prepare()              # make plan.keys (disk cache or model), in batches
+            audio = job.mix()          # float32 (samples, 2) at 48 kHz, via Synth.process
+            job.write("song.wav")      # atomically; returns what was written
+
+    Each step runs the ones before it if they have not run; `plan` runs once. `report`
+    collects the timings, counts and warnings.
+
+    Args:
+        song: a read MIDI file (`read_midi`).
+        source: the NoteSource that makes the notes (wrap it in `DiskCachedSource` to
+            reuse notes across renders).
+        preset: a Preset, or a preset name or path (None: the engine's default).
+        sample_rate: output rate, Hz.
+        tail: seconds rendered after the last event; None: until the last note has died
+            out, at most AUTO_TAIL_MAX seconds.
+        synth: an offline Synth to play through, instead of `source`, `preset` and
+            `sample_rate` (its own are used); the caller closes it. None: `prepare` makes
+            one with cache room for every note of the song, closed by `close`.
+        report: the RenderReport to fill (None: a new one).
+    """
+
+    def __init__(self, song: Song, source=None, preset=None, *, sample_rate: int = 48000,
+                 tail: Optional[float] = None, synth: Optional[Synth] = None,
+                 report: Optional[RenderReport] = None):
+        if synth is not None:
+            source, preset, sample_rate = synth.source, synth.preset, synth.sample_rate
+        if not isinstance(preset, Preset):
+            preset = load_preset(preset, list(source.instruments))
+        self.song, self.source, self.preset = song, source, preset
+        self.sample_rate = int(sample_rate)
+        self.tail = tail
+        self.synth, self._own_synth = synth, synth is None
+        self.report = report if report is not None else RenderReport("song", "-")
+        self.audio: Optional[np.ndarray] = None
+        self._plan: Optional[Plan] = None
+        self._prepared = False
+
+    def plan(self) -> Plan:
+        """Read the song once -> its Plan (the same object on every call)."""
+        if self._plan is None:
+            # A second synth that only answers note_key, so that replaying the song's
+            # program changes leaves the playing synth untouched. Its velocity levels are
+            # the playing synth's: the caller's, or the engine's default for ours.
+            levels = {} if self.synth is None else {"velocity_levels": self.synth.velocity_levels}
+            planner = Synth(self.source, sample_rate=self.sample_rate, preset=self.preset,
+                            offline=True, cache_bytes=1 << 20, **levels)
+            try:
+                events = playable_events(self.song, self.sample_rate, self.preset, self.report)
+                keys = plan_keys(planner, events)
+            finally:
+                planner.close()
+            self._plan = Plan(events, keys, events[-1].sample + 1 if events else 0,
+                              self.sample_rate)
+        return self._plan
+
+    def prepare(self, progress: bool = False) -> None:
+        """Make every note of the plan now, BATCH at a time (blocking; a progress bar on
+        stderr if `progress`)."""
+        plan = self.plan()
+        if self.synth is None:
+            self.synth = Synth(self.source, sample_rate=self.sample_rate, preset=self.preset,
+                               offline=True, batch_size=BATCH,
+                               cache_bytes=cache_bytes_for(self.source, len(plan.keys),
+                                                           self.sample_rate))
+        started = time.perf_counter()
+        self.synth.prepare(plan.keys, progress=progress)
+        self.report.prepare_seconds = time.perf_counter() - started
+        self.report.distinct_notes = len(plan.keys)
+        self._prepared = True
+
+    def mix(self) -> np.ndarray:
+        """Play the song through `Synth.process` -> float32 (samples, 2) at `sample_rate`,
+        the events on their exact samples and the limiter's look-ahead removed."""
+        if not self._prepared:
+            self.prepare()
+        plan, sr = self.plan(), self.sample_rate
+        started = time.perf_counter()
+        tail = None if self.tail is None else int(round(self.tail * sr))
+        self.audio = mix(self.synth, plan.events, plan.samples, tail_samples=tail,
+                         auto_tail_max=int(AUTO_TAIL_MAX * sr))
+        self.report.mix_seconds = time.perf_counter() - started
+        self.report.audio_seconds = len(self.audio) / sr
+        return self.audio
+
+    def write(self, output, *, overwrite: bool = False, bits: Optional[str] = None,
+              channels: int = 2, normalize: bool = False, gain_db: float = 0.0,
+              done: Optional[Callable[[], None]] = None,
+              warn: Optional[Callable[[str], None]] = None) -> np.ndarray:
+        """Write the mix to `output` atomically -> the float32 (samples, channels) written.
+
+        Args:
+            output: a .wav, .flac or .ogg path, or an entered `AudioFile` (then its own
+                `overwrite` and `bits` apply: `render_file` reserves it before rendering).
+            bits, overwrite: see `AudioFile`.
+            channels, normalize, gain_db, warn: see `audiofile.finish`.
+            done: called right after the rename, with Ctrl-C held back.
+        """
+        audio = finish(self.audio if self.audio is not None else self.mix(), channels=channels,
+                       normalize=normalize, gain_db=gain_db, warn=warn)
+        target = (contextlib.nullcontext(output) if isinstance(output, AudioFile)
+                  else AudioFile(output, overwrite, bits=bits))
+        with target as out:
+            out.write(audio, self.sample_rate, done)
+        self.report.peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        return audio
+
+    def close(self) -> None:
+        """Close the synth `prepare` made (not one the caller passed)."""
+        if self._own_synth and self.synth is not None:
+            self.synth.close()
+
+    def __enter__(self) -> "OfflineRender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def render_song(song: Song, synth, *, tail: Optional[float] = None, progress: bool = False,
                 report: Optional[RenderReport] = None) -> np.ndarray:
     """Plan, prepare and mix `song` with an `offline=True` synth -> float32 (samples, 2)."""
-    report = report if report is not None else RenderReport("song", "-")
-    planner = make_planner(synth)
+    job = OfflineRender(song, synth=synth, tail=tail, report=report)
+    job.prepare(progress=progress)
+    return job.mix()
+
+
+# ---- a MIDI file to an audio file ------------------------------------------------------
+
+def read_song(input, *, tail: Optional[float], max_duration: float, warn) -> Song:
+    """Read the MIDI file `input` (its warnings to `warn`) and refuse, before any model is
+    opened, a song that would last more than `max_duration` seconds with its tail."""
+    song = read_midi(input)
+    for line in song.warnings:
+        warn(f"{input}: {line}")
+    if tail is not None and tail < 0:
+        raise SingsynthError(f"--tail {tail:g} is negative; give seconds >= 0")
+    longest = song.duration + (AUTO_TAIL_MAX if tail is None else tail)
+    if longest > max_duration:
+        raise SingsynthError(f"{input} would last {longest:.0f} s, more than --max-duration "
+                             f"{max_duration:g} s (a corrupt delta time or tempo?); raise "
+                             "--max-duration if the song really is that long")
+    return song
+
+
+def note_source(model, source, use_cache: bool, cache_dir):
+    """The NoteSource for a render: `source`, or the checkpoint `model`; behind the on-disk
+    note cache if `use_cache`."""
+    if source is None:
+        # Lazy with the disk cache: with every note on disk, torch is never even imported.
+        # Without it every note is made, so the model loads now (a bad file fails at once).
+        source = open_source(model, lazy=use_cache)
+    return DiskCachedSource(source, cache_dir) if use_cache else source
+
+
+def song_preset(preset, source) -> Preset:
+    """The preset named (None: the GM preset once shipped, else the one-instrument default)."""
+    if preset is not None:
+        return load_preset(preset, list(source.instruments))
+    name = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
     try:
-        events = playable_events(song, synth.sample_rate, synth.preset, report)
-        keys = plan_keys(planner, events)
-    finally:
-        planner.close()
-    return render_events(events, keys, synth, tail=tail, progress=progress, report=report)
-
-
-def render_events(events: Sequence[TimedEvent], keys: Sequence, synth, *, tail: Optional[float],
-                  progress: bool, report: RenderReport) -> np.ndarray:
-    """Generate `keys` in batches, then mix `events` -> float32 (samples, 2) at the synth's rate."""
-    sr = synth.sample_rate
-    t0 = time.perf_counter()
-    synth.prepare(keys, progress=progress)
-    t1 = time.perf_counter()
-    tail_samples = None if tail is None else int(round(tail * sr))
-    audio = mix(synth, events, tail_samples=tail_samples, auto_tail_max=int(AUTO_TAIL_MAX * sr))
-    report.prepare_seconds, report.mix_seconds = t1 - t0, time.perf_counter() - t1
-    report.distinct_notes = len(keys)
-    return audio
-
-
-def finish(audio: np.ndarray, *, channels: int = 2, normalize: bool = False,
-           gain_db: float = 0.0, warn: Optional[Callable[[str], None]] = None) -> np.ndarray:
-    """Mono downmix, optional peak normalisation, then `gain_db` (dB, after normalising)
-    -> float32 (samples, channels) in [-1, 1]. Samples a positive gain pushes past full
-    scale are clipped, and `warn` is told how many."""
-    if channels == 1:
-        audio = audio.mean(axis=1, keepdims=True, dtype=np.float32)
-    if normalize:
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        if peak > 0:
-            audio = audio * np.float32(NORMALIZE_PEAK / peak)
-    if gain_db:
-        audio = audio * np.float32(10 ** (gain_db / 20))
-        over = int(np.count_nonzero(np.abs(audio) > 1.0))
-        if over and warn is not None:
-            peak = 20 * np.log10(float(np.max(np.abs(audio))))
-            warn(f"--gain {gain_db:+g} dB clipped {over} samples (peak {peak:+.1f} dBFS before "
-                 "clipping); lower --gain")
-    # The engine's limiter keeps the bus in range; the clip only guards the integer file format.
-    return np.clip(audio, -1.0, 1.0, out=audio)
-
-
-def output_format(path, bits: Optional[str] = None) -> tuple:
-    """(soundfile format, subtype) for a .wav, .flac or .ogg path and `--bits` (16, 24 or
-    32f; None: 24, or Vorbis for .ogg); one SingsynthError line for anything else."""
-    ext = Path(path).suffix.lower()
-    if ext not in FORMATS:
-        raise SingsynthError(f"cannot write {path}: unknown audio format {ext or '(none)'!r}; "
-                             "name the output .wav, .flac or .ogg")
-    fmt = FORMATS[ext]
-    if fmt == "OGG":
-        if bits is not None:
-            raise SingsynthError(f"--bits {bits} does not apply to {path}: Ogg Vorbis is lossy "
-                                 "and has no bit depth; leave out --bits or write .wav or .flac")
-        return fmt, "VORBIS"
-    bits = DEFAULT_BITS if bits is None else str(bits)
-    if bits not in BITS:
-        raise SingsynthError(f"--bits {bits} is not supported; use 16, 24 or 32f (float)")
-    if fmt == "FLAC" and bits == "32f":
-        raise SingsynthError(f"cannot write {path} with --bits 32f: FLAC stores integer "
-                             "samples only; use --bits 16 or 24, or a .wav file for float")
-    return fmt, BITS[bits]
-
-
-def missing_folders(folder: Path) -> list:
-    """The folders that do not exist yet on the way to `folder`, deepest first."""
-    missing = []
-    folder = folder.absolute()
-    while not os.path.lexists(folder) and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
-def open_output(path, overwrite: bool, inputs=()) -> str:
-    """Check that `path` may be written and reserve a temporary file beside it -> its path.
-
-    Raises SingsynthError (before any rendering) for an unknown extension, the path of
-    one of `inputs` (the song, the model, the preset: -f replaces only what singsynth
-    made), an existing file without `overwrite`, a directory, a name too long, or a
-    folder that cannot be made or written.
-    """
-    path = Path(path)
-    output_format(path)
-    try:
-        exists, is_dir = os.path.lexists(path), path.is_dir()
-    except OSError as exc:
-        raise SingsynthError(os_error_line(path, exc, "write")) from None
-    for other in inputs:
-        if exists and other is not None and same_file(path, other):
-            raise SingsynthError(f"-o {shown(path)} is the input file {shown(other)}; choose "
-                                 "another output name (-f never replaces an input)")
-    if is_dir:
-        raise SingsynthError(f"{shown(path)} is a directory; give an output file name")
-    if exists and not overwrite:
-        raise SingsynthError(f"{shown(path)} already exists; pass -f to overwrite it")
-    try:
-        # A missing folder is made (as `make demo` needs for out/); a file in the way is not.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".part", dir=path.parent)
-    except OSError as exc:
-        line = os_error_line(path, exc, "write")
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM):
-            line = (f"cannot write {shown(path)}: {exc.strerror or exc}; check that the folder "
-                    "exists and is writable")
-        raise SingsynthError(line) from None
-    os.close(fd)
-    return tmp
-
-
-def write_audio(tmp: str, path, audio: np.ndarray, sample_rate: int, done=None,
-                bits: Optional[str] = None) -> None:
-    """Write `audio` (samples, channels) to `tmp` and rename it to `path` (atomic).
-
-    `done()` runs once the rename has happened, with Ctrl-C held back (see
-    `files.finishing`): the CLI passes one that makes a late Ctrl-C harmless.
-    """
-    fmt, subtype = output_format(path, bits)
-    try:
-        try:  # write_sound names a full disk (libsndfile says only "System error")
-            write_sound(tmp, audio, sample_rate, format=fmt, subtype=subtype)
-        except RuntimeError as exc:  # LibsndfileError: not an OSError
-            raise SingsynthError(f"cannot write {shown(path)}: {printable(exc)}") from None
-        make_public(tmp)
-        with finishing(done):
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise SingsynthError(os_error_line(path, exc, "write")) from None
+        return load_preset(name, list(source.instruments))
+    except ConfigError as exc:
+        # The GM preset names the default model's instruments; another model has its own.
+        raise ConfigError(f"{exc} (the default preset {name!r} is made for the default "
+                          "model: pass --preset default to play this model's first "
+                          "instrument, or a preset naming its instruments)") from None
 
 
 def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48000,
@@ -333,89 +396,25 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
         raise SingsynthError(f"--channels {channels} is not supported; use 1 or 2")
     if not (np.isfinite(gain_db) and -100 <= gain_db <= 40):
         raise SingsynthError(f"--gain {gain_db:g} dB is out of range; use -100 to 40 dB")
-    output_format(output, bits)  # a bad --bits for this format is refused before rendering
-    sr = int(sample_rate)
     started = time.perf_counter()
     report = RenderReport(str(input), str(output))
-    made = missing_folders(Path(output).parent)
-    tmp = open_output(output, overwrite, inputs=[input, model, preset])
-    written = False
-    try:
-        song = read_midi(input)
-        for line in song.warnings:
-            warn(f"{input}: {line}")
-        if tail is not None and tail < 0:
-            raise SingsynthError(f"--tail {tail:g} is negative; give seconds >= 0")
-        longest = song.duration + (AUTO_TAIL_MAX if tail is None else tail)
-        if longest > max_duration:
-            raise SingsynthError(f"{input} would last {longest:.0f} s, more than --max-duration "
-                                 f"{max_duration:g} s (a corrupt delta time or tempo?); raise "
-                                 "--max-duration if the song really is that long")
-        from singsynth.engine import Synth
-        from singsynth.engine.voice import OFFLINE_BLOCK, tail_margin
-        from singsynth.generation.diskcache import DiskCachedSource
-        from singsynth.generation.note import note_nbytes
-        from singsynth.model.files import open_source
-        from singsynth.presets import load_preset
-
-        if source is None:  # lazy: with every note on disk, torch is never even imported
-            source = open_source(model) if use_cache else None
-            if source is None:
-                from singsynth.model.checkpoint import load_model
-                from singsynth.model.source import ModelSource
-                source = ModelSource(load_model(model))
-        if use_cache:
-            source = DiskCachedSource(source, cache_dir)
-        chosen = preset
-        if preset is None:  # the GM preset once shipped, else the one-instrument default
-            from singsynth.presets import PRESET_DIR
-            preset = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
-        try:
-            preset_obj = load_preset(preset, list(source.instruments))
-        except ConfigError as exc:
-            if chosen is not None:
-                raise
-            # The GM preset names the default model's instruments; another model has its own.
-            raise ConfigError(f"{exc} (the default preset {preset!r} is made for the default "
-                              "model: pass --preset default to play this model's first "
-                              "instrument, or a preset naming its instruments)") from None
-        planner = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
-                        cache_bytes=1 << 20)
-        try:
-            events = playable_events(song, sr, preset_obj, report)
-            keys = plan_keys(planner, events)
-        finally:
-            planner.close()
-        if not keys:  # every note skipped (drums only, say): a silent file helps no one
-            raise SingsynthError(f"{input}: none of its {song.note_count} notes can be "
-                                 f"played ({'; '.join(report.warnings) or 'all skipped'})")
-        # Room for every note of the song (and its loop tail), so that none is evicted and
-        # made twice.
-        samples = source.note_samples * sr // source.sample_rate + 1
-        note_bytes = note_nbytes(samples, tail_margin(OFFLINE_BLOCK))
-        cache_bytes = min(max(1 << 30, int(1.05 * len(keys) * note_bytes)), MAX_CACHE_BYTES)
-        synth = Synth(source, sample_rate=sr, preset=preset_obj, offline=True,
-                      batch_size=BATCH, cache_bytes=cache_bytes)
-        try:
-            audio = render_events(events, keys, synth, tail=tail, progress=progress,
-                                  report=report)
-        finally:
-            synth.close()
+    # The output is reserved first: a path that cannot be written is refused before the
+    # song is read or a note is made.
+    with AudioFile(output, overwrite, inputs=[input, model, preset], bits=bits) as out:
+        song = read_song(input, tail=tail, max_duration=max_duration, warn=warn)
+        source = note_source(model, source, use_cache, cache_dir)
+        with OfflineRender(song, source, song_preset(preset, source), sample_rate=sample_rate,
+                           tail=tail, report=report) as job:
+            if not job.plan().keys:  # every note skipped (drums only, say): no silent file
+                raise SingsynthError(f"{input}: none of its {song.note_count} notes can be "
+                                     f"played ({'; '.join(report.warnings) or 'all skipped'})")
+            job.prepare(progress=progress)
+            job.mix()
         for line in report.warnings:
             warn(f"{input}: {line}")
-        audio = finish(audio, channels=channels, normalize=normalize, gain_db=gain_db,
-                       warn=lambda line: warn(f"{input}: {line}"))
-        write_audio(tmp, output, audio, sr, done, bits)
-        written = True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        if not written:  # leave no trace: folders this render made for its output go too
-            for folder in made:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+        job.write(out, channels=channels, normalize=normalize, gain_db=gain_db, done=done,
+                  warn=lambda line: warn(f"{input}: {line}"))
     report.warnings[:0] = song.warnings
     report.notes_from_disk = getattr(source, "hits", 0)
-    report.audio_seconds = len(audio) / sr
-    report.peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     report.wall_seconds = time.perf_counter() - started
     return report
