@@ -293,6 +293,8 @@ class OfflineRender:
             channels, normalize, gain_db, warn: see `audiofile.finish`.
             done: called right after the rename, with Ctrl-C held back.
         """
+        # finish clips in place where it can (a song's mix is hundreds of MB); the
+        # limiter already holds the mix within full scale, so `audio` keeps its samples.
         audio = finish(self.audio if self.audio is not None else self.mix(), channels=channels,
                        normalize=normalize, gain_db=gain_db, warn=warn)
         target = (contextlib.nullcontext(output) if isinstance(output, AudioFile)
