@@ -54,10 +54,9 @@ def thread_source(path):
     """The model loaded in this process, for the thread generator (imports torch)."""
     import torch
 
-    from singsynth.model.checkpoint import load_model
-    from singsynth.model.source import ModelSource
+    from singsynth.model.files import open_source
     torch.set_num_threads(1)  # leave the other core to the audio thread (2-core machine)
-    return ModelSource(load_model(path), device="cpu")
+    return open_source(path, lazy=False)
 
 
 class AudioThread:
@@ -210,8 +209,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from singsynth.engine import Synth
+    from singsynth.hosts.live import SWITCH_INTERVAL
     from singsynth.model.files import open_source, resolve
     from singsynth.presets import parse_preset
+
+    sys.setswitchinterval(SWITCH_INTERVAL)  # as `play` (hosts.live.LivePlayer) sets it
 
     # As `play` does: this (audio) process reads the checkpoint's header only and the
     # generator process loads the weights, so torch is imported here only at the end,

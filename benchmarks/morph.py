@@ -38,10 +38,9 @@ BLOCK_S = BLOCK / RATE
 def model_source(path):
     import torch
 
-    from singsynth.model.checkpoint import load_model
-    from singsynth.model.source import ModelSource
+    from singsynth.model.files import open_source
     torch.set_num_threads(int(os.environ.get("MORPH_BENCH_THREADS", "1")))
-    return ModelSource(load_model(path), device="cuda" if torch.cuda.is_available() else "cpu")
+    return open_source(path, lazy=False)
 
 
 def morph_preset(instruments, share, pitches):

@@ -6,7 +6,7 @@ speak of notes the same way without importing one another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -39,11 +39,13 @@ def single(instrument: int) -> Blend:
     return ((int(instrument), 1.0),)
 
 
-def velocity_index(midi_velocity: float, trained=TRAINED_VELOCITIES) -> float:
-    """Map a MIDI velocity (1-127) to a fractional index into `trained` velocities.
+def velocity_index(midi_velocity: float, trained: Sequence[int]) -> float:
+    """Map a MIDI velocity (1-127) to a fractional index into `trained` velocities (the
+    source's own, `NoteSource.velocities`; ascending).
 
     Piecewise linear between the trained velocities, clamped at both ends, so that
-    25 -> 0.0, 50 -> 1.0, 62.5 -> 1.5, 127 -> 4.0 and anything below 25 -> 0.0.
+    with NSynth's (25, 50, 75, 100, 127): 25 -> 0.0, 50 -> 1.0, 62.5 -> 1.5, 127 -> 4.0,
+    and anything below 25 -> 0.0.
     """
     return float(np.interp(midi_velocity, trained, np.arange(len(trained))))
 

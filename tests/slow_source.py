@@ -45,6 +45,7 @@ class SlowLoadingSource:
         self.instruments = probe.instruments
         self.sample_rate = probe.sample_rate
         self.note_samples = probe.note_samples
+        self.velocities = probe.velocities
 
     def prepare(self) -> SineSource:
         time.sleep(self.seconds)

@@ -4,7 +4,7 @@ import pytest
 
 from singsynth.engine import Synth
 from singsynth.engine.cache import NoteCache
-from singsynth.generation.note import Note
+from singsynth.generation.note import DONE, Note
 from singsynth.generation.testing import SineSource
 from singsynth.notes import NoteKey, single
 
@@ -36,7 +36,7 @@ def test_cache_refuses_a_note_larger_than_the_budget():
 def test_cached_note_keeps_its_samples_and_a_seamless_loop():
     data = np.sin(np.arange(48000) * 0.05).astype(np.float32)
     n = Note.complete(NoteKey(single(0), 60, 1.0), data)
-    assert n.done and n.length == 48000
+    assert n.state == DONE and n.length == 48000
     # The loop's last sample is the one just before loop_start: jumping back is seamless.
     tail = n.tail
     assert tail[n.loop_end - n.xfade_start - 1] == data[n.loop_start - 1]

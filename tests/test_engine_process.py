@@ -106,11 +106,11 @@ def test_a_failing_model_leaves_the_note_silent_and_counts_the_error():
     with Synth(src, 48000, generator="process", cold="stream") as synth:
         synth.note_on(0, 60, 100)
         key = synth.note_key(0, 60, 100)
-        pump(synth, lambda out: synth.generator.errors > 0 and not synth.inflight)
+        pump(synth, lambda out: synth.generator.errors > 0 and not synth.notes.inflight)
         assert key not in synth.cache
         assert synth.generator.alive  # one bad batch does not end the process
         synth.note_on(0, 62, 100)
-        pump(synth, lambda out: not synth.inflight)
+        pump(synth, lambda out: not synth.notes.inflight)
         assert synth.generator.errors == 2
 
 
@@ -208,10 +208,10 @@ def test_the_message_threads_run_real_time_when_asked_and_the_model_does_not():
 def test_the_generator_loop_says_once_when_it_runs_out_of_work():
     """`went_idle` is where the process generator hands its freed heap back to the system
     (worker.trim_heap: its PSS after a prewarm 342-360 -> 300 MB, benchmarks/README.md)."""
-    from singsynth.generation.thread import Generator
+    from singsynth.generation.thread import ThreadGenerator
     from singsynth.notes import NoteKey, single
 
-    class Counting(Generator):
+    class Counting(ThreadGenerator):
         idle_with = []
 
         def went_idle(self):
@@ -242,8 +242,8 @@ def test_a_played_note_does_not_wait_for_the_prewarm_chunk_in_progress():
         prewarm = [synth.note_key(0, p, 100) for p in range(40, 72)]
         gen.request_prewarm(prewarm)
         # The first prewarm batch has its slots: its first chunk is being made.
-        assert wait_until(lambda: any(len(gen.pending[k].data) for k in prewarm
-                                      if k in gen.pending), timeout=30, poll=0.01)
+        assert wait_until(lambda: any(len(getattr(gen.queued(k), "data", ())) for k in prewarm),
+                          timeout=30, poll=0.01)
         time.sleep(0.3)
         synth.note_on(0, 90, 100)  # not a prewarm key
         key = synth.note_key(0, 90, 100)
@@ -262,8 +262,8 @@ def test_a_prewarm_note_played_before_it_is_made_moves_to_the_played_process():
         gen = synth.generator
         prewarm = [synth.note_key(0, p, 100) for p in range(40, 72)]
         gen.request_prewarm(prewarm)
-        assert wait_until(lambda: any(len(gen.pending[k].data) for k in prewarm
-                                      if k in gen.pending), timeout=30, poll=0.01)
+        assert wait_until(lambda: any(len(getattr(gen.queued(k), "data", ())) for k in prewarm),
+                          timeout=30, poll=0.01)
         for pitch in (40, 71):  # in the batch being made; still queued behind it
             synth.note_on(0, pitch, 100)
         keys = [synth.note_key(0, p, 100) for p in (40, 71)]

@@ -65,7 +65,7 @@ def test_prefetch_starts_generating_before_the_note_on_and_the_note_on_reuses_it
     key = synth.note_key(0, 60, 100)
     pump(synth, lambda out: key in synth.cache)
     assert src.calls == [("stream", 1)]  # the note-on played the prefetched note
-    assert synth.stats()["generated"] == 1 and synth._prefetched == {}
+    assert synth.stats()["generated"] == 1 and synth.notes.prefetched == {}
     synth.prefetch(0, 60, 100)  # cached now, and velocity 0 is a note-off: nothing asked
     synth.prefetch(0, 62, 0)
     time.sleep(0.05)
@@ -78,7 +78,7 @@ def test_an_unclaimed_prefetch_ends_in_the_cache():
         synth.prefetch(3, 70, 64)
         key = synth.note_key(3, 70, 64)
         pump(synth, lambda out: key in synth.cache)
-        assert synth._prefetched == {} and synth.stats()["voices"] == 0
+        assert synth.notes.prefetched == {} and synth.stats()["voices"] == 0
 
 
 def test_warm_note_starts_in_the_very_next_block_at_its_offset():

@@ -23,6 +23,7 @@ class SineSource:
     sample_rate = SR_IN
     note_samples = 16000
     instruments = ["piano", "organ", "guitar", "strings"]
+    velocities = (25, 50, 75, 100, 127)
 
     def __init__(self):
         self.rendered = []

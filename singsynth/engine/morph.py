@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from singsynth.engine.voice import _RAMP32, Voice
-from singsynth.generation.note import Note
+from singsynth.generation.note import DONE, Note
 from singsynth.notes import Blend, NoteKey
 from singsynth.presets import Morph
 
@@ -248,7 +248,7 @@ class MorphVoice(Voice):
         note = self.grid[k]
         if note is None:
             return False
-        return note is self.note or (note.done and not note.failed)
+        return note is self.note or note.state == DONE
 
     def _target(self) -> tuple:
         """((step, weight), ...) to glide to: the position's, or the nearest ready step's."""

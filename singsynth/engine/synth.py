@@ -18,14 +18,15 @@ from singsynth.engine.channel import BEND, NOTES_OFF, RESET, SOUND_OFF, SUSTAIN_
 from singsynth.engine.events import BEND as BEND_EVENT
 from singsynth.engine.events import CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, EventQueue
 from singsynth.engine.limiter import Limiter
+from singsynth.engine.lookup import REQUEST, NoteLookup
 from singsynth.engine.mixer import mix
 from singsynth.engine.morph import GLIDE, MorphVoice, prewarm_steps, start_key, step_key
 from singsynth.engine.voice import MAX_BLOCK, OFFLINE_BLOCK, Voice, playable_rate, tail_margin
+from singsynth.generation.generator import KINDS, NoteGenerator, make_generator
 from singsynth.generation.note import TAIL_MARGIN, Note
 from singsynth.generation.source import NoteSource
-from singsynth.generation.thread import Generator, resample_notes
-from singsynth.notes import (TRAINED_VELOCITIES, NoteKey, level_velocity, velocity_index,
-                             velocity_level)
+from singsynth.generation.thread import resample_notes
+from singsynth.notes import NoteKey, level_velocity, velocity_index, velocity_level
 from singsynth.presets import Patch, Preset, load_preset
 
 
@@ -47,12 +48,12 @@ class Synth:
         steal_fade: seconds. quality: soxr quality. wait: seconds the generator waits to
             batch played notes. chunk: samples (source rate) per streamed chunk.
         cold: how uncached played notes are generated: "stream", "render" or "auto"
-            (see `Generator`).
+            (see `generation.thread.ThreadGenerator`).
         generator: "thread" (the model runs in this process; renders and tests) or
             "process" (in a child process, so torch never holds the audio thread's GIL;
             live play). Both make the same notes.
         helper_priority: with the process generator, the SCHED_FIFO priority of its two
-            message threads here (see `worker.realtime_thread`); `play` asks for 1.
+            message threads here (see `generation.process.realtime_thread`); `play` asks for 1.
     """
 
     def __init__(self, source: NoteSource, sample_rate: int = 48000,
@@ -62,6 +63,8 @@ class Synth:
                  wait: float = 0.0, chunk: int = 256, cold: str = "auto",
                  generator: str = "thread", helper_priority: Optional[int] = None):
         self.source = source
+        # The velocities the source was trained at: a played velocity maps through them.
+        self.velocities = tuple(source.velocities)
         self.sample_rate = int(sample_rate)
         if not isinstance(preset, Preset):
             preset = load_preset(preset, list(source.instruments))
@@ -82,10 +85,8 @@ class Synth:
         self.latency = self.limiter.latency
         self.channels = [Channel(preset.patch(c, 0)) for c in range(16)]
         self.voices: List[Voice] = []
-        self.inflight = {}  # key -> Note waited on by a voice (audio thread only)
         self.stalls = 0
         self._cold: List[Note] = []  # notes to request from the generator after this block
-        self._prefetched: dict = {}  # key -> Note requested by `prefetch` (any thread)
         self._audio_thread: Optional[int] = None  # ident of the thread calling process()
         self._gains = [ch.gains() for ch in self.channels]
         self._order = 0
@@ -93,17 +94,24 @@ class Synth:
         ccs = preset.morph_ccs()
         self._morph_ccs = ccs | {121} if ccs else ccs
         self._glide = max(1, int(GLIDE * self.sample_rate))
-        if generator not in ("thread", "process"):
+        if generator not in KINDS:
             raise ValueError(f"generator must be 'thread' or 'process', not {generator!r}")
-        self.generator: Optional[Generator] = None
+        # The one place the engine asks where a key's note is (cache, in flight, new).
+        self.notes = NoteLookup(self.cache, None)
         if not self.offline:
-            make, extra = Generator, {}
-            if generator == "process":
-                from singsynth.generation.process import ProcessGenerator as make
-                extra = {"helper_priority": helper_priority}
-            self.generator = make(source, self.sample_rate, batch_size=batch_size, wait=wait,
-                                  chunk=chunk, quality=quality, is_cached=self.cache.__contains__,
-                                  cold=cold, **extra)
+            self.generator = make_generator(
+                generator, source, self.sample_rate, batch_size=batch_size, wait=wait,
+                chunk=chunk, quality=quality, is_cached=self.cache.__contains__, cold=cold,
+                helper_priority=helper_priority)
+
+    @property
+    def generator(self) -> Optional[NoteGenerator]:
+        """The `NoteGenerator` making notes in the background; None offline."""
+        return self.notes.generator
+
+    @generator.setter
+    def generator(self, generator: Optional[NoteGenerator]) -> None:
+        self.notes.generator = generator
 
     # ---- events: any thread, never block ---------------------------------------------
     def note_on(self, channel: int, pitch: int, velocity: int, offset: int = 0) -> None:
@@ -160,12 +168,7 @@ class Synth:
         """
         if self.generator is None or velocity <= 0:
             return
-        key = self.note_key(channel, int(pitch) & 127, velocity)
-        if key in self.cache or key in self.inflight or key in self._prefetched:
-            return
-        note = self.generator.pending.get(key) or Note(key)  # a queued prewarm note moves up
-        self._prefetched[key] = note
-        self.generator.request([note])
+        self.notes.prefetch(self.note_key(channel, int(pitch) & 127, velocity))
 
     # ---- the audio thread ------------------------------------------------------------
     def process(self, frames: int) -> np.ndarray:
@@ -178,7 +181,7 @@ class Synth:
         """
         self._audio_thread = threading.get_ident()
         out = np.zeros((frames, 2), np.float32)
-        self._collect()
+        self.notes.collect()
         events = self.events.pop_block(frames)
         pos, i = 0, 0
         while pos < frames:
@@ -199,21 +202,6 @@ class Synth:
                 self.generator.request(self._cold)
             self._cold = []
         return self.limiter.process(out)
-
-    def _collect(self) -> None:
-        """Move notes the generator finished into the cache."""
-        gen = self.generator
-        if gen is None:
-            return
-        done = gen.done
-        while done:
-            note = done.popleft()
-            if self.inflight.get(note.key) is note:
-                del self.inflight[note.key]
-            if self._prefetched.get(note.key) is note:
-                del self._prefetched[note.key]
-            if not note.failed:
-                self.cache.put(note)
 
     def _apply(self, ev) -> None:
         ch = self.channels[ev.channel]
@@ -256,27 +244,14 @@ class Synth:
                                  ch.rate, self._order))
 
     def _note(self, key: NoteKey) -> Note:
-        """The note for `key`: cached, streaming, or requested now (or rendered, offline)."""
-        note = self.cache.get(key)
-        if note is not None:
-            return note
-        note = self.inflight.get(key)
-        if note is not None:
-            return note
-        if self.offline:
-            note = Note.complete(key, self._render([key])[0], self._margin)
-            self.cache.put(note)
-            return note
-        note = self._prefetched.get(key)
-        if note is not None:  # already requested by `prefetch`
-            self.inflight[key] = note
-            return note
-        gen = self.generator
-        note = gen.pending.get(key)  # queued for prewarm (or just requested): move it up
-        if note is None:
-            note = Note(key)
-        self.inflight[key] = note
-        self._cold.append(note)
+        """The note for `key`: cached, in flight, or requested now (rendered, offline)."""
+        note, where = self.notes.find(key)
+        if where == REQUEST:
+            if self.offline:
+                note = Note.complete(key, self._render([key])[0], self._margin)
+                self.cache.put(note)
+            else:
+                self._cold.append(note)
         return note
 
     def _notes(self, keys: Sequence[NoteKey]) -> List[Note]:
@@ -347,13 +322,13 @@ class Synth:
         return level_velocity(level, self.velocity_levels)
 
     def _key(self, patch: Patch, pitch: int, velocity: int) -> NoteKey:
-        index = velocity_index(self._level_velocity(patch, velocity))
+        index = velocity_index(self._level_velocity(patch, velocity), self.velocities)
         return NoteKey(patch.instrument, min(max(pitch + patch.transpose, 0), 127), round(index, 6))
 
     def _soft_gain(self, patch: Patch, velocity: int) -> float:
         """Below the softest trained velocity (25) every level plays the same note: scale
         its amplitude instead, so that dynamics stay continuous down to velocity 1."""
-        return min(1.0, self._level_velocity(patch, velocity) / TRAINED_VELOCITIES[0])
+        return min(1.0, self._level_velocity(patch, velocity) / self.velocities[0])
 
     def note_key(self, channel: int, pitch: int, velocity: int) -> NoteKey:
         """The key a note-on would play now on `channel` (with its current program); for
@@ -393,7 +368,7 @@ class Synth:
                 if self.offline:
                     self.cache.put(note)
                 else:
-                    self.generator.done.append(note)
+                    self.notes.made.append(note)
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
@@ -412,7 +387,7 @@ class Synth:
                             for p in range(lo, hi + 1) for l in range(levels)))
             steps = prewarm_steps(patch.morph) if patch.morph is not None else ()
             for _, _, p, l in order:
-                index = round(velocity_index(level_velocity(l, levels)), 6)
+                index = round(velocity_index(level_velocity(l, levels), self.velocities), 6)
                 key = NoteKey(patch.instrument, min(max(p + patch.transpose, 0), 127), index)
                 keys.append(key)
                 keys.extend(step_key(patch.morph, k, key) for k in steps)

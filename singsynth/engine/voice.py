@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from singsynth.generation.note import Note
+from singsynth.generation.note import DONE, FAILED, PLAYABLE, Note
 
 # The most samples a voice reads at once: `Synth.process` splits its blocks into reads of
 # at most MAX_BLOCK when playing live, OFFLINE_BLOCK when rendering offline (8x fewer
@@ -129,18 +129,19 @@ class Voice:
             env: None, or float32 (n,) envelope to multiply the block by.
         """
         note = self.note
-        if note.failed:
+        state = note.state  # read before `available` and `data`: see `Note`
+        if state == FAILED:
             self.finished = True
             return None
-        avail = note.available  # read before `data`: see `Note`
+        avail = note.available
         data = note.data
-        done = note.done
+        done = state == DONE
         rate = self.rate
         pos = self.pos
         if done and note.loop_end and not self.released and not self.looping \
                 and pos < note.xfade_start:
             self.looping = True
-        if not done and (pos + rate * n + 2 > avail or not (self.started or note.playable)):
+        if not done and (pos + rate * n + 2 > avail or not (self.started or state == PLAYABLE)):
             if self.started:
                 self.stalls += 1  # generation fell behind playback: a gap, counted
             return None

@@ -55,6 +55,7 @@ class DiskCachedSource:
         self.sample_rate = source.sample_rate
         self.note_samples = source.note_samples
         self.instruments = source.instruments
+        self.velocities = source.velocities
         ident = "".join(c for c in str(source.identity()) if c.isalnum() or c in "-_.")
         self.dir = Path(root if root is not None else default_cache_dir()) / (ident or "unnamed")
         self.hits = self.misses = 0

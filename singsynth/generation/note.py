@@ -27,46 +27,82 @@ def note_nbytes(samples: int, margin: int = TAIL_MARGIN) -> int:
     return 4 * (samples + max(1, int(LOOP_XFADE * samples)) + margin)
 
 
+# A note's life, in order: each state follows the one before, and never goes back.
+QUEUED = 0       # asked for, not begun
+GENERATING = 1   # a batch is making it: `available` samples are written
+PLAYABLE = 2     # still generating, but far enough ahead that a voice may start
+DONE = 3         # whole: `length`, the loop and `tail` are valid
+FAILED = 4       # generation raised: the note stays silent
+
+
 class Note:
     """One note at the output rate, possibly still being generated (streamed).
 
-    A generator thread writes `data` and then raises `available`; the audio thread reads
-    `available` first and then `data`, so it only ever reads written samples.
+    A generator writes `data`, then raises `available`, then (when it changes) `state`;
+    the audio thread reads `state` first, then `available`, then `data`, so it only ever
+    reads written samples, and a note it reads as DONE has its loop built.
 
     Attributes:
         key: the note's `NoteKey`.
+        state: QUEUED, GENERATING, PLAYABLE, DONE or FAILED (module constants).
         data: float32 (capacity,) samples at the output rate; valid up to `available`.
         available: samples of `data` already written.
-        done: True once the whole note is written (then `length == available`).
-        length: final length in samples (output rate); 0 until done.
-        loop_start, loop_end: sustain loop bounds in samples; valid once `done`.
+        length: final length in samples (output rate); 0 until DONE.
+        loop_start, loop_end: sustain loop bounds in samples; valid once DONE.
         tail: float32 samples of the looped signal from `xfade_start` = loop_end - (crossfade
             length) on: the loop's last samples crossfaded into those just before
             `loop_start` (so jumping back is seamless), then the loop's start again, long
             enough (`margin`) that any block read from before `loop_end` is one slice.
         xfade_start: where the looped signal leaves `data` for `tail`.
-        failed: generation raised; the note stays silent.
-        playable: a voice may start (it will not overtake generation); True once done.
     """
 
-    __slots__ = ("key", "data", "available", "done", "length", "loop_start", "loop_end",
-                 "tail", "xfade_start", "failed", "started", "playable")
+    __slots__ = ("key", "state", "data", "available", "length", "loop_start", "loop_end",
+                 "tail", "xfade_start")
 
     def __init__(self, key: NoteKey, data: Optional[np.ndarray] = None):
         self.key = key
+        self.state = QUEUED
         self.data = data if data is not None else np.zeros(0, np.float32)
         self.available = 0
-        self.done = False
         self.length = 0
         self.loop_start = 0
         self.loop_end = 0
         self.tail = np.zeros(0, np.float32)
         self.xfade_start = 0
-        self.failed = False
-        self.started = False  # generator bookkeeping: a stream for it has begun
-        # Enough is written that, at the measured generation speed, playback started now
-        # will not catch up with generation (set by the generator).
-        self.playable = False
+
+    # Read-only views of `state`, for code off the audio path.
+    @property
+    def started(self) -> bool:
+        """A generator has begun it (or it has ended)."""
+        return self.state != QUEUED
+
+    @property
+    def playable(self) -> bool:
+        """A voice may start it: generation will stay ahead, or it is whole."""
+        return self.state in (PLAYABLE, DONE)
+
+    @property
+    def done(self) -> bool:
+        """It has ended: whole, or failed."""
+        return self.state >= DONE
+
+    @property
+    def failed(self) -> bool:
+        return self.state == FAILED
+
+    def begin(self) -> None:
+        """A generator starts making it."""
+        if self.state == QUEUED:
+            self.state = GENERATING
+
+    def make_playable(self) -> None:
+        """Enough is written that playback started now will not catch up with generation."""
+        if self.state < PLAYABLE:
+            self.state = PLAYABLE
+
+    def fail(self) -> None:
+        """Generation raised: the note is silent from now on."""
+        self.state = FAILED
 
     @classmethod
     def complete(cls, key: NoteKey, data: np.ndarray, margin: int = TAIL_MARGIN) -> "Note":
@@ -92,8 +128,7 @@ class Note:
             period = np.concatenate([d[ls:le - x], xfade])
             self.tail = np.concatenate([xfade, np.resize(period, margin)]).astype(np.float32)
             self.loop_start, self.loop_end, self.xfade_start = ls, le, le - x
-        self.done = True
-        self.playable = True
+        self.state = DONE
 
     @property
     def nbytes(self) -> int:

@@ -37,8 +37,9 @@ How the halves talk, per child:
   A prewarm note that is played before it is done gets a new id from the played child
   (its prewarm id is dropped: whatever the prewarm child still says of it is ignored).
 
-The audio thread touches only `request` (a SimpleQueue put), `pending` and `done`, exactly
-as with the thread `Generator`; two small parent threads move messages.
+The audio thread calls only the `NoteGenerator` methods (generator.py): `request` (a
+SimpleQueue put), `queued` and `collect`, exactly as with `ThreadGenerator`; two small
+parent threads move messages.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ from singsynth import errors
 from singsynth.errors import EngineError, SingsynthError
 from singsynth.generation.note import Note
 from singsynth.generation.source import NoteSource
-from singsynth.generation.thread import PLAYED, PREWARM, SPARE, Generator, output_samples
+from singsynth.generation.thread import PLAYED, PREWARM, SPARE, ThreadGenerator, output_samples
 from singsynth.notes import NoteKey
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,8 @@ def trim_heap() -> None:
         pass
 
 
-class _SlotGenerator(Generator):
-    """`Generator`'s scheduling loop, writing notes into shared slots and reporting up."""
+class _SlotGenerator(ThreadGenerator):
+    """`ThreadGenerator`'s scheduling loop, writing notes into shared slots and reporting up."""
 
     def __init__(self, source, sample_rate, slots: np.ndarray, up, **options):
         super().__init__(source, sample_rate, thread=False, **options)
@@ -298,8 +299,7 @@ class _Child:
 
 
 class ProcessGenerator:
-    """Same surface as `Generator` (`request`, `request_prewarm`, `pending`, `done`,
-    `busy`, `generated`, `errors`, `close`), with the model in child processes: one for
+    """A `NoteGenerator` (generator.py) with the model in child processes: one for
     played notes, one for prewarm (see the module's docstring).
 
     Args:
@@ -318,7 +318,7 @@ class ProcessGenerator:
             (`realtime_thread`); None leaves them at the caller's priority.
         is_cached: callable(key) -> bool; prewarm skips keys it says are cached.
         prewarm_linger: seconds the prewarm child stays after its last note.
-        **options: the `Generator` options (batch_size, wait, chunk, quality, cold, ...).
+        **options: the `ThreadGenerator` options (batch_size, wait, chunk, quality, cold, ...).
     """
 
     def __init__(self, source: NoteSource, sample_rate: int, *, slots: Optional[int] = None,
@@ -381,6 +381,17 @@ class ProcessGenerator:
             t.start()
 
     # ---- any thread ------------------------------------------------------------------
+    def queued(self, key: NoteKey) -> Optional[Note]:
+        """The note a request for `key` made, while queued or being made; else None."""
+        return self.pending.get(key)
+
+    def collect(self) -> List[Note]:
+        """The notes that ended since the last call (audio thread; never blocks)."""
+        done, out = self.done, []
+        while done:
+            out.append(done.popleft())
+        return out
+
     def request(self, notes: Sequence[Note]) -> None:
         """Generate `notes` as soon as possible (played notes, one batch); never blocks."""
         self._requests.put((PLAYED, list(notes)))
@@ -597,12 +608,14 @@ class ProcessGenerator:
             note = self._owned(child, nid)
             if note is not None and not note.done:
                 note.data = child.slots[slot]
+                note.begin()
         elif kind == "data":
             for nid, available, playable in msg[1]:
                 note = self._owned(child, nid)
                 if note is not None and not note.done:
                     note.available = available
-                    note.playable = note.playable or playable
+                    if playable:
+                        note.make_playable()
         elif kind == "done":
             _, nid, available = msg
             slot = child.slot.pop(nid)
@@ -623,7 +636,7 @@ class ProcessGenerator:
                 note = self._owned(child, nid)
                 if note is not None:
                     self._forget(nid, note)
-                    note.failed = note.done = True
+                    note.fail()
                     self._release(note)
                 self._settled(child, nid)
                 if nid in child.slot:
@@ -656,7 +669,7 @@ class ProcessGenerator:
             note = self._owned(child, nid)
             if note is not None:
                 self._forget(nid, note)
-                note.failed = note.done = True
+                note.fail()
                 self._release(note)
         child.owed.clear()
         if self._prewarm is child:

@@ -20,11 +20,15 @@ class NoteSource(Protocol):
         sample_rate: rate of the notes it returns (16,000 Hz for SING).
         note_samples: length of one whole note in samples (64,000 for SING).
         instruments: instrument names, indexed as in `NoteKey.instrument`.
+        velocities: the MIDI velocities (1-127, ascending) the source was trained at; a
+            `NoteKey.velocity` is a fractional index into them (the engine maps a played
+            velocity through them, `notes.velocity_index`).
     """
 
     sample_rate: int
     note_samples: int
     instruments: Sequence[str]
+    velocities: Sequence[int]
 
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
         """Whole notes: float32 array (len(keys), note_samples) in [-1, 1]."""

@@ -13,7 +13,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 
 from singsynth.generation.thread import WARM_UP_KEY
-from singsynth.notes import NoteKey
+from singsynth.notes import TRAINED_VELOCITIES, NoteKey
 from singsynth.notes import midi_to_hz as pitch_hz
 
 
@@ -40,8 +40,10 @@ class SineSource:
     def __init__(self, instruments: Sequence[str] = ("piano", "organ", "guitar", "strings"),
                  sample_rate: int = 16000, note_samples: int = 16000, decay: float = 1.0,
                  chunk_delay: float = 0.0, gate: Optional[threading.Event] = None,
-                 gate_after: int = 1, fail_after: Optional[int] = None):
+                 gate_after: int = 1, fail_after: Optional[int] = None,
+                 velocities: Sequence[int] = TRAINED_VELOCITIES):
         self.instruments = list(instruments)
+        self.velocities = tuple(velocities)
         self.sample_rate = sample_rate
         self.note_samples = note_samples
         self.decay = decay

@@ -50,7 +50,7 @@ PREWARM = 1
 log = logging.getLogger(__name__)
 
 
-# The throwaway note `Generator.warm_up` makes (middle C, the middle trained velocity).
+# The throwaway note `ThreadGenerator.warm_up` makes (middle C, the middle trained velocity).
 WARM_UP_KEY = NoteKey(single(0), 60, 2.0)
 
 # Samples of room beyond a note's length at the output rate: the streaming resamplers may
@@ -102,7 +102,7 @@ def resample_notes(notes: np.ndarray, source_rate: int, rate: int, quality: str 
 class _Batch:
     """One batch of notes being generated, by `source.stream` chunks or one `source.render`."""
 
-    def __init__(self, gen: "Generator", notes: List[Note], chunk: int, played: bool, mode: str):
+    def __init__(self, gen: "ThreadGenerator", notes: List[Note], chunk: int, played: bool, mode: str):
         self.gen = gen
         self.notes = notes
         self.mode = mode
@@ -111,7 +111,7 @@ class _Batch:
         self.first = None  # (time, samples available) after the first chunk
         self.total = output_samples(gen.source, gen.sample_rate)
         for note in notes:
-            note.started = True
+            note.begin()
             gen.alloc(note, self.total + SPARE)
         if mode == "render":
             return
@@ -190,11 +190,11 @@ class _Batch:
         out_rate = self.gen.sample_rate
         if rate >= out_rate or have * rate >= (out_rate - rate) * (self.total - have):
             for note in self.notes:
-                note.playable = True
+                note.make_playable()
             self.gen.timing("stream", now - self.start)
 
 
-class Generator:
+class ThreadGenerator:
     """Generates requested notes on a background thread.
 
     Args:
@@ -268,6 +268,17 @@ class Generator:
         """Generate `keys` when nothing played is waiting; never blocks."""
         for key in keys:
             self._requests.put((PREWARM, key))
+
+    def queued(self, key: NoteKey) -> Optional[Note]:
+        """The note a request for `key` made, while queued or being made; else None."""
+        return self.pending.get(key)
+
+    def collect(self) -> List[Note]:
+        """The notes that ended since the last call (audio thread; never blocks)."""
+        done, out = self.done, []
+        while done:
+            out.append(done.popleft())
+        return out
 
     def timing(self, mode: str, seconds: float) -> None:
         """Record how long a played batch took to become playable (generator thread)."""
@@ -446,8 +457,7 @@ class Generator:
     def _fail(self, notes: List[Note]) -> None:
         self.errors += 1
         for note in notes:
-            note.failed = True
-            note.done = True
+            note.fail()
             self._release(note)
 
     def _release(self, note: Note) -> None:

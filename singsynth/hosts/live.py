@@ -86,7 +86,7 @@ def patch_keys(synth, patch):
     order = sorted((abs(p - mid), abs(l - 0.6 * levels), p, l)
                    for p in range(lo, hi + 1) for l in range(levels))
     keys = [NoteKey(patch.instrument, min(max(p + patch.transpose, 0), 127),
-                    round(velocity_index(level_velocity(l, levels)), 6))
+                    round(velocity_index(level_velocity(l, levels), synth.velocities), 6))
             for _, _, p, l in order]
     return list(dict.fromkeys(keys))
 

@@ -18,7 +18,8 @@ from safetensors.torch import save
 from singsynth.errors import CheckpointError
 from singsynth.files import make_public, missing, open_regular, printable
 from singsynth.model.config import SINGConfig
-from singsynth.model.files import DEFAULT_MODEL, MODELS_DIR, file_hash, resolve  # noqa: F401
+from singsynth.model.files import (DEFAULT_MODEL, MODELS_DIR, file_hash, resolve,  # noqa: F401
+                                   usable_velocities)
 from singsynth.model.sing import SING
 
 FORMAT = "singsynth"
@@ -148,9 +149,8 @@ def _check_info(path, info: dict) -> None:
     if (not isinstance(instruments, list) or not 1 <= len(instruments) <= MAX_INSTRUMENTS
             or not all(isinstance(i, str) for i in instruments)):
         raise bad("instruments", f"a list of 1-{MAX_INSTRUMENTS} names")
-    if (not isinstance(velocities, list) or not 1 <= len(velocities) <= 127
-            or not all(type(v) is int and 1 <= v <= 127 for v in velocities)):
-        raise bad("velocities", "a list of MIDI velocities 1-127")
+    if not usable_velocities(velocities):
+        raise bad("velocities", "a list of MIDI velocities 1-127 in ascending order")
     if info["pitch_range"] != [0, 127]:
         raise bad("pitch_range", "[0, 127] (every MIDI pitch)")
     if not isinstance(info["provenance"], dict):

@@ -19,6 +19,7 @@ import numpy as np
 
 from singsynth.errors import SingsynthError
 from singsynth.files import open_regular, shipped_dir, shipped_or_path
+from singsynth.notes import TRAINED_VELOCITIES
 
 if TYPE_CHECKING:
     from singsynth.notes import NoteKey
@@ -50,9 +51,11 @@ class LazySource:
     JSON, never unpickled); the full load, with all its checks, happens on first use.
     """
 
-    def __init__(self, path: Path, instruments, sample_rate: int, note_samples: int):
+    def __init__(self, path: Path, instruments, sample_rate: int, note_samples: int,
+                 velocities=TRAINED_VELOCITIES):
         self.path = path
         self.instruments = list(instruments)
+        self.velocities = tuple(velocities)
         self.sample_rate = int(sample_rate)
         self.note_samples = int(note_samples)
         self._source = None
@@ -93,6 +96,14 @@ def read_header(path) -> dict:
         return json.loads(f.read(size))
 
 
+def usable_velocities(velocities) -> bool:
+    """A checkpoint's velocities: MIDI velocities 1-127, strictly ascending (the engine
+    interpolates between them)."""
+    return (isinstance(velocities, list) and 1 <= len(velocities) <= 127
+            and all(type(v) is int and 1 <= v <= 127 for v in velocities)
+            and all(a < b for a, b in zip(velocities, velocities[1:])))
+
+
 def open_source(name_or_path=None, lazy: bool = True):
     """The NoteSource of a model name ('default', 'gm-wip') or checkpoint path: the one
     way a checkpoint becomes something the engine plays (as demucs's `get_model`).
@@ -110,6 +121,7 @@ def open_source(name_or_path=None, lazy: bool = True):
         if not isinstance(config, dict):      # the full loader names the problem
             raise ValueError("the config is not a JSON object")
         instruments = json.loads(meta["instruments"])
+        velocities = json.loads(meta["velocities"])
         # The notes it plays: the core's rate and length times the full-band upsampling.
         up = config.get("upsample", 1)
         rate, length = config["sample_rate"], config["note_samples"]
@@ -120,8 +132,9 @@ def open_source(name_or_path=None, lazy: bool = True):
         if (meta.get("format") != "singsynth" or not isinstance(instruments, list)
                 or not instruments or not all(isinstance(i, str) for i in instruments)
                 or type(rate) is not int or type(length) is not int
-                or not 1000 <= rate <= 384_000 or not 0 < length <= 60 * rate):
+                or not 1000 <= rate <= 384_000 or not 0 < length <= 60 * rate
+                or not usable_velocities(velocities)):
             raise ValueError("not a usable singsynth checkpoint header")
-        return LazySource(path, instruments, rate, length)
+        return LazySource(path, instruments, rate, length, velocities)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return LazySource(path, [], 1, 1).prepare()

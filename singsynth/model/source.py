@@ -39,6 +39,7 @@ class ModelSource:
         self.sample_rate = model.config.output_rate      # 16 or 48 kHz (full band)
         self.note_samples = model.config.output_samples
         self.instruments = list(model.instruments)
+        self.velocities = tuple(model.velocities)
         self._identity = None
 
     def __reduce__(self):
