@@ -204,6 +204,9 @@ def main(argv=None):
     parser.add_argument("--blocks", type=int, default=2000)
     parser.add_argument("--prewarm-pitches", type=int, nargs=2, default=(21, 108))
     parser.add_argument("--cache-mb", type=int, default=1024)
+    parser.add_argument("--cold-only", type=int, default=0, metavar="ROUNDS",
+                        help="only the cold-note latency through the process generator, "
+                             "ROUNDS rounds of --cold-notes notes")
     parser.add_argument("--mix-only", action="store_true",
                         help="only the warm note and process(256) with 128 voices, generator idle (mixing and limiter cost)")
     args = parser.parse_args(argv)
@@ -237,6 +240,10 @@ def main(argv=None):
               f"process() meanwhile p99 {np.percentile(mix, 99) * 1000:.2f} ms, "
               f"max {mix.max() * 1000:.2f} ms")
 
+    if args.cold_only:
+        for _ in range(args.cold_only):
+            cold("process", source)
+        return
     if not args.mix_only:
         cold("process", source)
         cold("process", source, host=True)
@@ -269,7 +276,7 @@ def main(argv=None):
         pid = synth.generator.pid
         print(f"RSS: audio process {rss_mb():.0f} MB (torch imported: {'torch' in sys.modules}), "
               f"generator process {rss_mb(pid):.0f} MB (python, torch and the model); "
-              f"both count the {synth.generator.slots.nbytes / 2**20:.0f} MB of shared note slots")
+              f"both count the {synth.generator.slot_bytes / 2**20:.0f} MB of shared note slots")
         rss = pss_mb() + pss_mb(pid)
         print(f"PSS (shared pages counted once): audio process {pss_mb():.0f} MB, generator "
               f"process {pss_mb(pid):.0f} MB")

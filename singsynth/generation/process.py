@@ -401,6 +401,11 @@ class ProcessGenerator:
         self._requests.put((PREWARM, list(keys)))
 
     @property
+    def slot_bytes(self) -> int:
+        """Bytes of shared note slots held by the children running now."""
+        return sum(child.slots.nbytes for child in self._children)
+
+    @property
     def busy(self) -> int:
         """Notes queued or being generated."""
         return len(self.pending)
