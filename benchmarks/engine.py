@@ -45,7 +45,7 @@ def pss_mb(pid="self") -> float:
 
 def header_mb(path) -> float:
     """Parameter megabytes of a safetensors checkpoint, from its JSON header (no torch)."""
-    from singsynth.model.files import read_header
+    from singsynth.model.header import read_header
     return sum(t["data_offsets"][1] - t["data_offsets"][0]
                for name, t in read_header(path).items() if name != "__metadata__") / 2**20
 
@@ -213,7 +213,8 @@ def main(argv=None):
 
     from singsynth.engine import Synth
     from singsynth.hosts.live import SWITCH_INTERVAL
-    from singsynth.model.files import open_source, resolve
+    from singsynth.model.files import open_source
+    from singsynth.model.header import resolve
     from singsynth.presets import parse_preset
 
     sys.setswitchinterval(SWITCH_INTERVAL)  # as `play` (hosts.live.LivePlayer) sets it

@@ -208,7 +208,7 @@ def test_a_metadata_number_of_5000_digits_is_refused_in_one_line(tiny_checkpoint
 
 def test_a_bare_model_name_is_a_shipped_model_whatever_the_current_folder_holds(
         tmp_path, monkeypatch):
-    from singsynth.model.files import MODELS_DIR, resolve
+    from singsynth.model.header import MODELS_DIR, resolve
 
     (tmp_path / "default").mkdir()
     (tmp_path / "mine").write_bytes(b"x")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from singsynth.model.checkpoint import MODELS_DIR, load_model, resolve
+from singsynth.model.checkpoint import load_model
+from singsynth.model.header import MODELS_DIR, resolve
 
 INSTRUMENTS = ["yamaha_grand_piano_000", "flute_073", "fingered_bass_033"]
 PITCHES = [48, 48, 36]

@@ -381,3 +381,33 @@ def test_above_normal_priority_the_played_child_keeps_it_and_prewarm_runs_at_nor
         assert wait_until(lambda: os.getpriority(os.PRIO_PROCESS, pid) == 0, timeout=30)
         assert os.sched_getscheduler(pid) == os.SCHED_OTHER
         pump(synth, lambda out: all(k in synth.cache for k in keys), limit=30)
+
+
+def test_both_generators_keep_the_generator_contract():
+    """The engine talks to either generator through `NoteGenerator` only."""
+    from singsynth.generation.generator import NoteGenerator
+    from singsynth.generation.process import ProcessGenerator
+    from singsynth.generation.thread import ThreadGenerator
+    for kind, cls in (("thread", ThreadGenerator), ("process", ProcessGenerator)):
+        with Synth(SineSource(note_samples=1600), 48000, generator=kind) as synth:
+            assert isinstance(synth.generator, cls)
+            assert isinstance(synth.generator, NoteGenerator)
+
+
+def test_a_disk_cached_source_plays_through_the_process_generator(tmp_path):
+    """The child prepares any source through `prepare()`. It used to call `load()` on
+    whatever had one, and `DiskCachedSource.load(key)` (a note from disk) then crashed the
+    child, reported as "did not start"."""
+    from singsynth.generation.diskcache import DiskCachedSource
+    from singsynth.generation.source import NoteSource
+    src = DiskCachedSource(SineSource(note_samples=4000), tmp_path)
+    assert isinstance(src, NoteSource)
+    with Synth(src, 48000, generator="process") as synth:
+        synth.note_on(0, 60, 100)
+        key = synth.note_key(0, 60, 100)
+        pump(synth, lambda out: key in synth.cache)
+        # Played, so streamed through the sinc resampler: within its error of soxr's.
+        expected = synth._render([key])[0]
+        got = synth.cache.get(key).data[:len(expected) - 64]
+        assert np.abs(got - expected[:len(got)]).max() < 0.02
+        assert np.abs(got).max() > 0.1

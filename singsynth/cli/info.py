@@ -73,7 +73,8 @@ def main(argv=None):
         source, path = (f"--config {args.config} with {args.instruments} instruments "
                         "(random weights)"), None
     else:
-        from singsynth.model.checkpoint import load_model, resolve
+        from singsynth.model.checkpoint import load_model
+        from singsynth.model.header import resolve
         model = load_model(args.checkpoint)
         path = resolve(args.checkpoint)
         source = str(path)

@@ -36,7 +36,8 @@ def run(checkpoint, out, data=None, notes: int | None = 200, log=None, force: bo
     from singsynth.errors import DatasetError
     from singsynth.eval.evaluate import evaluate
     from singsynth.eval.report import check_out, write_report
-    from singsynth.model.checkpoint import load_model, resolve
+    from singsynth.model.checkpoint import load_model
+    from singsynth.model.header import resolve
     from singsynth.model.devices import choose_device
 
     check_out(out, force)   # fail before minutes of work, not after

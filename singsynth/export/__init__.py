@@ -187,7 +187,7 @@ def export_file(output, *, model=None, preset=None, program: Optional[int] = Non
     preset_obj = choose_preset(preset, source.instruments, by_instrument=instrument is not None)
     parts = make_parts(preset_obj, program=program, instrument=instrument,
                        all_programs=all_programs, name=name)
-    from singsynth.model.files import resolve
+    from singsynth.model.header import resolve
     origin = ("a custom note source" if custom
               else f"model {resolve(model).name} (sha256 {source.identity()})")
     bank = build_bank(parts, source, pitches=range(int(lo), int(hi) + 1), velocities=velocities,

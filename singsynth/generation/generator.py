@@ -11,7 +11,7 @@ Both make the same notes from the same `NoteSource`.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Sequence
+from typing import List, Optional, Protocol, Sequence, runtime_checkable
 
 from singsynth.generation.note import Note
 from singsynth.generation.source import NoteSource
@@ -20,6 +20,7 @@ from singsynth.notes import NoteKey
 KINDS = ("thread", "process")
 
 
+@runtime_checkable
 class NoteGenerator(Protocol):
     """Makes notes in the background. Every method returns at once (the audio thread
     calls `request`, `queued` and `collect` in its block).

@@ -110,7 +110,7 @@ class _SlotGenerator(ThreadGenerator):
         self.up = up
         self.ids: Dict[Note, int] = {}
 
-    def _take(self, item) -> None:
+    def take(self, item) -> None:
         if item is None:
             return
         kind, payload = item
@@ -126,7 +126,7 @@ class _SlotGenerator(ThreadGenerator):
                     note = Note(key)
                 self.ids[note] = nid  # a queued prewarm note now answers to the played id
                 notes.append(note)
-            super()._take((PLAYED, notes))
+            super().take((PLAYED, notes))
         elif kind == "prewarm":
             for nid, key in payload:
                 if key not in self.pending:
@@ -138,7 +138,7 @@ class _SlotGenerator(ThreadGenerator):
             dropped = set(payload)
             for note, nid in list(self.ids.items()):
                 if nid in dropped and not note.started:
-                    self._release(note)
+                    self.release(note)
 
     def room(self) -> int:
         return len(self.free)
@@ -160,11 +160,11 @@ class _SlotGenerator(ThreadGenerator):
     def finished(self, note: Note) -> None:
         self.up.send(("done", self.ids[note], note.available))
 
-    def _fail(self, notes: List[Note]) -> None:
+    def fail(self, notes: List[Note]) -> None:
         self.up.send(("failed", [self.ids[n] for n in notes if n in self.ids]))
-        super()._fail(notes)
+        super().fail(notes)
 
-    def _release(self, note: Note) -> None:
+    def release(self, note: Note) -> None:
         if self.pending.get(note.key) is note:
             del self.pending[note.key]
         self.ids.pop(note, None)

@@ -6,13 +6,14 @@ wraps a SING checkpoint; tests pass a deterministic sine source and assert exact
 """
 from __future__ import annotations
 
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from singsynth.notes import NoteKey
 
 
+@runtime_checkable
 class NoteSource(Protocol):
     """What the engine needs from a note generator.
 

@@ -337,7 +337,9 @@ class ThreadGenerator:
         return self.batch_size
 
     # ---- generator thread -------------------------------------------------------
-    def _take(self, item) -> None:
+    # ---- hooks: the process generator's child (`process._SlotGenerator`) extends these
+    def take(self, item) -> None:
+        """Take one request off the queue: (PLAYED, [Note, ...]) or (PREWARM, key)."""
         if item is None:
             return
         priority, what = item
@@ -357,9 +359,9 @@ class ThreadGenerator:
 
     def _drain(self, timeout: Optional[float]) -> None:
         try:
-            self._take(self._requests.get(timeout=timeout) if timeout else self._requests.get_nowait())
+            self.take(self._requests.get(timeout=timeout) if timeout else self._requests.get_nowait())
             while True:
-                self._take(self._requests.get_nowait())
+                self.take(self._requests.get_nowait())
         except queue.Empty:
             pass
 
@@ -430,7 +432,7 @@ class ThreadGenerator:
             batch = _Batch(self, notes, chunk, played, mode)
         except Exception:  # a broken source must not kill the thread
             log.exception("note generation failed to start")
-            self._fail(notes)
+            self.fail(notes)
             return
         self._worked = True
         if played:
@@ -446,21 +448,23 @@ class ThreadGenerator:
             finished = batch.step()
         except Exception:
             log.exception("note generation failed")
-            self._fail(batch.notes)
+            self.fail(batch.notes)
             return True
         if finished:
             for note in batch.notes:
-                self._release(note)
+                self.release(note)
             self.generated += len(batch.notes)
         return finished
 
-    def _fail(self, notes: List[Note]) -> None:
+    def fail(self, notes: List[Note]) -> None:
+        """Generation of `notes` raised: they end FAILED (silent)."""
         self.errors += 1
         for note in notes:
             note.fail()
-            self._release(note)
+            self.release(note)
 
-    def _release(self, note: Note) -> None:
+    def release(self, note: Note) -> None:
+        """`note` ended (DONE or FAILED): off the pending table, out to `collect`."""
         if self.pending.get(note.key) is note:
             del self.pending[note.key]
         self.done.append(note)

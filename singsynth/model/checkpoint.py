@@ -18,8 +18,7 @@ from safetensors.torch import save
 from singsynth.errors import CheckpointError
 from singsynth.files import make_public, missing, open_regular, printable
 from singsynth.model.config import SINGConfig
-from singsynth.model.files import (DEFAULT_MODEL, MODELS_DIR, file_hash, resolve,  # noqa: F401
-                                   usable_velocities)
+from singsynth.model.header import resolve, usable_velocities
 from singsynth.model.sing import SING
 
 FORMAT = "singsynth"

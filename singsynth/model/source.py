@@ -9,7 +9,7 @@ import torch
 
 from singsynth.errors import CheckpointError
 from singsynth.model.checkpoint import load_model
-from singsynth.model.files import file_hash
+from singsynth.model.header import file_hash
 from singsynth.model.sing import SING
 from singsynth.notes import NoteKey
 
