@@ -1,6 +1,7 @@
 """The generator in its own process (live play's) makes exactly the thread's notes."""
 import subprocess
 import sys
+import os
 import time
 from pathlib import Path
 
@@ -411,3 +412,50 @@ def test_a_disk_cached_source_plays_through_the_process_generator(tmp_path):
         got = synth.cache.get(key).data[:len(expected) - 64]
         assert np.abs(got - expected[:len(got)]).max() < 0.02
         assert np.abs(got).max() > 0.1
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a process (R, S, T for stopped, ...), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_prewarm_stops_while_a_played_note_is_made_and_then_goes_on():
+    """A played note has the CPUs to itself: the prewarm child is stopped (SIGSTOP) while
+    the played child owes notes, resumed after, and prewarm still completes."""
+    from tests.slow_source import WorkSineSource
+    src = WorkSineSource(cost=0.2 / (16 * 16000), note_samples=16000)
+    with Synth(src, 48000, generator="process", cold="stream") as synth:
+        gen = synth.generator
+        prewarm = [synth.note_key(0, p, 100) for p in range(40, 72)]
+        gen.request_prewarm(prewarm)
+        assert wait_until(lambda: gen.prewarm_pid is not None and any(
+            len(getattr(gen.queued(k), "data", ())) for k in prewarm), timeout=30, poll=0.01)
+        pid = gen.prewarm_pid
+        states = []
+        synth.note_on(0, 90, 100)  # not a prewarm key
+        key = synth.note_key(0, 90, 100)
+        while key not in synth.cache:
+            synth.process(256)
+            states.append(process_state(pid))
+            time.sleep(0.002)
+        assert "T" in states, states  # stopped while the played note was made
+        assert gen.pauses >= 1
+        assert wait_until(lambda: process_state(pid) != "T", timeout=5, poll=0.01)
+        pump(synth, lambda out: all(k in synth.cache for k in prewarm), limit=60)
+
+
+def test_closing_while_prewarm_is_stopped_ends_the_children():
+    from tests.slow_source import WorkSineSource
+    src = WorkSineSource(cost=0.5 / (16 * 16000), note_samples=16000)
+    synth = Synth(src, 48000, generator="process", cold="stream")
+    gen = synth.generator
+    gen.request_prewarm([synth.note_key(0, p, 100) for p in range(40, 72)])
+    assert wait_until(lambda: gen.prewarm_pid is not None, timeout=30, poll=0.01)
+    pid = gen.prewarm_pid
+    gen._pause_prewarm()
+    assert wait_until(lambda: process_state(pid) == "T", timeout=5, poll=0.01)
+    started = time.monotonic()
+    synth.close()
+    assert time.monotonic() - started < 10
+    assert not os.path.exists(f"/proc/{pid}") or process_state(pid) == "Z"

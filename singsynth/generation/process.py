@@ -92,6 +92,16 @@ def realtime_thread(priority: int) -> bool:
 
 
 # ---- child process -------------------------------------------------------------------
+def die_with_parent() -> None:
+    """Have the kernel kill this process when the thread that started it ends (Linux's
+    PR_SET_PDEATHSIG; elsewhere a no-op). For the prewarm child, which the parent stops
+    with SIGSTOP while it makes a played note: stopped, it could not see its pipe close."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def trim_heap() -> None:
     """Return the C heap's free memory to the system (glibc's malloc_trim; elsewhere a no-op)."""
     try:
@@ -199,6 +209,8 @@ def _worker(source, shared, shape, sample_rate, options, down, up, threads, role
     """
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    if role == "prewarm":
+        die_with_parent()
     try:
         _serve(source, shared, shape, sample_rate, options, down, up, threads, role, raised)
     except (BrokenPipeError, EOFError, ConnectionResetError):
@@ -349,6 +361,11 @@ class ProcessGenerator:
                               "the thread generator (Synth(..., generator='thread'))")
         self._played = played
         self._prewarm: Optional[_Child] = None      # the prewarm child, while it runs
+        # The prewarm child is stopped (SIGSTOP) while the played child owes notes, so
+        # that a played note has the CPUs to itself (see `_pause_prewarm`).
+        self._paused: Optional[_Child] = None
+        self._pause_lock = threading.Lock()
+        self.pauses = 0  # how many times prewarm gave way to a played note
         self._children: List[_Child] = [played]     # those the receive thread reads
         self._procs = [played.proc]  # every child process started, for `close` to reap
         # (processes only: a finished child's slots, 25 MB, must not stay alive here)
@@ -430,6 +447,7 @@ class ProcessGenerator:
         if self._closed:
             return
         self._closed = True
+        self._resume_prewarm()
         self._requests.put(None)  # the send thread stops the children, then the prewarm thread
         self._threads[0].join(timeout=5.0)
         self._spawner.join(timeout=5.0)
@@ -478,6 +496,8 @@ class ProcessGenerator:
         """Write `msg` to the prewarm child from the prewarm thread (None: stop it)."""
         if msg is None:
             child.stopping = True
+            if self._paused is child:  # it must run to read the message
+                self._resume_prewarm()
         self._spawn.put(("send", child, msg))
 
     def _batch(self) -> int:
@@ -549,7 +569,9 @@ class ProcessGenerator:
         for old, nid in drop:
             self._to_prewarm(old, ("drop", [nid]))
         if notes:
-            self._played.down.send(("played", [self._track(n, self._played) for n in notes]))
+            tracked = [self._track(n, self._played) for n in notes]
+            self._pause_prewarm()
+            self._played.down.send(("played", tracked))
 
     def _send_prewarm(self) -> None:
         """Hand the backlog to the prewarm child, starting one if none runs."""
@@ -665,9 +687,43 @@ class ProcessGenerator:
         child.owed.discard(nid)
         if not child.owed:
             child.idle_since = time.monotonic()
+            if child is self._played:
+                self._resume_prewarm()
+
+    def _pause_prewarm(self) -> None:
+        """Stop the prewarm child until the played child owes nothing (send thread).
+
+        Why: on a 2-core machine the played child, the audio process and JACK already
+        share the CPUs; a prewarm child computing beside them (at a lower priority, but
+        still taking its share) made a cold note 5-15 ms later whenever a prewarm ran,
+        after a program change most of all. Stopped, it holds only its own memory, and it
+        resumes where it was; prewarm waits as long as played notes are being made.
+        """
+        with self._pause_lock:
+            child = self._prewarm
+            if child is None or self._paused is child or child.stopping:
+                return
+            try:
+                os.kill(child.proc.pid, signal.SIGSTOP)
+            except (OSError, TypeError):  # gone, or not started
+                return
+            self._paused = child
+            self.pauses += 1
+
+    def _resume_prewarm(self) -> None:
+        """Let a stopped prewarm child go on (receive thread, close, or before stopping it)."""
+        with self._pause_lock:
+            child, self._paused = self._paused, None
+            if child is not None:
+                try:
+                    os.kill(child.proc.pid, signal.SIGCONT)
+                except (OSError, TypeError):
+                    pass
 
     def _child_ended(self, child: _Child) -> None:
         """A child is gone: whatever it still owed will not come."""
+        if child is self._played:
+            self._resume_prewarm()
         if child in self._children:
             self._children.remove(child)
         for nid in list(child.owed):
