@@ -7,7 +7,7 @@ work (a child process's CPU time is not what these tests look at). Picklable, so
 process generator's children can import it (`tests` is on their path).
 """
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -28,9 +28,8 @@ class WorkSineSource(SineSource):
         super().__init__(**kwargs)
         self.cost = cost
 
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256,
-               later: Optional[int] = None) -> Iterator[np.ndarray]:
-        for part in super().stream(keys, chunk, later):
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
+        for part in super().stream(keys, chunk):
             time.sleep(self.cost * part.shape[0] * part.shape[1])
             yield part
 

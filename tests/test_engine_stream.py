@@ -7,7 +7,6 @@ import pytest
 
 from singsynth.engine import Synth
 from singsynth.generation.testing import SineSource
-from singsynth.generation.thread import WARM_UP_KEY
 from tests.engine_fixtures import pump, wait_until
 
 
@@ -192,24 +191,3 @@ def test_auto_mode_keeps_streaming_when_it_is_fast():
             key = synth.note_key(0, pitch, 100)
             pump(synth, lambda out: key in synth.cache)
         assert src.calls == [("stream", 1)] * 3
-
-
-def test_a_played_note_streams_its_rest_in_later_chunks():
-    """Live play streams a played note's first chunk small and the rest large (cheaper per
-    sample); the note is the same."""
-    class Counting(SineSource):
-        sizes = []
-
-        def stream(self, keys, chunk=256, later=None):
-            for part in super().stream(keys, chunk, later):
-                if keys != [WARM_UP_KEY]:
-                    self.sizes.append(part.shape[1])
-                yield part
-
-    src = Counting(note_samples=16000)
-    with Synth(src, 16000, generator="thread", cold="stream", later_chunk=2304) as synth:
-        synth.note_on(0, 60, 100)
-        key = synth.note_key(0, 60, 100)
-        pump(synth, lambda out: key in synth.cache)
-        assert Counting.sizes[:2] == [256, 2304] and len(Counting.sizes) == 8
-        np.testing.assert_array_equal(synth.cache.get(key).data[:16000], src.note(key))

@@ -46,9 +46,7 @@ class Synth:
             renders); no background thread; voices read up to OFFLINE_BLOCK samples at
             once and whole notes are resampled on every core.
         steal_fade: seconds. quality: soxr quality. wait: seconds the generator waits to
-            batch played notes. chunk: samples (source rate) per streamed chunk;
-            later_chunk: per chunk after a played note's first (None: `chunk`; live play
-            streams the rest of a note in larger, cheaper chunks).
+            batch played notes. chunk: samples (source rate) per streamed chunk.
         cold: how uncached played notes are generated: "stream", "render" or "auto"
             (see `generation.thread.ThreadGenerator`).
         generator: "thread" (the model runs in this process; renders and tests) or
@@ -62,8 +60,7 @@ class Synth:
                  preset: Union[Preset, str, None] = None, *, polyphony: int = 128,
                  cache_bytes: int = 1 << 30, velocity_levels: int = 16, batch_size: int = 16,
                  offline: bool = False, steal_fade: float = 0.005, quality: str = "HQ",
-                 wait: float = 0.0, chunk: int = 256, later_chunk: Optional[int] = None,
-                 cold: str = "auto",
+                 wait: float = 0.0, chunk: int = 256, cold: str = "auto",
                  generator: str = "thread", helper_priority: Optional[int] = None):
         self.source = source
         # The velocities the source was trained at: a played velocity maps through them.
@@ -104,8 +101,7 @@ class Synth:
         if not self.offline:
             self.generator = make_generator(
                 generator, source, self.sample_rate, batch_size=batch_size, wait=wait,
-                chunk=chunk, later_chunk=later_chunk, quality=quality,
-                is_cached=self.cache.__contains__, cold=cold,
+                chunk=chunk, quality=quality, is_cached=self.cache.__contains__, cold=cold,
                 helper_priority=helper_priority)
 
     @property

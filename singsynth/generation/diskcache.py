@@ -20,7 +20,7 @@ import numpy as np
 
 from singsynth.errors import SingsynthError
 from singsynth.files import cache_dir, open_regular, printable
-from singsynth.generation.source import NoteSource, chunks
+from singsynth.generation.source import NoteSource
 from singsynth.notes import NoteKey
 
 log = logging.getLogger(__name__)
@@ -134,12 +134,12 @@ class DiskCachedSource:
                 self.save(keys[row], note)
         return out
 
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256,
-               later: Optional[int] = None) -> Iterator[np.ndarray]:
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
         """Chunks of cached notes when all are on disk; otherwise the wrapped source's stream."""
         notes = [self.load(key) for key in keys]
         if any(note is None for note in notes):
-            yield from self.source.stream(keys, chunk, later)
+            yield from self.source.stream(keys, chunk)
             return
         whole = np.stack(notes) if notes else np.zeros((0, self.note_samples), np.float32)
-        yield from chunks(whole, chunk, later)
+        for start in range(0, self.note_samples, chunk):
+            yield whole[:, start:start + chunk]

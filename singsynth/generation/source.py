@@ -6,7 +6,7 @@ wraps a SING checkpoint; tests pass a deterministic sine source and assert exact
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Protocol, Sequence, runtime_checkable
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -34,14 +34,11 @@ class NoteSource(Protocol):
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
         """Whole notes: float32 array (len(keys), note_samples) in [-1, 1]."""
 
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256,
-               later: Optional[int] = None) -> Iterator[np.ndarray]:
-        """The same notes in consecutive chunks: float32 arrays (len(keys), n), the first
-        of `chunk` samples, the others of `later` (None: `chunk`).
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
+        """The same notes in consecutive chunks: float32 arrays (len(keys), chunk).
 
         The concatenation equals `render(keys)` (to within 1e-4); the last chunk may be
-        shorter. The first chunk must come much sooner than a whole note would; larger
-        later chunks make the rest of a played note cheaper.
+        shorter. The first chunk must come much sooner than a whole note would.
         """
 
     def prepare(self) -> "NoteSource":
@@ -51,13 +48,3 @@ class NoteSource(Protocol):
 
     def identity(self) -> str:
         """A string that changes whenever the audio for a key could change (checkpoint hash)."""
-
-
-def chunks(notes: np.ndarray, chunk: int, later: Optional[int] = None) -> Iterator[np.ndarray]:
-    """Whole notes (n, samples) as `stream` gives them: `chunk` samples, then `later`."""
-    later = later or chunk
-    start, total = 0, notes.shape[1]
-    while start < total:
-        size = later if start else chunk
-        yield notes[:, start:start + size]
-        start += size

@@ -12,7 +12,6 @@ from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from singsynth.generation.source import chunks
 from singsynth.generation.thread import WARM_UP_KEY
 from singsynth.notes import TRAINED_VELOCITIES, NoteKey
 from singsynth.notes import midi_to_hz as pitch_hz
@@ -78,19 +77,18 @@ class SineSource:
             raise RuntimeError("SineSource: failing as asked")
         return np.stack([self.note(k) for k in keys]) if keys else np.zeros((0, self.note_samples), np.float32)
 
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256,
-               later: Optional[int] = None) -> Iterator[np.ndarray]:
-        """The same notes in chunks: `chunk` samples, then `later` (the last may be shorter)."""
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
+        """The same notes in chunks of `chunk` samples (the last may be shorter)."""
         self._record("stream", keys)
         notes = np.stack([self.note(k) for k in keys])
-        for i, part in enumerate(chunks(notes, chunk, later)):
+        for i, start in enumerate(range(0, self.note_samples, chunk)):
             if self.chunk_delay:
                 time.sleep(self.chunk_delay)
             if i == self.fail_after:
                 raise RuntimeError("SineSource: failing as asked")
             if i == self.gate_after and self.gate is not None:
                 self.gate.wait()
-            yield part
+            yield notes[:, start:start + chunk]
         self.streams_finished += 1
 
     def prepare(self) -> "SineSource":

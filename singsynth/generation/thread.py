@@ -124,8 +124,7 @@ class _Batch:
                 rs = soxr.ResampleStream(gen.source.sample_rate, gen.sample_rate, len(notes),
                                          dtype="float32", quality=gen.quality)
                 self.resample = lambda x, last=False: rs.resample_chunk(np.ascontiguousarray(x.T), last)
-        later = gen.later_chunk if played else None
-        self.chunks = iter(gen.source.stream([n.key for n in notes], chunk=chunk, later=later))
+        self.chunks = iter(gen.source.stream([n.key for n in notes], chunk=chunk))
 
     def step(self) -> bool:
         """Generate and publish one chunk (or the whole batch); True when finished."""
@@ -217,24 +216,19 @@ class ThreadGenerator:
             time.
         margin: safety factor on the measured generation speed before a streamed note is
             declared playable (see `_Batch._check_playable`).
-        thread: start the background thread (`process.py` runs the same loop in a process
+        thread: start the background thread (`worker.py` runs the same loop in a process
             of its own instead).
-        later_chunk: samples (source rate) per streamed chunk of a played note after its
-            first (None: `chunk`). Each chunk costs a model call: the default model streams
-            a whole note in 0.49 s of CPU in 256-sample chunks and in 0.21 s in 2,304-sample
-            ones, so live play streams the rest of a note in large chunks.
     """
 
     def __init__(self, source: NoteSource, sample_rate: int, batch_size: int = 16, wait: float = 0.0,
                  chunk: int = 256, prewarm_chunk: int = 16000, quality: str = "HQ",
                  is_cached: Optional[Callable[[NoteKey], bool]] = None, cold: str = "auto",
-                 margin: float = 2.0, thread: bool = True, later_chunk: Optional[int] = None):
+                 margin: float = 2.0, thread: bool = True):
         self.source = source
         self.sample_rate = int(sample_rate)
         self.batch_size = max(1, int(batch_size))
         self.wait = float(wait)
         self.chunk = int(chunk)
-        self.later_chunk = int(later_chunk) if later_chunk else None
         self.prewarm_chunk = int(prewarm_chunk)
         self.quality = quality
         self.is_cached = is_cached or (lambda key: False)
@@ -390,7 +384,7 @@ class ThreadGenerator:
         note is not cached or played.
         """
         try:
-            chunks = self.source.stream([WARM_UP_KEY], chunk=self.chunk, later=self.later_chunk)
+            chunks = self.source.stream([WARM_UP_KEY], chunk=self.chunk)
             first = np.asarray(next(chunks), dtype=np.float32)
             next(chunks, None)
             if self.source.sample_rate != self.sample_rate:
@@ -421,12 +415,8 @@ class ThreadGenerator:
                 if notes:
                     self._start(notes, self.chunk, played=True, mode=self._cold_mode())
             if self._played:
-                # A batch not yet playable first (a note waits for its start), then the
-                # others round-robin, one chunk each.
-                batch = next((b for b in self._played if not b.notes[0].playable), None)
-                if batch is None:
-                    self._turn = (self._turn + 1) % len(self._played)
-                    batch = self._played[self._turn]
+                self._turn = (self._turn + 1) % len(self._played)
+                batch = self._played[self._turn]
                 if self._step(batch):
                     self._played.remove(batch)
             else:

@@ -25,7 +25,7 @@ import threading
 import time
 
 from singsynth.engine import Synth
-from singsynth.errors import DeviceError
+from singsynth.errors import ConfigError, DeviceError
 from singsynth.generation.thread import leave_a_core
 from singsynth.hosts import audio as audio_io
 from singsynth.hosts.cpu_awake import CpuAwake
@@ -34,7 +34,7 @@ from singsynth.hosts.record import check_record_path
 from singsynth.hosts.timing import EventScheduler
 from singsynth.model.files import open_source
 from singsynth.notes import NoteKey, level_velocity, velocity_index
-from singsynth.presets import host_preset
+from singsynth.presets import PRESET_DIR, load_preset
 
 STATUS_EVERY = 0.25   # seconds between status line updates and MIDI port checks (a
                       # port that goes and comes back faster than this is not noticed)
@@ -44,10 +44,6 @@ STALLED = 2.0         # seconds without an audio callback before giving up on th
 SWITCH_INTERVAL = 0.0005
 PRIORITY = -10        # nice value asked for the process's threads (see raise_priority)
 HELPER_PRIORITY = 1   # SCHED_FIFO of the process generator's message threads (below JACK's)
-# A played note's first chunk is 256 samples (it sounds sooner); the rest comes in chunks
-# 9x larger: the default model streams a note in 0.21 s of CPU instead of 0.49 s, which
-# leaves the 2 cores to the audio thread, JACK and the next note.
-LATER_CHUNK = 2304
 
 
 def build_synth(sample_rate, model=None, preset=None, generator="process", source=None):
@@ -59,10 +55,24 @@ def build_synth(sample_rate, model=None, preset=None, generator="process", sourc
     elif source is None:
         source = open_source(model, lazy=False)
         leave_a_core()
-    preset = host_preset(preset, list(source.instruments))
-    return Synth(source, sample_rate=sample_rate, preset=preset, generator=generator,
-                 later_chunk=LATER_CHUNK,
+    return Synth(source, sample_rate=sample_rate, preset=play_preset(preset, source),
+                 generator=generator,
                  helper_priority=HELPER_PRIORITY if generator == "process" else None)
+
+
+def play_preset(name, source):
+    """The preset `name`, or with None the GM preset as render uses (ConfigError, in one
+    line saying what to pass, when the GM preset does not fit the model)."""
+    if name is not None:
+        return load_preset(name, list(source.instruments))
+    name = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
+    try:
+        return load_preset(name, list(source.instruments))
+    except ConfigError as exc:
+        # The GM preset names the default model's instruments; another model has its own.
+        raise ConfigError(f"{exc} (the default preset {name!r} is made for the default "
+                          "model: pass --preset default to play this model's first "
+                          "instrument, or a preset naming its instruments)") from None
 
 
 def patch_keys(synth, patch):

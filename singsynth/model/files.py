@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -51,9 +51,8 @@ class LazySource:
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
         return self.prepare().render(keys)
 
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256,
-               later: Optional[int] = None) -> Iterator[np.ndarray]:
-        return self.prepare().stream(keys, chunk, later)
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
+        return self.prepare().stream(keys, chunk)
 
     def identity(self) -> str:
         if self._identity is None:

@@ -204,35 +204,29 @@ class SING(nn.Module):
         return wave.float().clamp(-1, 1)
 
     @torch.no_grad()
-    def stream(self, instrument, pitch, velocity, chunk: int = 256,
-               later: int | None = None) -> Iterator[torch.Tensor]:
-        """The same notes as `generate`, as consecutive (B, n) float32 chunks at the
-        output rate: the first of `chunk` samples, the others of `later` (default `chunk`).
+    def stream(self, instrument, pitch, velocity, chunk: int = 256) -> Iterator[torch.Tensor]:
+        """The same notes as `generate`, as consecutive (B, chunk) float32 chunks at the
+        output rate.
 
-        A played note wants a small first chunk (it sounds sooner) and large later ones:
-        each chunk costs a model call, so the default model streams a whole note in 0.49 s
-        of CPU in 256-sample chunks and in 0.21 s in 2,304-sample ones.
-        The last chunk is shorter when the sizes do not divide the note's length.
+        The last chunk is shorter when `chunk` does not divide the note's length.
         Concatenated, the chunks equal `generate` to within float rounding.
         """
-        later = later or chunk
         if self.upsampler is None and self.noise is None:
-            for out, _, _ in self._stream_core(instrument, pitch, velocity, chunk, later):
+            for out, _, _ in self._stream_core(instrument, pitch, velocity, chunk):
                 yield out.clamp(-1, 1)
             return
-        yield from self._stream_full_band(instrument, pitch, velocity, chunk, later)
+        yield from self._stream_full_band(instrument, pitch, velocity, chunk)
 
-    def _stream_full_band(self, instrument, pitch, velocity, chunk: int, later: int):
+    def _stream_full_band(self, instrument, pitch, velocity, chunk: int):
         """`stream` for a full-band model: the core streamed in whole strides, each
         output chunk sent once the upsampler's context (3 ms of core) and every noise grain
         over it are there (the core's frames run ahead of its samples, so the grains are)."""
         cfg, f = self.config, self.config.upsample
         half = UPSAMPLE_HALF_TAPS if self.upsampler is not None else 0
-        # Core chunks of about the output chunks' span (whole strides): one LSTM call and
+        # Core chunks of about the output chunk's span (whole strides): one LSTM call and
         # one decoder call each, as a 16 kHz model streams.
-        def strides(size):
-            return max(1, -(-size // (f * cfg.stride))) * cfg.stride
-        core = self._stream_core(instrument, pitch, velocity, strides(chunk), strides(later))
+        core_chunk = max(1, -(-chunk // (f * cfg.stride))) * cfg.stride
+        core = self._stream_core(instrument, pitch, velocity, core_chunk)
         core_buf = None    # (B, half + note_samples + half + 1): core sample m at m + half
         noise_buf = None   # (B, span): output sample n at n + lead
         noise = self.noise
@@ -243,7 +237,7 @@ class SING(nn.Module):
         lead = noise.n_fft // 2 - noise.centre0 if noise is not None else 0
         total = cfg.output_samples
         while emitted < total:
-            end = min(emitted + (later if emitted else chunk), total)
+            end = min(emitted + chunk, total)
             need_core = min(cfg.note_samples, -(-end // f) + half + 1)
             need_frames = total_frames if noise is None else min(
                 total_frames, (end - 1 + lead) // noise.hop + 1)
@@ -276,10 +270,10 @@ class SING(nn.Module):
             yield wave.clamp(-1, 1)
             emitted = end
 
-    def _stream_core(self, instrument, pitch, velocity, chunk: int, later: int):
-        """The core's note in chunks at its own rate (the first (B, chunk), then (B, later)),
-        not clamped, each with the decoder activations computed for it ((B, C, new frames)
-        from frame index frame0, or None): yields (chunk, h, frame0)."""
+    def _stream_core(self, instrument, pitch, velocity, chunk: int):
+        """The core's note in (B, chunk) chunks at its own rate, not clamped, each with the
+        decoder activations computed for it ((B, C, new frames) from frame index frame0,
+        or None): yields (chunk, h, frame0)."""
         cfg = self.config
         cond = self._inputs(instrument, pitch, velocity)
         batch, dev = cond.shape[0], cond.device
@@ -300,7 +294,7 @@ class SING(nn.Module):
         steps = frames = emitted = 0
         hidden = None
         while emitted < cfg.note_samples:
-            end = min(emitted + (later if emitted else chunk), cfg.note_samples)
+            end = min(emitted + chunk, cfg.note_samples)
             # Every frame whose grain starts at or before the chunk's last sample.
             need_frames = min(total_frames, (origin + end - 1) // cfg.stride + 1)
             need_steps = need_frames + cfg.kernel - 1

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -68,11 +68,9 @@ class ModelSource:
             out[start:start + len(batch)] = self._checked(wave)
         return out
 
-    def stream(self, keys: Sequence[NoteKey], chunk: int = 256,
-               later: Optional[int] = None) -> Iterator[np.ndarray]:
-        """The notes in consecutive float32 chunks (len(keys), n): `chunk` samples, then
-        `later` (default `chunk`)."""
-        for part in self.model.stream(*self._inputs(keys), chunk=chunk, later=later):
+    def stream(self, keys: Sequence[NoteKey], chunk: int = 256) -> Iterator[np.ndarray]:
+        """The notes in consecutive float32 chunks (len(keys), chunk)."""
+        for part in self.model.stream(*self._inputs(keys), chunk=chunk):
             yield self._checked(part)
 
     def _checked(self, wave: torch.Tensor) -> np.ndarray:
