@@ -415,8 +415,12 @@ class ThreadGenerator:
                 if notes:
                     self._start(notes, self.chunk, played=True, mode=self._cold_mode())
             if self._played:
-                self._turn = (self._turn + 1) % len(self._played)
-                batch = self._played[self._turn]
+                # A batch not yet playable first (a note waits for its start), then the
+                # others round-robin, one chunk each.
+                batch = next((b for b in self._played if not b.notes[0].playable), None)
+                if batch is None:
+                    self._turn = (self._turn + 1) % len(self._played)
+                    batch = self._played[self._turn]
                 if self._step(batch):
                     self._played.remove(batch)
             else:
