@@ -35,11 +35,15 @@ RATE = 48000
 VELOCITIES = (25, 50, 75, 100, 127)
 
 
-def render_soundfont(path, program: int, notes):
-    """FluidSynth's 4-second notes [(pitch, velocity)] of bank-0 `program`, (n, 192000)
-    at 48 kHz, dry, cut as the dataset builder cuts them (None rows: no sound)."""
+def render_soundfont(path, program: int, notes, drums: bool = False):
+    """FluidSynth's 4-second notes [(pitch, velocity)] of bank-0 `program` (drums: the
+    standard kit, bank 128 preset 0, the pitch being the drum key), (n, 192000) at 48 kHz,
+    dry, cut as the dataset builder cuts them (None rows: no sound)."""
     from singsynth.data import soundfont as sfr
-    inst = sfr.plan_instruments(path, [program])[0]
+    if drums:
+        inst = [i for i in sfr.plan_instruments(path, [0], drums=True) if i.drums][0]
+    else:
+        inst = sfr.plan_instruments(path, [program])[0]
     with tempfile.TemporaryDirectory() as tmp:
         midi = Path(tmp) / "notes.mid"
         onsets = sfr.write_midi(midi, inst, notes)
@@ -83,8 +87,56 @@ def band_energy(wave, low=9000, high=16000) -> float:
 
 
 def program_of(name: str) -> int | None:
+    """The GM program of a melodic instrument name (`violin_040` -> 40); None for a kit."""
     tail = name.rsplit("_", 1)[-1]
+    if name.startswith("drums_"):
+        return None
     return int(tail) if tail.isdigit() and len(tail) == 3 else None
+
+
+def confusion(features, labels, programs):
+    """Which FluidR3 program each source's notes are nearest to.
+
+    features: {label: {program: [log-mel or None per note]}}, "fluidr3" among them.
+    Returns {label: (plays itself count, {program: nearest other program})}: a program
+    "plays itself" when its notes' mean log-mel distance is smallest to its own FluidR3
+    program's notes (same pitches and velocities) among all programs compared.
+    """
+    ref = features["fluidr3"]
+    out = {}
+    for label in labels:
+        mine, wrong = 0, {}
+        for p in programs:
+            dist = {}
+            for q in programs:
+                pairs = [(a, b) for a, b in zip(features[label][p], ref[q])
+                         if a is not None and b is not None]
+                if pairs:
+                    dist[q] = float(np.mean([np.mean(np.abs(a - b)) for a, b in pairs]))
+            if not dist:
+                continue
+            nearest = min(dist, key=dist.get)
+            if nearest == p:
+                mine += 1
+            else:
+                wrong[p] = nearest
+        out[label] = (mine, wrong)
+    return out
+
+
+def drum_keys(models, keys, velocity, fmax):
+    """The standard kit, key by key: each model's `drums_*` instrument and TimGM6mb's kit
+    against FluidR3's; returns {label: [distance per key]} (None: a key silent in FluidR3)."""
+    notes = [(k, velocity) for k in keys]
+    source = render_soundfont(FLUIDR3, 0, notes, drums=True)
+    peer = render_soundfont(TIMGM, 0, notes, drums=True)
+    waves = {"timgm6mb": peer}
+    for name, m in models.items():
+        kit = next((i for i, n in enumerate(m.instruments) if n.startswith("drums_")), None)
+        if kit is not None:
+            waves[name] = render_model(m, kit, notes)
+    return {label: [distance(w, ref, fmax) if ref is not None and w is not None else None
+                    for w, ref in zip(ws, source)] for label, ws in waves.items()}
 
 
 def main(argv=None):
@@ -101,6 +153,11 @@ def main(argv=None):
     parser.add_argument("--pitch-data", metavar="DIR",
                         help="also: pitch of every held-out note of dataset DIR (its test "
                              "split), within 50 cents, per model")
+    parser.add_argument("--confusion", action="store_true",
+                        help="also which FluidR3 program each program's notes are nearest to "
+                             "(does each program play itself?), for TimGM6mb and each model")
+    parser.add_argument("--drums", action="store_true",
+                        help="also the standard kit, keys 35-81, against TimGM6mb's kit")
     parser.add_argument("--core", action="store_true",
                         help="also each full-band model's 16 kHz core alone (the model before "
                              "its noise band was trained: the old default, for the default)")
@@ -119,6 +176,7 @@ def main(argv=None):
     notes = [(p, v) for p in map(int, args.pitches.split(","))
              for v in map(int, args.velocities.split(","))]
     rows, examples = [], {}
+    features = {}  # label -> program -> [log-mel per note], for --confusion
     start = time.time()
     for index, program in programs:
         source = render_soundfont(FLUIDR3, program, notes)
@@ -143,6 +201,10 @@ def main(argv=None):
                           "share_9_16k": float(np.sum(high) / max(np.sum(ref_high), 1e-30))}
         rows.append(row)
         examples[program] = {"fluidr3": source, "timgm6mb": peer, **outputs}
+        if args.confusion:
+            for label, waves in examples[program].items():
+                features.setdefault(label, {})[program] = [
+                    None if w is None else log_mel(w, args.fmax) for w in waves]
         print(f"{program:3d} {row['instrument']:<26} " + "  ".join(
             f"{k}: {row[k]['full']:.2f}/{row[k]['low']:.2f}/{row[k]['share_9_16k']:.2f}"
             for k in ["timgm6mb", *outputs]), flush=True)
@@ -163,6 +225,27 @@ def main(argv=None):
               f"  9-16 kHz energy {s['share_9_16k']:.2f} x FluidR3's"
               + (f"  closer than TimGM6mb: {s['closer_full']}/{len(rows)} full, "
                  f"{s['closer_low']}/{len(rows)} low" if "closer_full" in s else ""))
+    if args.confusion:
+        table = confusion(features, ["timgm6mb", *cores, *models], [p for _, p in programs])
+        summary["confusion"] = {label: {"plays_itself": mine, "nearest_other": wrong}
+                                for label, (mine, wrong) in table.items()}
+        for label, (mine, wrong) in table.items():
+            print(f"{label:<24} plays its own FluidR3 program: {mine}/{len(rows)} "
+                  f"({100 * mine / max(len(rows), 1):.0f} %); nearest another: "
+                  + (", ".join(f"{p}->{q}" for p, q in sorted(wrong.items())) or "none"))
+    if args.drums:
+        keys = list(range(35, 82))
+        per_key = drum_keys(models, keys, int(args.velocities.split(",")[0]), args.fmax)
+        summary["drums"] = {"keys": keys, **per_key}
+        peer = per_key["timgm6mb"]
+        for label, dists in per_key.items():
+            pairs = [(d, t) for d, t in zip(dists, peer) if d is not None and t is not None]
+            line = f"{label:<24} kit keys 35-81: median {np.median([d for d, _ in pairs]):.3f}"
+            if label != "timgm6mb":
+                closer = sum(d < t for d, t in pairs)
+                summary["drums"][f"{label}_closer"] = closer
+                line += f", closer than TimGM6mb's kit on {closer}/{len(pairs)} keys"
+            print(line)
     if args.pitch_data:
         for label, model in models.items():   # a core's pitch is `singsynth eval`'s
             summary[label]["pitch"] = held_out_pitch(model, args.pitch_data)
