@@ -266,3 +266,22 @@ def test_residual_penalty_spares_drum_notes():
     assert both > 0.5
     spared = residual_share(wave, wave, pitch, 8, 16000, pitched=torch.tensor([1.0, 0.0]))
     assert torch.allclose(spared, both / 2)
+
+
+def test_kit_repeat_trains_each_kit_note_that_many_times_an_epoch():
+    """`kit_repeat` (StageConfig): a drum kit's few notes come back that many times per
+    epoch; melodic notes once; 1 leaves the epoch as it was."""
+    from singsynth.errors import ConfigError
+    from singsynth.train.stages import TrainData, kit_order
+    model = loud_bank_model()
+    instrument = torch.tensor([0, 1, 2, 1, 0, 2, 2])   # two kit notes (rows 1 and 3)
+    train = TrainData(instrument, torch.full((7,), 60), torch.zeros(7, dtype=torch.long),
+                      torch.zeros(7, 16))
+    assert kit_order(model, train, 1).tolist() == list(range(7))
+    order = kit_order(model, train, 4)
+    counts = torch.bincount(order, minlength=7).tolist()
+    assert counts == [1, 4, 1, 4, 1, 1, 1]
+    with pytest.raises(ConfigError, match="kit_repeat"):
+        kit_order(model, train, 1001)
+    melodic = loud_bank_model(instruments=["piano_1_000", "violin_040"])
+    assert kit_order(melodic, train, 4).tolist() == list(range(7))  # no kit: unchanged

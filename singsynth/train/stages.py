@@ -146,6 +146,19 @@ class EndToEnd(nn.Module):
                             first_step, self.pitched(instrument))
 
 
+def kit_order(model: SING, train: TrainData, repeat: int) -> torch.Tensor:
+    """The training notes of one epoch, as indices into `train`: every note once, and the
+    notes of unpitched instruments (drum kits) `repeat` times in all."""
+    every = torch.arange(len(train))
+    if repeat > 1000:
+        raise ConfigError(f"kit_repeat {repeat}: use 1-1000")
+    pitched = model.pitched(train.instrument)
+    if repeat == 1 or pitched is None:
+        return every
+    kit = every[pitched < 0.5]
+    return torch.cat([every, kit.repeat(repeat - 1)])
+
+
 class Task:
     """What the three stages share: data on the device, local slices, evaluation."""
 
@@ -155,7 +168,8 @@ class Task:
     def __init__(self, model: SING, cfg, train: TrainData, test: TrainData, device):
         self.model, self.cfg, self.train_data, self.test_data = model, cfg, train, test
         self.device = device
-        self.examples = len(train)
+        self.order = kit_order(model, train, cfg.kit_repeat)
+        self.examples = len(self.order)
         self.length = cfg.crop or model.config.note_samples
         self.eval_index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)
                                          )[:cfg.eval_notes]

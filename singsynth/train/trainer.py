@@ -161,8 +161,9 @@ def _carried(path, meta: dict) -> tuple[int, float, float]:
 class Loop:
     """Runs one stage: a `task` supplies the module, its loss and its evaluation.
 
-    A task has: `name`, `module` (what DDP wraps), `parameters()`, `examples` (number of
-    training notes), `steps_per_batch` (TBPTT windows), `loss(module, indices, gen,
+    A task has: `name`, `module` (what DDP wraps), `parameters()`, `order` (an epoch's
+    training notes as indices into its data: drum kits may repeat, `kit_order`), `examples`
+    (their number), `steps_per_batch` (TBPTT windows), `loss(module, indices, gen,
     window) -> tensor` and `evaluate() -> dict`.
     """
 
@@ -338,7 +339,7 @@ class Loop:
                        mininterval=0.5 if sys.stderr.isatty() else 30)
             task.train()
             for batch in bar:
-                indices = order[batch * cfg.batch:(batch + 1) * cfg.batch]
+                indices = task.order[order[batch * cfg.batch:(batch + 1) * cfg.batch]]
                 gen = generator(self.seed, 2, epoch, batch)
                 for window in range(task.steps_per_batch):
                     step = (epoch * self.batches + batch) * task.steps_per_batch + window
