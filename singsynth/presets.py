@@ -332,3 +332,22 @@ def load_preset(path_or_name: Union[str, Path, None], instruments: Sequence[str]
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the preset ({e.strerror or e})") from None
     return parse_preset(data, instruments, origin=str(path), name=path.stem)
+
+
+def host_preset(name: Union[str, Path, None], instruments: Sequence[str]) -> Preset:
+    """The preset a host plays: `name`, or with None the GM preset (once shipped, else
+    the one-instrument default), as `play` and `render` both do.
+
+    Raises:
+        ConfigError: in one line saying what to pass when the GM preset does not fit the
+            model (it names the default model's instruments; another model has its own).
+    """
+    if name is not None:
+        return load_preset(name, instruments)
+    name = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
+    try:
+        return load_preset(name, instruments)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (the default preset {name!r} is made for the default "
+                          "model: pass --preset default to play this model's first "
+                          "instrument, or a preset naming its instruments)") from None

@@ -384,19 +384,19 @@ def test_a_program_change_then_a_note_100_ms_later(jack_server, tmp_path):
 def test_play_uses_the_gm_preset_unless_told_otherwise(tiny_checkpoint):
     from singsynth.cli import play
     from singsynth.errors import ConfigError
-    from singsynth.hosts.live import play_preset
+    from singsynth.presets import host_preset
     from singsynth.model.files import open_source
     assert play.get_parser().parse_args(["--virtual"]).preset is None
     default = open_source(None)
-    assert play_preset(None, default).name == "gm"
-    assert play_preset("default", default).name == "default"
+    assert host_preset(None, default.instruments).name == "gm"
+    assert host_preset("default", default.instruments).name == "default"
     # GM programs select GM instruments: a guitar program is not the piano.
-    gm = play_preset(None, default)
+    gm = host_preset(None, default.instruments)
     assert gm.patch(0, 24).instrument != gm.patch(0, 0).instrument
     tiny = open_source(str(tiny_checkpoint))  # other instruments than GM names
     with pytest.raises(ConfigError, match="pass --preset default"):
-        play_preset(None, tiny)
-    assert play_preset("default", tiny).name == "default"
+        host_preset(None, tiny.instruments)
+    assert host_preset("default", tiny.instruments).name == "default"
 
 
 def test_play_prewarms_the_patches_the_channels_start_on_then_each_one_selected():

@@ -25,7 +25,7 @@ import threading
 import time
 
 from singsynth.engine import Synth
-from singsynth.errors import ConfigError, DeviceError
+from singsynth.errors import DeviceError
 from singsynth.generation.thread import leave_a_core
 from singsynth.hosts import audio as audio_io
 from singsynth.hosts.cpu_awake import CpuAwake
@@ -34,7 +34,7 @@ from singsynth.hosts.record import check_record_path
 from singsynth.hosts.timing import EventScheduler
 from singsynth.model.files import open_source
 from singsynth.notes import NoteKey, level_velocity, velocity_index
-from singsynth.presets import PRESET_DIR, load_preset
+from singsynth.presets import host_preset
 
 STATUS_EVERY = 0.25   # seconds between status line updates and MIDI port checks (a
                       # port that goes and comes back faster than this is not noticed)
@@ -55,24 +55,9 @@ def build_synth(sample_rate, model=None, preset=None, generator="process", sourc
     elif source is None:
         source = open_source(model, lazy=False)
         leave_a_core()
-    return Synth(source, sample_rate=sample_rate, preset=play_preset(preset, source),
-                 generator=generator,
+    preset = host_preset(preset, list(source.instruments))
+    return Synth(source, sample_rate=sample_rate, preset=preset, generator=generator,
                  helper_priority=HELPER_PRIORITY if generator == "process" else None)
-
-
-def play_preset(name, source):
-    """The preset `name`, or with None the GM preset as render uses (ConfigError, in one
-    line saying what to pass, when the GM preset does not fit the model)."""
-    if name is not None:
-        return load_preset(name, list(source.instruments))
-    name = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
-    try:
-        return load_preset(name, list(source.instruments))
-    except ConfigError as exc:
-        # The GM preset names the default model's instruments; another model has its own.
-        raise ConfigError(f"{exc} (the default preset {name!r} is made for the default "
-                          "model: pass --preset default to play this model's first "
-                          "instrument, or a preset naming its instruments)") from None
 
 
 def patch_keys(synth, patch):

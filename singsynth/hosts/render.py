@@ -26,14 +26,14 @@ import numpy as np
 
 from singsynth.engine import Synth
 from singsynth.engine.voice import OFFLINE_BLOCK, tail_margin
-from singsynth.errors import ConfigError, SingsynthError
+from singsynth.errors import SingsynthError
 from singsynth.generation.diskcache import DiskCachedSource
 from singsynth.generation.note import note_nbytes
 from singsynth.hosts.audiofile import AudioFile, finish
 from singsynth.hosts.audiofile import NORMALIZE_PEAK, output_format  # noqa: F401 (callers' names)
 from singsynth.hosts.midifile import Song, TimedEvent, read_midi
 from singsynth.model.files import open_source
-from singsynth.presets import PRESET_DIR, Preset, load_preset
+from singsynth.presets import Preset, host_preset, load_preset
 
 log = logging.getLogger(__name__)
 
@@ -352,20 +352,6 @@ def note_source(model, source, use_cache: bool, cache_dir):
     return DiskCachedSource(source, cache_dir) if use_cache else source
 
 
-def song_preset(preset, source) -> Preset:
-    """The preset named (None: the GM preset once shipped, else the one-instrument default)."""
-    if preset is not None:
-        return load_preset(preset, list(source.instruments))
-    name = "gm" if (PRESET_DIR / "gm.yaml").is_file() else "default"
-    try:
-        return load_preset(name, list(source.instruments))
-    except ConfigError as exc:
-        # The GM preset names the default model's instruments; another model has its own.
-        raise ConfigError(f"{exc} (the default preset {name!r} is made for the default "
-                          "model: pass --preset default to play this model's first "
-                          "instrument, or a preset naming its instruments)") from None
-
-
 def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48000,
                 tail: Optional[float] = None, normalize: bool = False, channels: int = 2,
                 cache_dir=None, use_cache: bool = True, max_duration: float = 3600.0,
@@ -405,7 +391,7 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
     with AudioFile(output, overwrite, inputs=[input, model, preset], bits=bits) as out:
         song = read_song(input, tail=tail, max_duration=max_duration, warn=warn)
         source = note_source(model, source, use_cache, cache_dir)
-        with OfflineRender(song, source, song_preset(preset, source), sample_rate=sample_rate,
+        with OfflineRender(song, source, host_preset(preset, list(source.instruments)), sample_rate=sample_rate,
                            tail=tail, report=report) as job:
             if not job.plan().keys:  # every note skipped (drums only, say): no silent file
                 raise SingsynthError(f"{input}: none of its {song.note_count} notes can be "
