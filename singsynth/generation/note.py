@@ -4,7 +4,8 @@ No torch here: the audio thread reads these arrays while mixing.
 """
 from __future__ import annotations
 
-from typing import Optional
+from collections import deque
+from typing import List, Optional
 
 import numpy as np
 
@@ -134,3 +135,22 @@ class Note:
     def nbytes(self) -> int:
         """Bytes held by the note's arrays."""
         return int(self.data.nbytes + self.tail.nbytes)
+
+
+class NoteTables:
+    """`queued` and `collect` for a generator that keeps `pending` ({key: Note} queued or
+    being made) and `done` (a deque of ended Notes), as both implementations do."""
+
+    pending: dict
+    done: deque
+
+    def queued(self, key: NoteKey) -> Optional[Note]:
+        """The note a request for `key` made, while queued or being made; else None."""
+        return self.pending.get(key)
+
+    def collect(self) -> List[Note]:
+        """The notes that ended since the last call (audio thread; never blocks)."""
+        done, out = self.done, []
+        while done:
+            out.append(done.popleft())
+        return out

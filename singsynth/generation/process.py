@@ -61,7 +61,7 @@ import numpy as np
 
 from singsynth import errors
 from singsynth.errors import EngineError, SingsynthError
-from singsynth.generation.note import Note
+from singsynth.generation.note import Note, NoteTables
 from singsynth.generation.source import NoteSource
 from singsynth.generation.thread import PLAYED, PREWARM, SPARE, ThreadGenerator, output_samples
 from singsynth.notes import NoteKey
@@ -310,7 +310,7 @@ class _Child:
             pass
 
 
-class ProcessGenerator:
+class ProcessGenerator(NoteTables):
     """A `NoteGenerator` (generator.py) with the model in child processes: one for
     played notes, one for prewarm (see the module's docstring).
 
@@ -398,17 +398,6 @@ class ProcessGenerator:
             t.start()
 
     # ---- any thread ------------------------------------------------------------------
-    def queued(self, key: NoteKey) -> Optional[Note]:
-        """The note a request for `key` made, while queued or being made; else None."""
-        return self.pending.get(key)
-
-    def collect(self) -> List[Note]:
-        """The notes that ended since the last call (audio thread; never blocks)."""
-        done, out = self.done, []
-        while done:
-            out.append(done.popleft())
-        return out
-
     def request(self, notes: Sequence[Note]) -> None:
         """Generate `notes` as soon as possible (played notes, one batch); never blocks."""
         self._requests.put((PLAYED, list(notes)))

@@ -39,7 +39,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import soxr
 
-from singsynth.generation.note import Note
+from singsynth.generation.note import Note, NoteTables
 from singsynth.generation.resample import SincStream
 from singsynth.generation.source import NoteSource
 from singsynth.notes import NoteKey, single
@@ -194,7 +194,7 @@ class _Batch:
             self.gen.timing("stream", now - self.start)
 
 
-class ThreadGenerator:
+class ThreadGenerator(NoteTables):
     """Generates requested notes on a background thread.
 
     Args:
@@ -268,17 +268,6 @@ class ThreadGenerator:
         """Generate `keys` when nothing played is waiting; never blocks."""
         for key in keys:
             self._requests.put((PREWARM, key))
-
-    def queued(self, key: NoteKey) -> Optional[Note]:
-        """The note a request for `key` made, while queued or being made; else None."""
-        return self.pending.get(key)
-
-    def collect(self) -> List[Note]:
-        """The notes that ended since the last call (audio thread; never blocks)."""
-        done, out = self.done, []
-        while done:
-            out.append(done.popleft())
-        return out
 
     def timing(self, mode: str, seconds: float) -> None:
         """Record how long a played batch took to become playable (generator thread)."""
