@@ -458,6 +458,9 @@ def test_closing_while_prewarm_is_stopped_ends_the_children():
     gen._pause_prewarm()
     assert wait_until(lambda: process_state(proc.pid) == "T", timeout=5, poll=0.01)
     synth.close()
-    # Continued, it read its stop message and ended on its own (exit code 0); left
-    # stopped, it would have been killed once close gave up waiting (-9).
-    assert proc.exitcode == 0
+    # Continued before its stop message (left stopped it could not read it, and close
+    # would wait for it in vain before killing it), and gone. Whether it then ended on
+    # its own or was killed depends on the CPU it gets: in tests it runs at the lowest
+    # priority, which two busy cores starve.
+    assert gen._paused is None
+    assert not proc.is_alive()
