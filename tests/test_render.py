@@ -397,7 +397,8 @@ def test_channel_10_is_skipped_with_a_warning_unless_the_preset_maps_it(tmp_path
 def test_render_file_is_bit_identical_twice_and_reuses_the_disk_cache(tmp_path):
     import soundfile
 
-    from singsynth.hosts.render import NORMALIZE_PEAK, render_file
+    from singsynth.hosts.audiofile import NORMALIZE_PEAK
+    from singsynth.hosts.render import render_file
     song = tmp_path / "busy.mid"
     song.write_bytes(midi_bytes([on(60), on(64), off(60, time=480), off(64)]))
     kwargs = dict(preset="default", cache_dir=tmp_path / "cache", progress=False, tail=0.5)

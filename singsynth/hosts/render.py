@@ -30,7 +30,6 @@ from singsynth.errors import SingsynthError
 from singsynth.generation.diskcache import DiskCachedSource
 from singsynth.generation.note import note_nbytes
 from singsynth.hosts.audiofile import AudioFile, finish
-from singsynth.hosts.audiofile import NORMALIZE_PEAK, output_format  # noqa: F401 (callers' names)
 from singsynth.hosts.midifile import Song, TimedEvent, read_midi
 from singsynth.model.files import open_source
 from singsynth.presets import Preset, host_preset, load_preset

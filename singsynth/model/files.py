@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from singsynth.notes import NoteKey
 
 
+def load(path):
+    """The loaded `ModelSource` of checkpoint `path` (imports torch; CheckpointError for a
+    bad file). The one place this module reaches the torch side (tests/test_layers.py)."""
+    from singsynth.model.source import load_source
+    return load_source(path)
+
+
 class LazySource:
     """A checkpoint's NoteSource that imports torch and loads the weights only when a note
     has to be generated: a render whose notes are all in the disk cache never pays for it.
@@ -44,8 +51,7 @@ class LazySource:
         """Load the model now (imports torch; CheckpointError for a bad file) and return
         the loaded `ModelSource`."""
         if self._source is None:
-            from singsynth.model.source import load_source
-            self._source = load_source(self.path)
+            self._source = load(self.path)
         return self._source
 
     def render(self, keys: Sequence[NoteKey]) -> np.ndarray:
@@ -70,7 +76,7 @@ def open_source(name_or_path=None, lazy: bool = True):
     """
     path = resolve(name_or_path)
     if not lazy:
-        return LazySource(path, [], 1, 1).prepare()
+        return load(path)
     try:
         meta = read_header(path)["__metadata__"]
         config = json.loads(meta["config"])
@@ -93,4 +99,4 @@ def open_source(name_or_path=None, lazy: bool = True):
             raise ValueError("not a usable singsynth checkpoint header")
         return LazySource(path, instruments, rate, length, velocities)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return LazySource(path, [], 1, 1).prepare()
+        return load(path)
