@@ -285,3 +285,23 @@ def test_kit_repeat_trains_each_kit_note_that_many_times_an_epoch():
         kit_order(model, train, 1001)
     melodic = loud_bank_model(instruments=["piano_1_000", "violin_040"])
     assert kit_order(melodic, train, 4).tolist() == list(range(7))  # no kit: unchanged
+
+
+def test_melodic_share_trains_a_fixed_subset_of_the_melodic_notes_beside_the_whole_kit():
+    """`melodic_share` (StageConfig): an epoch keeps that share of the melodic notes, the
+    same ones each time (resume-safe), and every kit note `kit_repeat` times."""
+    from singsynth.errors import ConfigError
+    from singsynth.train.stages import TrainData, kit_order
+    model = loud_bank_model()
+    instrument = torch.tensor([0, 2] * 10 + [1, 1])    # 20 melodic notes, 2 kit notes
+    n = len(instrument)
+    train = TrainData(instrument, torch.full((n,), 60), torch.zeros(n, dtype=torch.long),
+                      torch.zeros(n, 16))
+    order = kit_order(model, train, 3, melodic_share=0.25)
+    counts = torch.bincount(order, minlength=n)
+    assert counts[20:].tolist() == [3, 3]
+    assert counts[:20].sum() == 5 and counts[:20].max() == 1
+    assert torch.equal(order, kit_order(model, train, 3, melodic_share=0.25))
+    assert kit_order(model, train, 1, melodic_share=1.0).tolist() == list(range(n))
+    with pytest.raises(ConfigError, match="melodic_share"):
+        kit_order(model, train, 1, melodic_share=0)

@@ -59,6 +59,9 @@ class StageConfig:
             trained per epoch (1-1000). A kit is a few hundred of tens of thousands of notes
             (0.6 % of the GM data): at 1, the GM model's kit was 10-25 dB too quiet after 5
             epochs, closer to FluidR3 than TimGM6mb's kit on 3 of 47 keys.
+        melodic_share: share of the melodic (pitched) training notes an epoch trains, in
+            (0, 1]: a fixed random subset (`stages.kit_order`). With `kit_repeat`, a short
+            phase weighted towards a kit (models/gm.md).
     """
 
     epochs: int = 1
@@ -82,6 +85,7 @@ class StageConfig:
     harmonics_lr: float = 1.0
     eval_notes: int = 256
     kit_repeat: int = 1
+    melodic_share: float = 1.0
 
 
 @dataclass
@@ -124,7 +128,7 @@ _MINIMUM = {"epochs": 1, "batch": 1, "tbptt": 1, "warmup_steps": 0, "crop": 0, "
             "wave_from": 0, "start_share": 0, "peak_weight": 0, "residual_weight": 0,
             # A negative clip norm flips the gradients; a negative final_lr, the schedule.
             "grad_clip": 0, "final_lr": 0, "kit_repeat": 1}
-_POSITIVE = ("lr", "eps", "harmonics_lr")
+_POSITIVE = ("lr", "eps", "harmonics_lr", "melodic_share")
 
 
 def _fill(cls, values: dict, where: str, source: str):
@@ -163,8 +167,8 @@ def _fill(cls, values: dict, where: str, source: str):
         if key in _MINIMUM and value < _MINIMUM[key]:
             raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: "
                               f"{_MINIMUM[key]} or more")
-        if key == "start_share" and value > 1:
-            raise ConfigError(f"{source}: {where}start_share is {value!r}; allowed: 0 to 1")
+        if key in ("start_share", "melodic_share") and value > 1:
+            raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: 0 to 1")
         if key in _POSITIVE and not value > 0:
             raise ConfigError(f"{source}: {where}{key} is {value!r}; allowed: more than 0")
         if key == "ffts" and not (value and all(isinstance(n, int) and not isinstance(n, bool)

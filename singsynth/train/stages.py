@@ -146,17 +146,28 @@ class EndToEnd(nn.Module):
                             first_step, self.pitched(instrument))
 
 
-def kit_order(model: SING, train: TrainData, repeat: int) -> torch.Tensor:
-    """The training notes of one epoch, as indices into `train`: every note once, and the
-    notes of unpitched instruments (drum kits) `repeat` times in all."""
+def kit_order(model: SING, train: TrainData, repeat: int, melodic_share: float = 1.0
+              ) -> torch.Tensor:
+    """The training notes of one epoch, as indices into `train`: the notes of unpitched
+    instruments (drum kits) `repeat` times each, and a fixed random `melodic_share` of the
+    other notes once (all of them at 1.0; the same subset every epoch and on `--resume`:
+    seed 0). A share below 1 makes a short phase that shifts the epoch towards the kit
+    without training every melodic note again."""
     every = torch.arange(len(train))
-    if repeat > 1000:
+    if not 1 <= repeat <= 1000:
         raise ConfigError(f"kit_repeat {repeat}: use 1-1000")
+    if not 0 < melodic_share <= 1:
+        raise ConfigError(f"melodic_share {melodic_share}: use a share in (0, 1]")
     pitched = model.pitched(train.instrument)
-    if repeat == 1 or pitched is None:
+    if pitched is None:
         return every
-    kit = every[pitched < 0.5]
-    return torch.cat([every, kit.repeat(repeat - 1)])
+    kit, once = every[pitched < 0.5], every
+    if melodic_share < 1:
+        melodic = every[pitched >= 0.5]
+        keep = torch.randperm(len(melodic), generator=torch.Generator().manual_seed(0))
+        keep = keep[:max(1, round(melodic_share * len(melodic)))]
+        once = torch.cat([melodic[keep], kit]).sort().values
+    return torch.cat([once, kit.repeat(repeat - 1)])
 
 
 class Task:
@@ -168,7 +179,7 @@ class Task:
     def __init__(self, model: SING, cfg, train: TrainData, test: TrainData, device):
         self.model, self.cfg, self.train_data, self.test_data = model, cfg, train, test
         self.device = device
-        self.order = kit_order(model, train, cfg.kit_repeat)
+        self.order = kit_order(model, train, cfg.kit_repeat, cfg.melodic_share)
         self.examples = len(self.order)
         self.length = cfg.crop or model.config.note_samples
         self.eval_index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)
