@@ -14,6 +14,7 @@ from torch import nn
 
 from singsynth.model.config import VELOCITIES, SINGConfig, get_config, trim_samples
 from singsynth.model.fullband import UPSAMPLE_HALF_TAPS, NoiseBand, Upsampler
+from singsynth.model.gate import TailGate
 from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator
 
 # A run of at most this many LSTM steps uses PyTorch's native CPU kernel: oneDNN's LSTM
@@ -201,7 +202,13 @@ class SING(nn.Module):
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             wave = (self(instrument, pitch, velocity) if core
                     else self.full_band(instrument, pitch, velocity))
+        if not core:
+            wave = self.tail_gate(instrument, wave.shape[0])(wave.float())
         return wave.float().clamp(-1, 1)
+
+    def tail_gate(self, instrument, batch: int) -> TailGate:
+        """The gate that ends each note of a batch once it has died away (model/gate.py)."""
+        return TailGate(batch, self.config.output_rate, self.device)
 
     @torch.no_grad()
     def stream(self, instrument, pitch, velocity, chunk: int = 256) -> Iterator[torch.Tensor]:
@@ -211,11 +218,14 @@ class SING(nn.Module):
         The last chunk is shorter when `chunk` does not divide the note's length.
         Concatenated, the chunks equal `generate` to within float rounding.
         """
+        gate = None
         if self.upsampler is None and self.noise is None:
-            for out, _, _ in self._stream_core(instrument, pitch, velocity, chunk):
-                yield out.clamp(-1, 1)
-            return
-        yield from self._stream_full_band(instrument, pitch, velocity, chunk)
+            chunks = (out for out, _, _ in self._stream_core(instrument, pitch, velocity, chunk))
+        else:
+            chunks = self._stream_full_band(instrument, pitch, velocity, chunk)
+        for out in chunks:
+            gate = gate or self.tail_gate(instrument, out.shape[0])
+            yield gate(out.float()).clamp(-1, 1)
 
     def _stream_full_band(self, instrument, pitch, velocity, chunk: int):
         """`stream` for a full-band model: the core streamed in whole strides, each
@@ -267,7 +277,7 @@ class SING(nn.Module):
                 wave = core_buf[:, emitted:end]
             if noise is not None:
                 wave = wave + noise_buf[:, emitted + lead:end + lead]
-            yield wave.clamp(-1, 1)
+            yield wave
             emitted = end
 
     def _stream_core(self, instrument, pitch, velocity, chunk: int):
