@@ -126,7 +126,8 @@ def confusion(features, labels, programs):
 
 def drum_keys(models, keys, velocity, fmax):
     """The standard kit, key by key: each model's `drums_*` instrument and TimGM6mb's kit
-    against FluidR3's; returns {label: [distance per key]} (None: a key silent in FluidR3)."""
+    against FluidR3's; returns {label: [distance per key]} and {label: [the same below
+    7.5 kHz]} (None: a key silent in FluidR3)."""
     notes = [(k, velocity) for k in keys]
     source = render_soundfont(FLUIDR3, 0, notes, drums=True)
     peer = render_soundfont(TIMGM, 0, notes, drums=True)
@@ -135,8 +136,10 @@ def drum_keys(models, keys, velocity, fmax):
         kit = next((i for i, n in enumerate(m.instruments) if n.startswith("drums_")), None)
         if kit is not None:
             waves[name] = render_model(m, kit, notes)
-    return {label: [distance(w, ref, fmax) if ref is not None and w is not None else None
-                    for w, ref in zip(ws, source)] for label, ws in waves.items()}
+    def table(top):
+        return {label: [distance(w, ref, top) if ref is not None and w is not None else None
+                        for w, ref in zip(ws, source)] for label, ws in waves.items()}
+    return table(fmax), table(7500)
 
 
 def main(argv=None):
@@ -235,17 +238,22 @@ def main(argv=None):
                   + (", ".join(f"{p}->{q}" for p, q in sorted(wrong.items())) or "none"))
     if args.drums:
         keys = list(range(35, 82))
-        per_key = drum_keys(models, keys, int(args.velocities.split(",")[0]), args.fmax)
-        summary["drums"] = {"keys": keys, **per_key}
-        peer = per_key["timgm6mb"]
-        for label, dists in per_key.items():
-            pairs = [(d, t) for d, t in zip(dists, peer) if d is not None and t is not None]
-            line = f"{label:<24} kit keys 35-81: median {np.median([d for d, _ in pairs]):.3f}"
-            if label != "timgm6mb":
-                closer = sum(d < t for d, t in pairs)
-                summary["drums"][f"{label}_closer"] = closer
-                line += f", closer than TimGM6mb's kit on {closer}/{len(pairs)} keys"
-            print(line)
+        per_key, per_key_low = drum_keys(models, keys, int(args.velocities.split(",")[0]),
+                                         args.fmax)
+        summary["drums"] = {"keys": keys, **per_key,
+                            **{f"{k}_below_7k5": v for k, v in per_key_low.items()}}
+        for band, table in (("full band", per_key), ("below 7.5 kHz", per_key_low)):
+            peer = table["timgm6mb"]
+            for label, dists in table.items():
+                pairs = [(d, t) for d, t in zip(dists, peer) if d is not None and t is not None]
+                line = (f"{label:<24} kit keys 35-81, {band}: "
+                        f"median {np.median([d for d, _ in pairs]):.3f}")
+                if label != "timgm6mb":
+                    closer = sum(d < t for d, t in pairs)
+                    key = "closer" if band == "full band" else "closer_below_7k5"
+                    summary["drums"][f"{label}_{key}"] = closer
+                    line += f", closer than TimGM6mb's kit on {closer}/{len(pairs)} keys"
+                print(line)
     if args.pitch_data:
         for label, model in models.items():   # a core's pitch is `singsynth eval`'s
             summary[label]["pitch"] = held_out_pitch(model, args.pitch_data)

@@ -461,10 +461,13 @@ def test_lazy_model_source_reads_the_header_and_loads_only_to_generate(tiny_chec
 
 # ---- nothing half-done: refusals and interruptions leave no trace ---------------------------
 
-def test_a_song_with_no_playable_note_is_refused_not_rendered_silent(tmp_path, capsys):
+def test_a_song_with_no_playable_note_is_refused_not_rendered_silent(tmp_path, capsys,
+                                                                     tiny_checkpoint):
+    """Drums only, with a preset that gives channel 10 nothing (the GM default has a kit)."""
     song = tmp_path / "drums.mid"
     song.write_bytes(midi_bytes([on(36, ch=9), off(36, ch=9, time=480)]))
-    code, err = run_cli([song, "-o", tmp_path / "out.wav", "--no-cache"], capsys)
+    code, err = run_cli([song, "-o", tmp_path / "out.wav", "--no-cache", "--model",
+                         tiny_checkpoint, "--preset", "default"], capsys)
     assert code == 1 and "none of its 1 notes can be played" in err and "channel 10" in err
     assert os.listdir(tmp_path) == ["drums.mid"]
 
@@ -482,7 +485,7 @@ def test_the_default_preset_with_another_model_says_which_preset_to_pass(tmp_pat
     song = tmp_path / "in.mid"
     song.write_bytes(simple_song())
     code, err = run_cli([song, "-o", tmp_path / "out.wav", "--model", tiny_checkpoint], capsys)
-    assert code == 1 and "unknown instrument" in err and "pass --preset default" in err
+    assert code == 1 and "unknown instrument" in err and "--preset default to play" in err
     assert len(err.strip().splitlines()) == 1 and os.listdir(tmp_path) == ["in.mid"]
 
 
