@@ -33,6 +33,7 @@ FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 RATE = 48000
 VELOCITIES = (25, 50, 75, 100, 127)
+SHOW_KEYS = (38, 42, 49)   # snare, closed hi-hat, crash
 
 
 def render_soundfont(path, program: int, notes, drums: bool = False):
@@ -127,7 +128,7 @@ def confusion(features, labels, programs):
 def drum_keys(models, keys, velocity, fmax):
     """The standard kit, key by key: each model's `drums_*` instrument and TimGM6mb's kit
     against FluidR3's; returns {label: [distance per key]} and {label: [the same below
-    7.5 kHz]} (None: a key silent in FluidR3)."""
+    7.5 kHz]} (None: a key silent in FluidR3), and {label: [wave per key]} with FluidR3's."""
     notes = [(k, velocity) for k in keys]
     source = render_soundfont(FLUIDR3, 0, notes, drums=True)
     peer = render_soundfont(TIMGM, 0, notes, drums=True)
@@ -139,7 +140,7 @@ def drum_keys(models, keys, velocity, fmax):
     def table(top):
         return {label: [distance(w, ref, top) if ref is not None and w is not None else None
                         for w, ref in zip(ws, source)] for label, ws in waves.items()}
-    return table(fmax), table(7500)
+    return table(fmax), table(7500), {"fluidr3": source, **waves}
 
 
 def main(argv=None):
@@ -159,6 +160,8 @@ def main(argv=None):
     parser.add_argument("--confusion", action="store_true",
                         help="also which FluidR3 program each program's notes are nearest to "
                              "(does each program play itself?), for TimGM6mb and each model")
+    parser.add_argument("--show", default="0,40,73",
+                        help="programs drawn by --figure and written by --wavs (MIDI 60)")
     parser.add_argument("--drums", action="store_true",
                         help="also the standard kit, keys 35-81, against TimGM6mb's kit")
     parser.add_argument("--core", action="store_true",
@@ -178,7 +181,7 @@ def main(argv=None):
         programs = [(i, p) for i, p in programs if p in wanted]
     notes = [(p, v) for p in map(int, args.pitches.split(","))
              for v in map(int, args.velocities.split(","))]
-    rows, examples = [], {}
+    rows, examples, shown = [], {}, []
     features = {}  # label -> program -> [log-mel per note], for --confusion
     start = time.time()
     for index, program in programs:
@@ -238,8 +241,11 @@ def main(argv=None):
                   + (", ".join(f"{p}->{q}" for p, q in sorted(wrong.items())) or "none"))
     if args.drums:
         keys = list(range(35, 82))
-        per_key, per_key_low = drum_keys(models, keys, int(args.velocities.split(",")[0]),
-                                         args.fmax)
+        per_key, per_key_low, kit_waves = drum_keys(
+            models, keys, int(args.velocities.split(",")[0]), args.fmax)
+        for key in SHOW_KEYS:   # snare, closed hi-hat, crash: drawn and written with --figure/--wavs
+            shown.append((f"kit{key:03d}", f"kit key {key}",
+                          {col: waves[keys.index(key)] for col, waves in kit_waves.items()}))
         summary["drums"] = {"keys": keys, **per_key,
                             **{f"{k}_below_7k5": v for k, v in per_key_low.items()}}
         for band, table in (("full band", per_key), ("below 7.5 kHz", per_key_low)):
@@ -260,12 +266,16 @@ def main(argv=None):
             p = summary[label]["pitch"]
             print(f"{label:<24} held-out pitch: {p['in_tune']} of {p['notes']} within 50 cents "
                   f"({100 * p['in_tune'] / p['notes']:.1f} %), {p['no_pitch']} with none found")
+    pick = next((i for i, (p, _) in enumerate(notes) if p == 60), 0)
+    shown[:0] = [(f"program{p:03d}", f"program {p}, MIDI {notes[pick][0]}",
+                  {col: waves[pick] for col, waves in examples[p].items()})
+                 for p in map(int, args.show.split(",")) if p in examples]
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "programs": rows}, indent=1))
     if args.figure:
-        figure(examples, notes, args.figure, [*cores, *models])
+        figure(shown, args.figure, [*cores, *models])
     if args.wavs:
-        write_wavs(examples, notes, Path(args.wavs))
+        write_wavs(shown, Path(args.wavs))
 
 
 def held_out_pitch(model, data, core=False) -> dict:
@@ -296,42 +306,43 @@ def held_out_pitch(model, data, core=False) -> dict:
     return {"notes": len(index), "in_tune": int(in_tune), "no_pitch": int(none)}
 
 
-def figure(examples, notes, path, model_names, programs=(0, 40, 73)):
-    """Spectrograms to 24 kHz: one row per program (first pitch of `notes` at 60 if there),
-    one column per source."""
+def figure(shown, path, model_names):
+    """Spectrograms to 24 kHz: one row per shown note [(tag, title, {column: wave})], one
+    column per source (FluidR3, TimGM6mb, each model)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     cols = ["fluidr3", "timgm6mb", *model_names]
-    programs = [p for p in programs if p in examples] or list(examples)[:3]
-    pick = next((i for i, (p, _) in enumerate(notes) if p == 60), 0)
-    fig, axes = plt.subplots(len(programs), len(cols), figsize=(3.2 * len(cols), 2.6 * len(programs)),
+    fig, axes = plt.subplots(len(shown), len(cols), figsize=(3.2 * len(cols), 2.6 * len(shown)),
                              squeeze=False)
-    for r, prog in enumerate(programs):
+    for r, (_, title, waves) in enumerate(shown):
         for c, col in enumerate(cols):
             ax = axes[r][c]
-            wave = examples[prog][col][pick]
+            wave = waves.get(col)
             if wave is None:
                 ax.axis("off")
                 continue
-            ax.specgram(wave[:3 * RATE], NFFT=2048, Fs=RATE, noverlap=1536, cmap="magma",
-                        vmin=-140, vmax=-20)
+            # Exact digital silence (a SoundFont's ended sample, the gate) would be log(0),
+            # drawn blank: a -180 dB noise floor draws it black like any silence.
+            floor = 1e-9 * np.random.default_rng(0).standard_normal(3 * RATE)
+            ax.specgram(wave[:3 * RATE] + floor[:len(wave[:3 * RATE])], NFFT=2048, Fs=RATE,
+                        noverlap=1536, cmap="magma", vmin=-140, vmax=-20)
             ax.set_ylim(0, 24000)
-            ax.set_title(f"{col}: program {prog}, MIDI {notes[pick][0]}", fontsize=8)
+            ax.set_title(f"{col}: {title}", fontsize=8)
             ax.tick_params(labelsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     print(f"wrote {path}")
 
 
-def write_wavs(examples, notes, folder: Path, programs=(0, 40, 73)):
+def write_wavs(shown, folder: Path):
+    """The shown notes as FLAC, TAG-SOURCE.flac."""
     import soundfile as sf
     folder.mkdir(parents=True, exist_ok=True)
-    pick = next((i for i, (p, _) in enumerate(notes) if p == 60), 0)
-    for prog in programs:
-        for col, waves in examples.get(prog, {}).items():
-            if waves[pick] is not None:
-                sf.write(folder / f"program{prog:03d}-{col}.flac", waves[pick], RATE)
+    for tag, _, waves in shown:
+        for col, wave in waves.items():
+            if wave is not None:
+                sf.write(folder / f"{tag}-{col}.flac", wave, RATE)
     print(f"wrote {folder}")
 
 
