@@ -1,6 +1,6 @@
 """General MIDI with drums (issue 22): unpitched instruments (no harmonic bank for a kit),
 drum notes in a SoundFont dataset, their onsets through the engine and a song's render,
-and presets/gm128.yaml (program N -> instrument N, channel 10 -> the standard kit)."""
+and presets/gm.yaml (program N -> instrument N, channel 10 -> the standard kit)."""
 import io
 import shutil
 from pathlib import Path
@@ -231,15 +231,16 @@ def test_render_puts_drum_hits_where_the_file_puts_them():
         assert 0 <= got - want <= 0.005, (want, got)
 
 
-# ---- presets/gm128.yaml -------------------------------------------------------------------
+# ---- presets/gm.yaml -------------------------------------------------------------------------
 
 @pytest.mark.skipif(not FLUIDR3.exists(), reason="needs fluid-soundfont-gm (make setup)")
-def test_gm128_preset_maps_every_program_and_channel_10():
+def test_gm_preset_maps_every_program_and_channel_10():
     vocab = [i.name for i in sfr.plan_instruments(FLUIDR3, range(128), drums=True)]
     assert len(vocab) == 129 and vocab[-1] == KIT
     # The model's order may differ (an extended default lists its own 19 first).
     order = vocab[::-1]
-    preset = load_preset(REPO / "presets" / "gm128.yaml", order)
+    preset = load_preset(REPO / "presets" / "gm.yaml", order)
+    assert preset.name == "gm"
     for program in range(128):
         for channel in (0, 15):
             patch = preset.patch(channel, program)
@@ -305,3 +306,16 @@ def test_melodic_share_trains_a_fixed_subset_of_the_melodic_notes_beside_the_who
     assert kit_order(model, train, 1, melodic_share=1.0).tolist() == list(range(n))
     with pytest.raises(ConfigError, match="melodic_share"):
         kit_order(model, train, 1, melodic_share=0)
+
+
+def test_the_noise_band_trains_on_every_kit_note_whatever_every_is():
+    """highband.training_rows: every `every`-th melodic note and all of a kit's notes (each
+    key is a sound of its own, and a hi-hat is mostly above the core's band)."""
+    from singsynth.train.highband import training_rows
+    model = loud_bank_model()
+    rows = [(i, 60, 0, f"n{n}.wav") for n, i in enumerate([0, 1, 2, 1, 0, 2, 2, 1])]
+    chosen, kit = training_rows(model, rows, 3)
+    assert [r[3] for r in chosen] == ["n0.wav", "n5.wav", "n1.wav", "n3.wav", "n7.wav"]
+    assert [chosen[i][0] for i in kit] == [1, 1, 1]
+    melodic = loud_bank_model(instruments=["piano_1_000", "violin_040"])
+    assert training_rows(melodic, rows, 3) == (rows[::3], [])

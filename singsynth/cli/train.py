@@ -14,7 +14,8 @@ def get_parser():
                    help="run only this stage (repeatable); default: all three in order. "
                         "highband: with --init, train a 16 kHz checkpoint's full-band noise "
                         "band on a 48 kHz dataset (train/highband.py); its settings: "
-                        "--set highband.epochs=40, highband.lr=0.005, highband.every=4")
+                        "--set highband.epochs=40, highband.lr=0.005, highband.every=4, "
+                        "highband.kit_repeat=4")
     p.add_argument("--resume", action="store_true", help="continue a killed run exactly")
     p.add_argument("-f", "--force", action="store_true", help="start over in an existing --out")
     p.add_argument("--init", metavar="CHECKPOINT",
@@ -61,7 +62,7 @@ def run_highband(args) -> int:
     if args.stage != ["highband"] or not args.init or args.config or args.extend:
         raise ConfigError("--stage highband runs alone, with --init CHECKPOINT (the trained "
                           "16 kHz model) and no --config or --extend")
-    settings = {"epochs": int, "lr": float, "every": int}
+    settings = {"epochs": int, "lr": float, "every": int, "kit_repeat": int}
     options = {}
     for item in args.set:
         key, _, value = item.partition("=")

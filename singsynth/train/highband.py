@@ -123,6 +123,17 @@ def features(model: SING, rows, out: Path, name: str, progress=True):
     return np.load(h_path, mmap_mode="r"), target
 
 
+def training_rows(model: SING, rows, every: int):
+    """The rows the noise band trains on: every `every`-th melodic row and every row of an
+    unpitched instrument (a drum kit); and the indices of the kit rows among them."""
+    pitched = model.pitched(torch.tensor([r[0] for r in rows], dtype=torch.long))
+    if pitched is None:
+        return rows[::every], []
+    melodic = [r for r, p in zip(rows, pitched.tolist()) if p >= 0.5][::every]
+    kit = [r for r, p in zip(rows, pitched.tolist()) if p < 0.5]
+    return melodic + kit, list(range(len(melodic), len(melodic) + len(kit)))
+
+
 def smooth_bands(log_target: np.ndarray, width: int = SMOOTH_BANDS) -> np.ndarray:
     """Log band energies (N, bands, F) averaged, as energies, over `width` neighbouring
     bands (edges: over those that exist).
@@ -145,12 +156,15 @@ def smooth_bands(log_target: np.ndarray, width: int = SMOOTH_BANDS) -> np.ndarra
 
 def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
         resume: bool = False, seed: int = 0, progress: bool = True, every: int = 4,
-        force: bool = False) -> dict:
+        kit_repeat: int = 4, force: bool = False) -> dict:
     """Train the noise band of `init`'s full-band model on dataset `data` into `out`.
 
     every: use every `every`-th training note (and every `(every + 1) // 2`-th held-out
         one): the head has 140 k weights and each note gives 257 frames, so a quarter of
         gm19's 7,150 notes (460 k frames) is plenty, and computing features is the cost.
+        Every note of a drum kit trains whatever `every` is, `kit_repeat` times an epoch:
+        a kit's keys are each a sound of their own, a few hundred notes in all, and most
+        of a hi-hat is above 8 kHz, where the core has nothing.
     """
     from singsynth.model.checkpoint import atomic_save_tensors, load_model, save_model
 
@@ -168,7 +182,8 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
     torch.manual_seed(seed)
     model = full_band_model(load_model(init)).eval()
     rate = model.config.output_rate
-    train_rows = read_split(data, "train", rate, model.instruments)[::every]
+    train_rows, kit = training_rows(model, read_split(data, "train", rate, model.instruments),
+                                    every)
     test_rows = read_split(data, "test", rate, model.instruments)[::(every + 1) // 2]
     h_train, t_train = features(model, train_rows, out, "train", progress)
     h_test, t_test = features(model, test_rows, out, "test", progress)
@@ -218,7 +233,9 @@ def run(init, data, out, epochs: int = 40, lr: float = 5e-3, batch: int = 32,
         start = time.time()
         for group in optimizer.param_groups:   # cosine decay to 1/20 over the run
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))
-        order = torch.randperm(len(train_rows), generator=gen)
+        order = torch.cat([torch.arange(len(train_rows)),
+                           torch.tensor(kit, dtype=torch.long).repeat(kit_repeat - 1)])
+        order = order[torch.randperm(len(order), generator=gen)]
         total = 0.0
         for i in range(0, len(order), batch):
             idx = np.sort(order[i:i + batch].numpy())
