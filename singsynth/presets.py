@@ -349,5 +349,6 @@ def host_preset(name: Union[str, Path, None], instruments: Sequence[str]) -> Pre
         return load_preset(name, instruments)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (the default preset {name!r} is made for the default "
-                          "model: pass --preset default to play this model's first "
-                          "instrument, or a preset naming its instruments)") from None
+                          "model: pass --preset gm19 for a model of the former "
+                          "19-instrument default, --preset default to play this model's "
+                          "first instrument, or a preset naming its instruments)") from None

@@ -14,6 +14,7 @@ from singsynth.model.checkpoint import load_model
 from singsynth.model.header import MODELS_DIR, resolve
 
 INSTRUMENTS = ["yamaha_grand_piano_000", "flute_073", "fingered_bass_033"]
+HAT_SHARE = 0.05   # of the note's energy at 9-16 kHz; FluidR3: 0.35 (hi-hat), 0.09 (crash)
 PITCHES = [48, 48, 36]
 
 
@@ -33,7 +34,10 @@ def test_default_resolves_to_the_shipped_file():
     assert resolve(None) == MODELS_DIR / "default.safetensors"
     assert resolve(None).stat().st_size <= 50 * 2**20
     model = load_model(None)
-    assert len(model.instruments) == 19
+    # General MIDI (issue 22): the 128 FluidR3_GM programs in program order, then the kit.
+    assert len(model.instruments) == 129
+    assert [int(n[-3:]) for n in model.instruments[:128]] == list(range(128))
+    assert model.instruments[128] == "drums_standard_000"
     assert model.provenance["dataset"] and model.provenance["stage"] in ("lstm", "e2e")
     # Full band (issue 21): 48 kHz notes, the noise band trained on FluidR3 at 48 kHz.
     assert model.config.output_rate == 48000 and model.noise is not None
@@ -60,6 +64,32 @@ def test_notes_have_the_high_band(model):
     assert (share(old, 48000) < 1e-8).all()
 
 
+def high_share(waves, rate):
+    """Share of each note's energy between 9 and 16 kHz, (B, L) -> (B,)."""
+    spec = np.abs(np.fft.rfft(waves, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(waves.shape[1], 1 / rate)
+    return spec[:, (freqs >= 9000) & (freqs < 16000)].sum(1) / spec.sum(1)
+
+
+def test_the_drum_kit_hits_on_time_bright_and_then_ends(model):
+    """Channel 10's kit (issue 22): each hit starts within 5 ms of the note-on; the
+    closed hi-hat (42) and the crash (49) are bright, the kick (36) is not; a kick is
+    over long before the note's 4 s (exact zeros: model/gate.py)."""
+    kit = model.instruments.index("drums_standard_000")
+    assert model.pitched(torch.tensor([kit])).tolist() == [0.0]   # no harmonic bank
+    keys = [36, 38, 42, 49]
+    waves = model.generate(torch.full((4,), kit), torch.tensor(keys),
+                           torch.full((4,), 3)).numpy()
+    rate = model.config.output_rate
+    for key, wave in zip(keys, waves):
+        onset = np.flatnonzero(np.abs(wave) > 0.1 * np.abs(wave).max())[0] / rate
+        assert onset <= 0.005, (key, onset)
+    share = high_share(waves, rate)
+    assert share[2] > HAT_SHARE and share[3] > HAT_SHARE, share
+    assert share[0] < share[2] / 10, share
+    assert (waves[0, -rate:] == 0).all()
+
+
 def test_notes_are_not_silent_and_not_clipped(model, notes):
     rate = model.config.output_rate
     held = notes[:, rate // 5:int(rate * 2.5)]     # 0.2-2.5 s, the sustained part
@@ -84,4 +114,4 @@ def test_fundamental_within_50_cents(model, notes):
 def test_cli_info_uses_the_default():
     out = subprocess.run([sys.executable, "-m", "singsynth", "info"], capture_output=True,
                          text=True, check=True).stdout
-    assert "default.safetensors" in out and "instruments (19)" in out
+    assert "default.safetensors" in out and "instruments (129)" in out

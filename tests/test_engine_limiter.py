@@ -110,7 +110,8 @@ def gm_source():
     """A sine source with the GM preset's instrument names (the default model's)."""
     preset = yaml.safe_load((ROOT / "presets" / "gm.yaml").read_text())
     names = {preset["defaults"]["instrument"]}
-    names |= {p["instrument"] for p in preset["programs"].values() if isinstance(p["instrument"], str)}
+    patches = [*preset["programs"].values(), *preset["channels"].values()]
+    names |= {p["instrument"] for p in patches if isinstance(p["instrument"], str)}
     return SineSource(instruments=sorted(names), note_samples=8000)
 
 

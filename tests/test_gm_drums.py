@@ -319,3 +319,19 @@ def test_the_noise_band_trains_on_every_kit_note_whatever_every_is():
     assert [chosen[i][0] for i in kit] == [1, 1, 1]
     melodic = loud_bank_model(instruments=["piano_1_000", "violin_040"])
     assert training_rows(melodic, rows, 3) == (rows[::3], [])
+
+
+@pytest.mark.skipif(not FLUIDR3.exists(), reason="needs fluid-soundfont-gm (make setup)")
+def test_gm_preset_prewarm_fits_the_default_note_cache():
+    """Prewarmed notes beyond the cache's budget would evict each other as they arrive."""
+    from singsynth.engine.synth import Synth
+    from singsynth.generation.testing import SineSource
+    vocab = [i.name for i in sfr.plan_instruments(FLUIDR3, range(128), drums=True)]
+    source = SineSource(instruments=vocab, note_samples=192000, sample_rate=48000)
+    synth = Synth(source, 48000, "gm", offline=True)
+    try:
+        keys = synth.prewarm_keys()
+        assert {k.instrument for k in keys} == {((0, 1.0),), ((128, 1.0),)}
+        assert len(keys) * 192000 * 4 <= synth.cache.budget_bytes
+    finally:
+        synth.close()

@@ -394,7 +394,7 @@ def test_play_uses_the_gm_preset_unless_told_otherwise(tiny_checkpoint):
     gm = host_preset(None, default.instruments)
     assert gm.patch(0, 24).instrument != gm.patch(0, 0).instrument
     tiny = open_source(str(tiny_checkpoint))  # other instruments than GM names
-    with pytest.raises(ConfigError, match="pass --preset default"):
+    with pytest.raises(ConfigError, match="--preset default to play"):
         host_preset(None, tiny.instruments)
     assert host_preset("default", tiny.instruments).name == "default"
 

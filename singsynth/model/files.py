@@ -67,7 +67,7 @@ class LazySource:
 
 
 def open_source(name_or_path=None, lazy: bool = True):
-    """The NoteSource of a model name ('default', 'gm-wip') or checkpoint path: the one
+    """The NoteSource of a model name ('default', or another file in models/) or checkpoint path: the one
     way a checkpoint becomes something the engine plays (as demucs's `get_model`).
 
     lazy=True: a `LazySource` built from the header, which loads the weights on first use

@@ -61,7 +61,7 @@ class StageConfig:
             epochs, closer to FluidR3 than TimGM6mb's kit on 3 of 47 keys.
         melodic_share: share of the melodic (pitched) training notes an epoch trains, in
             (0, 1]: a fixed random subset (`stages.kit_order`). With `kit_repeat`, a short
-            phase weighted towards a kit (models/gm.md).
+            phase weighted towards a kit (configs/gm-kit.yaml).
     """
 
     epochs: int = 1
