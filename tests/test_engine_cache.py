@@ -14,7 +14,7 @@ def note(pitch, samples=1000):
 
 
 def test_cache_evicts_least_recently_used_within_its_byte_budget():
-    size = note(0).nbytes
+    size = note(9).nbytes
     cache = NoteCache(budget_bytes=3 * size + size // 2)
     for p in (1, 2, 3):
         assert cache.put(note(p))
@@ -80,5 +80,25 @@ def test_prepare_renders_uncached_keys_in_batches_and_then_plays_from_cache():
 @pytest.mark.parametrize("samples,margin", [(192001, 16386), (48000, 2100), (100, 2100)])
 def test_note_nbytes_is_what_a_finished_note_holds(samples, margin):
     from singsynth.generation.note import note_nbytes
-    note = Note.complete(NoteKey(single(0), 60, 1.0), np.zeros(samples, np.float32), margin)
+    note = Note.complete(NoteKey(single(0), 60, 1.0), np.ones(samples, np.float32), margin)
     assert note_nbytes(samples, margin) == note.nbytes
+
+
+def test_a_note_that_ends_in_silence_is_a_one_shot_and_its_voice_ends_there():
+    """A gated note (model/gate.py: exact zeros once it has died away) gets no sustain
+    loop, and a held voice playing it finishes at its last sound, not at 4 s or never."""
+    from singsynth.engine.voice import Voice
+    data = np.zeros(48000, np.float32)
+    data[:9000] = np.linspace(1, 0.01, 9000)         # over at 19 % of the note
+    hit = Note.complete(NoteKey(single(0), 36, 2.0), data)
+    assert hit.length == 9000 and hit.loop_end == 0 and len(hit.tail) == 0
+    voice = Voice(hit, channel=9, pitch=36, amp=1.0, release=480)
+    blocks = 0
+    while not voice.finished and blocks < 1000:
+        voice.read(256)
+        blocks += 1
+    assert blocks == -(-9000 // 256)                  # held, never released
+    held = Note.complete(NoteKey(single(0), 60, 2.0), np.full(48000, 0.5, np.float32))
+    assert held.length == 48000 and held.loop_end > 0
+    data[40000] = 0.001                                 # sounds again inside the loop
+    assert Note.complete(NoteKey(single(0), 37, 2.0), data).loop_end > 0

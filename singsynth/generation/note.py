@@ -24,7 +24,8 @@ TAIL_MARGIN = 2100
 
 def note_nbytes(samples: int, margin: int = TAIL_MARGIN) -> int:
     """Bytes a finished note of `samples` samples holds: its data and the loop tail
-    `Note.finish` builds (the crossfade, then `margin` samples)."""
+    `Note.finish` builds (the crossfade, then `margin` samples); a one-shot (a note that
+    ends in silence before its loop) holds no tail, so this is an upper bound."""
     return 4 * (samples + max(1, int(LOOP_XFADE * samples)) + margin)
 
 
@@ -117,8 +118,17 @@ class Note:
         """Mark the note whole and build its sustain loop (generator side); the tail
         repeats `margin` samples of the loop's start."""
         n = self.available
-        self.length = n
         ls, le = int(LOOP_START * n), int(LOOP_END * n)
+        # A note that ends in exact silence before its loop would (model/gate.py: a drum
+        # hit, a decayed pluck) is a one-shot: no loop, and a voice playing it is over at
+        # its last sound, not 4 s later. (On the generator's side: a scan of the note.)
+        sounding = np.flatnonzero(self.data[:n])
+        end = int(sounding[-1]) + 1 if len(sounding) else 0
+        if end < le:
+            self.length = end
+            self.state = DONE
+            return
+        self.length = n
         x = max(1, min(int(LOOP_XFADE * n), ls, le - ls))
         if le - ls >= 2:
             w = (np.arange(x, dtype=np.float32) + 1) / x
