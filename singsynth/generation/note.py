@@ -122,8 +122,9 @@ class Note:
         # A note that ends in exact silence before its loop would (model/gate.py: a drum
         # hit, a decayed pluck) is a one-shot: no loop, and a voice playing it is over at
         # its last sound, not 4 s later. (On the generator's side: a scan of the note.)
-        sounding = np.flatnonzero(self.data[:n])
-        end = int(sounding[-1]) + 1 if len(sounding) else 0
+        sounding = self.data[:n] != 0
+        last = int(np.argmax(sounding[::-1])) if n else 0   # zeros at the end (0.1 ms)
+        end = n - last if n and sounding[n - 1 - last] else 0
         if end < le:
             self.length = end
             self.state = DONE
