@@ -57,3 +57,15 @@ def test_quiet_notes_sustained_notes_and_inactive_notes_are_untouched():
     wave = hit_then_floor()
     out = TailGate(2, RATE, active=torch.tensor([True, False]))(wave)
     assert torch.equal(out[1], wave[1]) and (out[0, -FRAME:] == 0).all()
+
+
+def test_whole_frames_at_once_match_frame_by_frame():
+    """The vectorised path (a chunk of 2+ whole frames) decides as the frame-by-frame one,
+    including a gate already closing or silent when the chunk starts."""
+    wave = hit_then_floor(batch=4, seed=2)
+    wave[2] *= 10 ** (-35 / 20)                          # never loud enough: untouched
+    by_frame = run(TailGate(4, RATE, active=torch.tensor([1, 1, 1, 0])), wave, [FRAME])
+    for sizes in ([wave.shape[1]], [3 * FRAME, 7 * FRAME + 5, 10 * FRAME], [100, 2 * FRAME]):
+        gate = TailGate(4, RATE, active=torch.tensor([1, 1, 1, 0]))
+        assert torch.equal(run(gate, wave, sizes), by_frame), sizes
+    assert (by_frame[:2, -FRAME:] == 0).all() and torch.equal(by_frame[2:], wave[2:])

@@ -45,22 +45,30 @@ class TailGate:
     def __call__(self, chunk: torch.Tensor) -> torch.Tensor:
         """The chunk (B, n) with the gate's gains applied (a new tensor)."""
         out = chunk.clone()
-        start = 0
-        while start < chunk.shape[1]:
+        start, n = 0, chunk.shape[1]
+        while start < n:
             offset = self.pos % self.frame
-            end = min(chunk.shape[1], start + self.frame - offset)
-            # The frame's gain was decided when the previous frame ended.
-            if self.silent.any():
-                out[self.silent, start:end] = 0
-            fading = self.closed & ~self.silent
-            if fading.any():
-                out[fading, start:end] *= self.fade[offset:offset + end - start].to(out.dtype)
-            self.energy += chunk[:, start:end].double().square().sum(1)
-            self.pos += end - start
-            if self.pos % self.frame == 0:
-                self._frame_done()
+            whole = (n - start) // self.frame if offset == 0 else 0
+            if whole >= 2:      # a whole note: its frames at once, not one Python step each
+                end = start + whole * self.frame
+                self._frames(chunk[:, start:end], out[:, start:end])
+            else:
+                end = min(n, start + self.frame - offset)
+                self._part(chunk[:, start:end], out[:, start:end], offset)
             start = end
         return out
+
+    def _part(self, x: torch.Tensor, out: torch.Tensor, offset: int):
+        """Samples `offset`.. of the current frame: gains as decided, energy summed."""
+        if self.silent.any():
+            out[self.silent] = 0
+        fading = self.closed & ~self.silent
+        if fading.any():
+            out[fading] *= self.fade[offset:offset + x.shape[1]].to(out.dtype)
+        self.energy += x.double().square().sum(1)
+        self.pos += x.shape[1]
+        if self.pos % self.frame == 0:
+            self._frame_done()
 
     def _frame_done(self):
         """Decide the next frame's gain from the frame just finished."""
@@ -69,3 +77,26 @@ class TailGate:
         self.loud |= level >= OPEN_DB
         self.closed |= self.loud & (level < CLOSE_DB) & self.active
         self.energy.zero_()
+
+    def _frames(self, x: torch.Tensor, out: torch.Tensor):
+        """F >= 2 whole frames (B, F * frame) from a frame boundary: the same decisions as
+        F calls of `_part`, as cumulative ORs over the frames."""
+        b, frames = x.shape[0], x.shape[1] // self.frame
+        energy = x.double().square().reshape(b, frames, self.frame).sum(-1)
+        level = 10 * torch.log10(energy / self.frame + 1e-30)             # (B, F)
+        loud = (self.loud[:, None] | (level >= OPEN_DB)).cummax(1).values
+        ends = loud & (level < CLOSE_DB) & self.active[:, None]
+        closed = (self.closed[:, None] | ends).cummax(1).values          # after frame j
+        # Before frame j: closed if it was after frame j - 1; silent if it was closed after
+        # frame j - 2 (the frame between faded), or silent from the start.
+        closed_before = torch.cat([self.closed[:, None], closed[:, :-1]], 1)
+        never = torch.zeros_like(self.closed)[:, None]
+        silent_before = self.silent[:, None] | torch.cat(
+            [never, self.closed[:, None], closed[:, :-2]], 1)
+        gain = torch.ones(b, frames, self.frame, dtype=out.dtype, device=out.device)
+        gain[closed_before & ~silent_before] = self.fade.to(out.dtype)
+        gain[silent_before] = 0
+        out.mul_(gain.reshape(b, -1))
+        self.silent = self.silent | closed_before[:, -1]
+        self.loud, self.closed = loud[:, -1].clone(), closed[:, -1].clone()
+        self.pos += x.shape[1]
