@@ -7,7 +7,8 @@ note. Inaudible in a mix, but it is what a log-spectral comparison of a short hi
 sees (benchmarks/timbre.py, models/default.md), and a cached note's tail is mixed for
 nothing. `TailGate` ends a note the way a synth voice ends: once a note that has sounded
 (a 10 ms frame at `OPEN_DB` or louder) falls under `CLOSE_DB`, it fades out over one
-frame and stays silent.
+frame and stays silent. `SING` gates the notes of drum kits only (`SING.tail_gate`): a
+melodic note's quiet tail still carries its pitch.
 
 The gate is causal and decided per frame from earlier frames only, so a note streamed in
 chunks of any size gets the same gains as the whole note (`SING.generate` and

@@ -206,9 +206,16 @@ class SING(nn.Module):
             wave = self.tail_gate(instrument, wave.shape[0])(wave.float())
         return wave.float().clamp(-1, 1)
 
-    def tail_gate(self, instrument, batch: int) -> TailGate:
-        """The gate that ends each note of a batch once it has died away (model/gate.py)."""
-        return TailGate(batch, self.config.output_rate, self.device)
+    def tail_gate(self, instrument, batch: int):
+        """What ends each note of a batch once it has died away (model/gate.py): a
+        `TailGate` for the notes of unpitched instruments (drum kits), a callable that
+        returns the wave as it is when there are none. Melodic notes keep their quiet
+        tails: gated too, the GM model's quiet short notes went silent before pyin could
+        find their pitch (held-out notes in tune: models/default.md)."""
+        pitched = self.pitched(instrument)
+        if pitched is None or bool((pitched >= 0.5).all()):
+            return lambda wave: wave
+        return TailGate(batch, self.config.output_rate, self.device, active=pitched < 0.5)
 
     @torch.no_grad()
     def stream(self, instrument, pitch, velocity, chunk: int = 256) -> Iterator[torch.Tensor]:
