@@ -29,6 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from singsynth.notes import is_unpitched  # noqa: E402 (after the path)
+
 FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 RATE = 48000
@@ -90,7 +92,7 @@ def band_energy(wave, low=9000, high=16000) -> float:
 def program_of(name: str) -> int | None:
     """The GM program of a melodic instrument name (`violin_040` -> 40); None for a kit."""
     tail = name.rsplit("_", 1)[-1]
-    if name.startswith("drums_"):
+    if is_unpitched(name):
         return None
     return int(tail) if tail.isdigit() and len(tail) == 3 else None
 
@@ -134,7 +136,7 @@ def drum_keys(models, keys, velocity, fmax):
     peer = render_soundfont(TIMGM, 0, notes, drums=True)
     waves = {"timgm6mb": peer}
     for name, m in models.items():
-        kit = next((i for i, n in enumerate(m.instruments) if n.startswith("drums_")), None)
+        kit = next((i for i, n in enumerate(m.instruments) if is_unpitched(n)), None)
         if kit is not None:
             waves[name] = render_model(m, kit, notes)
     def table(top):

@@ -68,3 +68,9 @@ def midi_to_hz(pitch):
     model passes float64 tensors).
     """
     return 440.0 * 2.0 ** ((pitch - 69) / 12)
+
+
+def is_unpitched(name: str) -> bool:
+    """Whether an instrument has no pitch: a drum kit, whose MIDI note is a key (35-81 in
+    GM), each key its own sound. `dataset build --drums` names kits `drums_<kit>_<NNN>`."""
+    return name.startswith("drums_")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from singsynth.errors import DatasetError
 from singsynth.files import read_bytes, shown, write_atomic
+from singsynth.notes import is_unpitched
 
 SPLIT_FILE = "split.json"
 VERSION = 1
@@ -40,10 +41,9 @@ def make_split(pitches: dict, fraction: float = 0.1, seed: int = 0) -> dict:
         ps = sorted(set(int(p) for p in pitches[inst]))
         digest = hashlib.sha256(f"{seed}:{inst}".encode()).digest()
         rng = random.Random(int.from_bytes(digest[:8], "little"))
-        # A drum kit (named drums_* by dataset build, as model/sing.py's is_unpitched reads
-        # it) has no pitch to complete: each key is a sound of its own, and a held-out key
-        # would never be learnt. All its keys train.
-        count = 0 if inst.startswith("drums_") else _test_count(len(ps), fraction)
+        # A drum kit has no pitch to complete: each key is a sound of its own, and a
+        # held-out key would never be learnt. All its keys train.
+        count = 0 if is_unpitched(inst) else _test_count(len(ps), fraction)
         chosen = set(rng.sample(ps, count))
         test[inst] = sorted(chosen)
         train[inst] = [p for p in ps if p not in chosen]

@@ -390,8 +390,9 @@ def render_file(input, output, *, model=None, preset=None, sample_rate: int = 48
     with AudioFile(output, overwrite, inputs=[input, model, preset], bits=bits) as out:
         song = read_song(input, tail=tail, max_duration=max_duration, warn=warn)
         source = note_source(model, source, use_cache, cache_dir)
-        with OfflineRender(song, source, host_preset(preset, list(source.instruments)), sample_rate=sample_rate,
-                           tail=tail, report=report) as job:
+        chosen = host_preset(preset, list(source.instruments))
+        with OfflineRender(song, source, chosen, sample_rate=sample_rate, tail=tail,
+                           report=report) as job:
             if not job.plan().keys:  # every note skipped (drums only, say): no silent file
                 raise SingsynthError(f"{input}: none of its {song.note_count} notes can be "
                                      f"played ({'; '.join(report.warnings) or 'all skipped'})")

@@ -67,8 +67,9 @@ class LazySource:
 
 
 def open_source(name_or_path=None, lazy: bool = True):
-    """The NoteSource of a model name ('default', or another file in models/) or checkpoint path: the one
-    way a checkpoint becomes something the engine plays (as demucs's `get_model`).
+    """The NoteSource of a model name ('default', or another file in models/) or a
+    checkpoint path: the one way a checkpoint becomes something the engine plays (as
+    demucs's `get_model`).
 
     lazy=True: a `LazySource` built from the header, which loads the weights on first use
     (when its header reads cleanly; else loaded now, so that a bad file raises the loader's

@@ -16,6 +16,7 @@ from singsynth.model.config import VELOCITIES, SINGConfig, get_config, trim_samp
 from singsynth.model.fullband import UPSAMPLE_HALF_TAPS, NoiseBand, Upsampler
 from singsynth.model.gate import TailGate
 from singsynth.model.modules import Decoder, Encoder, Harmonics, SequenceGenerator
+from singsynth.notes import is_unpitched
 
 # A run of at most this many LSTM steps uses PyTorch's native CPU kernel: oneDNN's LSTM
 # primitive costs about 0.7 ms a call to set up, 3x the native kernel for the 1-14 steps a
@@ -62,12 +63,6 @@ def decode(decoder: Decoder, harmonics: Harmonics | None, s: torch.Tensor, pitch
            first_step=0, pitched: torch.Tensor | None = None) -> torch.Tensor:
     """The note: the sum of `decode_parts`, (B, (n - 15) * 256)."""
     return mix(decode_parts(decoder, harmonics, s, pitch, first_step, pitched))
-
-
-def is_unpitched(name: str) -> bool:
-    """Whether an instrument has no pitch: a drum kit, whose MIDI note is a key (35-81 in
-    GM), each key its own sound. `dataset build --drums` names kits `drums_<kit>_<NNN>`."""
-    return name.startswith("drums_")
 
 
 def pitched_share(unpitched: torch.Tensor | None, instrument) -> torch.Tensor | None:
